@@ -1,0 +1,93 @@
+// The kernel seam: everything that yields parsed TCP sockets. One implementation speaks
+// NETLINK_SOCK_DIAG through libmnl, one replays bytes recorded from it, one reads
+// /proc/PID/net/tcp{,6} when sock_diag is not available.
+#pragma once
+
+#include "conncheck/tcp.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+struct nlmsghdr;
+
+namespace conncheck::diag {
+
+struct DumpRequest {
+    std::uint8_t family = 0;                // AF_INET or AF_INET6
+    std::uint32_t states = all_states;      // bitmask of state_bit(); the kernel filters for us
+    bool want_info = true;                  // INET_DIAG_INFO (struct tcp_info)
+    bool want_mem = true;                   // INET_DIAG_SKMEMINFO
+};
+
+class DumpSink {
+public:
+    virtual ~DumpSink() = default;
+    virtual void on_socket(const SocketRecord& socket) = 0;
+    // The kernel flagged the dump interrupted (NLM_F_DUMP_INTR) and the source starts this
+    // request again: forget what on_socket delivered since the request began.
+    virtual void on_restart() {}
+};
+
+struct DumpStats {
+    std::uint64_t messages = 0;  // inet_diag_msg replies delivered
+    std::uint64_t malformed = 0; // replies too short to parse, skipped
+    unsigned retries = 0;        // dumps restarted after NLM_F_DUMP_INTR
+    bool inconsistent = false;   // still interrupted after the last retry
+};
+
+class SocketSource {
+public:
+    virtual ~SocketSource() = default;
+    // Streams every socket matching `request` to `sink`. Throws conncheck::Error.
+    virtual DumpStats dump(const DumpRequest& request, DumpSink& sink) = 0;
+    // "netlink", "replay" or "proc_net": said in reports.
+    [[nodiscard]] virtual std::string_view name() const = 0;
+    // False where idle times and memory are unknown (/proc/net/tcp).
+    [[nodiscard]] virtual bool has_tcp_info() const { return true; }
+};
+
+struct NetlinkOptions {
+    int netns_fd = -1;          // open fd of /proc/PID/ns/net to dump that namespace, -1 for ours
+    std::string record_path;    // append every reply datagram here (replayable), empty for none
+    unsigned max_retries = 3;   // for NLM_F_DUMP_INTR
+};
+
+// Throws Error(source_unavailable) when the kernel has no sock_diag for TCP, and
+// Error(permission_denied) when the namespace cannot be entered.
+[[nodiscard]] std::unique_ptr<SocketSource> open_netlink(const NetlinkOptions& options = {});
+// Replays a file written through NetlinkOptions::record_path. Throws Error(bad_file).
+[[nodiscard]] std::unique_ptr<SocketSource> open_replay(const std::string& path);
+// /proc/PID/net/tcp and tcp6 (the namespace of PID), or /proc/net/* for pid 0.
+[[nodiscard]] std::unique_ptr<SocketSource> open_proc_net(const std::string& proc_root, pid_t pid);
+
+// --- pure parsing, exposed for tests and fuzzing ---
+
+// One SOCK_DIAG_BY_FAMILY reply. False when it is too short to be an inet_diag_msg.
+// tcp_info is copied by the attribute's length and the rest left zero.
+[[nodiscard]] bool parse_inet_diag(const nlmsghdr* message, SocketRecord& out);
+
+enum class ChunkStatus { more, done, error };
+struct ChunkResult {
+    ChunkStatus status = ChunkStatus::more;
+    int error = 0;            // errno carried by NLMSG_ERROR or NLMSG_DONE, positive
+    bool interrupted = false; // some message carried NLM_F_DUMP_INTR
+};
+// Runs one received datagram through the same callbacks the live source uses (mnl_cb_run2 with
+// our own NLMSG_DONE handler). seq/portid 0 accept any.
+ChunkResult parse_chunk(const void* data, std::size_t size, std::uint32_t seq, std::uint32_t portid,
+                        DumpSink& sink, DumpStats& stats);
+
+// One line of /proc/net/tcp or tcp6; nullopt for the header or a malformed line.
+[[nodiscard]] std::optional<SocketRecord> parse_proc_net_line(std::string_view line,
+                                                              std::uint8_t family);
+
+// Recording file: "CCNLDUMP1\n", then per datagram a little-endian u32 family, u32 length and
+// the bytes exactly as recv() returned them.
+inline constexpr std::string_view recording_magic = "CCNLDUMP1\n";
+
+} // namespace conncheck::diag

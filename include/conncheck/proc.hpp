@@ -1,0 +1,66 @@
+// Reading processes from a /proc tree. The root is a constructor argument so tests can point it at
+// a fixture tree. Nothing here is sanitized: callers sanitize before printing.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace conncheck::proc {
+
+struct FdLimit {
+    std::uint64_t soft = 0; // 0 = unlimited or unknown
+    std::uint64_t hard = 0;
+};
+
+struct ProcessInfo {
+    pid_t pid = 0;
+    std::string comm;    // raw, as the process set it
+    std::string cmdline; // raw, arguments joined by single spaces; empty for kernel threads
+    std::uint32_t uid = 0;
+    std::string user;             // name for uid, or the number
+    std::uint64_t netns = 0;      // inode of /proc/PID/ns/net, 0 when unreadable
+    std::uint64_t start_ticks = 0; // stat field 22: tells a restarted process from the old pid
+    std::uint64_t open_fds = 0;   // filled by scan_fds
+    FdLimit fd_limit;
+};
+
+struct FdScan {
+    std::vector<std::uint64_t> socket_inodes; // sorted, unique
+    std::uint64_t open_fds = 0;
+};
+
+class ProcFs {
+public:
+    explicit ProcFs(std::string root = "/proc");
+    [[nodiscard]] const std::string& root() const { return root_; }
+
+    // comm, cmdline, uid, netns, start time, limits. Throws Error(no_such_process).
+    [[nodiscard]] ProcessInfo read_info(pid_t pid) const;
+    // Reads only /proc/PID/fd. Throws Error(no_such_process) or Error(permission_denied).
+    [[nodiscard]] FdScan scan_fds(pid_t pid) const;
+    [[nodiscard]] std::vector<pid_t> list_pids() const;
+    // comm equals `name`, or cmdline contains it. Never matches the calling process.
+    [[nodiscard]] std::vector<pid_t> find_by_name(std::string_view name) const;
+    [[nodiscard]] std::uint64_t netns_inode(pid_t pid) const; // 0 when unreadable
+    [[nodiscard]] std::uint64_t self_netns() const;
+    [[nodiscard]] std::string path(pid_t pid, std::string_view leaf) const; // root/PID/leaf
+    [[nodiscard]] bool exists(pid_t pid) const;
+
+private:
+    std::string root_;
+};
+
+// A strictly positive decimal pid that fits pid_t, nothing else.
+[[nodiscard]] std::optional<pid_t> parse_pid(std::string_view text);
+// Throws Error(bad_file) naming the path and what is wrong with it.
+[[nodiscard]] pid_t read_pidfile(const std::string& path);
+// "net:[4026531840]" -> 4026531840, 0 when it is not of that form.
+[[nodiscard]] std::uint64_t parse_ns_link(std::string_view link);
+// "socket:[12345]" -> 12345, nullopt otherwise.
+[[nodiscard]] std::optional<std::uint64_t> parse_socket_link(std::string_view link);
+
+} // namespace conncheck::proc

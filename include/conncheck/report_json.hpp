@@ -1,0 +1,17 @@
+// The documented JSON form of a report ("schema": 1). See man/conncheck.1.scd, JSON OUTPUT.
+#pragma once
+
+#include "conncheck/analysis.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace conncheck::report {
+
+inline constexpr int json_schema = 1;
+
+[[nodiscard]] nlohmann::json to_json(const analysis::ProcessReport& report);
+[[nodiscard]] nlohmann::json to_json(const analysis::HostReport& report);
+[[nodiscard]] nlohmann::json to_json(const Endpoint& endpoint); // "1.2.3.4:9443"
+[[nodiscard]] nlohmann::json states_json(const analysis::StateCounts& states); // every state, 0s too
+
+} // namespace conncheck::report

@@ -1,0 +1,76 @@
+// Joins the kernel's sockets with processes: one snapshot per call. For chosen pids it reads only
+// those pids' fds and keeps only their sockets, so memory follows the target, not the host.
+#pragma once
+
+#include "conncheck/proc.hpp"
+#include "conncheck/tcp.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace conncheck::scan {
+
+enum class SourceKind { automatic, netlink, proc_net };
+
+struct Config {
+    std::string proc_root = "/proc";
+    std::string replay_path; // non-empty: sockets come from this recording, not the kernel
+    std::string record_path; // non-empty: record the netlink replies here (--dump-netlink)
+    SourceKind source = SourceKind::automatic;
+};
+
+// Cookies of live sockets seen earlier (watch's previous tick, check's state file) and who held
+// them. A TIME_WAIT socket keeps its cookie, so these attribute TIME_WAIT exactly.
+using CookieOwners = std::unordered_map<std::uint64_t, pid_t>;
+
+struct ProcessSnapshot {
+    proc::ProcessInfo info;
+    // Sockets whose inode one of the process's fds holds, plus TIME_WAIT sockets attributed by
+    // cookie through CookieOwners. Unique by cookie.
+    std::vector<SocketRecord> sockets;
+    // TIME_WAIT sockets toward one of the process's peers, or to one of its listening ports,
+    // whose owner is not known exactly.
+    std::vector<SocketRecord> time_wait_by_peer;
+    std::uint64_t time_wait_exact = 0; // how many of `sockets` are TIME_WAIT by cookie
+    bool exited = false;               // gone before the scan finished (host-wide scans only)
+};
+
+struct Unattributed {
+    std::uint64_t time_wait = 0;  // no owner in the kernel, not toward any scanned process's peers
+    std::uint64_t orphaned = 0;   // inode 0 in another state: closed by the process, still draining
+    std::uint64_t permission = 0; // held by processes whose fds we may not read
+    std::uint64_t unknown = 0;    // an inode no readable process holds (exited meanwhile)
+};
+
+struct Snapshot {
+    std::chrono::system_clock::time_point taken_at{};
+    std::vector<ProcessSnapshot> processes;
+    Unattributed unattributed; // filled by host-wide scans
+    std::vector<std::string> warnings; // interrupted dump, fallback source, unreadable processes
+    std::string source;                // "netlink", "replay" or "proc_net"
+    bool has_tcp_info = true;          // false: idle times and memory unknown
+    std::uint64_t sockets_seen = 0;    // every socket the dumps delivered
+    std::uint64_t unreadable_processes = 0; // host-wide: fds we may not read
+    std::uint64_t vanished_processes = 0;   // host-wide: exited during the scan, skipped
+};
+
+class Scanner {
+public:
+    explicit Scanner(Config config);
+    // Throws Error(no_such_process) for a pid that does not exist, Error(process_exited) for one
+    // that vanished during the scan, Error(permission_denied) when its fds are unreadable.
+    [[nodiscard]] Snapshot scan_pids(const std::vector<pid_t>& pids,
+                                     const CookieOwners* known = nullptr);
+    // Every process; races and permission problems are counted, not thrown.
+    [[nodiscard]] Snapshot scan_host(const CookieOwners* known = nullptr);
+    [[nodiscard]] const proc::ProcFs& procfs() const { return procfs_; }
+
+private:
+    Config config_;
+    proc::ProcFs procfs_;
+};
+
+} // namespace conncheck::scan

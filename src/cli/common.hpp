@@ -1,0 +1,64 @@
+// What every front end shares: process selectors, the socket-source options, exit codes, error
+// printing and terminal facts. Nothing here knows about a particular subcommand.
+#pragma once
+
+#include "conncheck/error.hpp"
+#include "conncheck/proc.hpp"
+#include "conncheck/scan.hpp"
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace conncheck::cli {
+
+// Documented in --help and conncheck(1), EXIT STATUS. `check` uses the Monitoring Plugins codes.
+namespace exit_code {
+inline constexpr int ok = 0;
+inline constexpr int failure = 1;
+inline constexpr int usage = 2;
+inline constexpr int no_such_process = 3;
+inline constexpr int permission = 4;
+inline constexpr int process_exited = 5;
+inline constexpr int source_unavailable = 6;
+inline constexpr int bad_file = 7;
+} // namespace exit_code
+
+struct SelectorOptions {
+    std::vector<std::string> pids; // as typed: "4242", "1,2,3" already split by CLI11
+    std::string pidfile;
+    std::string name;
+};
+
+void add_selector_options(CLI::App& app, SelectorOptions& options);
+[[nodiscard]] bool has_selector(const SelectorOptions& options);
+// Throws Error(usage) for a malformed pid, Error(bad_file) for an unreadable pidfile,
+// Error(no_such_process) for a pid that does not exist or a name nothing matches.
+[[nodiscard]] std::vector<pid_t> resolve_selector(const SelectorOptions& options,
+                                                  const proc::ProcFs& procfs);
+// A short stable key for the selection ("pid-4242", "name-collector"), safe as a file name.
+[[nodiscard]] std::string selector_key(const SelectorOptions& options);
+
+struct SourceOptions {
+    std::string proc_root = "/proc";
+    std::string replay;       // --replay FILE
+    std::string dump_netlink; // --dump-netlink FILE
+    std::string source = "auto";
+};
+void add_source_options(CLI::App& app, SourceOptions& options);
+[[nodiscard]] scan::Config make_scan_config(const SourceOptions& options);
+
+[[nodiscard]] int exit_code_for(Errc code);
+// Prints "conncheck: <message>" on stderr and returns exit_code_for(error.code()).
+int print_error(const Error& error);
+
+// Colour only on a terminal, never with NO_COLOR set (any value) or --no-color.
+[[nodiscard]] bool use_color(bool no_color_flag);
+// Columns of the terminal on stdout, $COLUMNS, or 80.
+[[nodiscard]] int terminal_width();
+
+// Exit-code table printed at the end of --help.
+[[nodiscard]] std::string exit_codes_help();
+
+} // namespace conncheck::cli

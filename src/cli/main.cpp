@@ -1,0 +1,55 @@
+// The dispatcher: builds the command line, runs the chosen front end, maps errors to exit codes.
+#include "audit.hpp"
+#include "common.hpp"
+// issue-3 includes
+// issue-4 includes
+// issue-5 includes
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <fmt/core.h>
+#include <utility>
+#include <vector>
+
+int main(int argc, char** argv) {
+    using namespace conncheck::cli;
+    CLI::App app{"conncheck: find and prove TCP connection leaks in a process.\n"
+                 "Without a subcommand it audits the selected processes (or the whole host) once.",
+                 "conncheck"};
+    app.set_version_flag("-V,--version", CONNCHECK_VERSION);
+    app.footer(exit_codes_help());
+    app.require_subcommand(0, 1);
+
+    // Subcommands whose bad arguments exit with something other than exit_code::usage.
+    std::vector<std::pair<CLI::App*, int>> usage_codes;
+
+    AuditOptions audit;
+    setup_audit(app, audit);
+    // issue-3 setup
+    // issue-4 setup
+    // issue-5 setup
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int printed = app.exit(e);
+        if (printed == 0) return exit_code::ok; // --help, --version
+        for (const auto& [sub, code] : usage_codes)
+            if (sub->count() > 0) return code;
+        return exit_code::usage;
+    }
+
+    try {
+        // issue-3 run
+        // issue-4 run
+        // issue-5 run
+        return run_audit(audit);
+    } catch (const conncheck::Error& e) {
+        return print_error(e);
+    } catch (const std::exception& e) {
+        std::fflush(stdout);
+        fmt::print(stderr, "conncheck: internal error: {}\n", e.what());
+        return exit_code::failure;
+    }
+}

@@ -1,0 +1,79 @@
+// Shared helpers for the live and cli suites: run a command, wait for a condition with a deadline,
+// open loopback sockets, hold sockets in a child process, make temporary directories.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace testsupport {
+
+using namespace std::chrono_literals;
+
+struct CommandResult {
+    int exit_code = -1; // -1: killed after the timeout or by a signal
+    std::string out;
+    std::string err;
+};
+
+// Runs argv (argv[0] a path) with stdin from /dev/null and captures both streams. A command that
+// outlives `timeout` is killed and reported with exit_code -1.
+CommandResult run(const std::vector<std::string>& argv,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(30'000),
+                  const std::vector<std::string>& extra_env = {});
+
+std::string conncheck_bin(); // $CONNCHECK_BIN, set by meson
+std::string source_root();   // $CONNCHECK_SOURCE_ROOT
+
+// Polls `condition` until it holds or `timeout` passes: waiting for a state the kernel reaches
+// asynchronously, never sleeping a fixed time and hoping.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds poll = std::chrono::milliseconds(5));
+
+struct Listener {
+    int fd = -1;
+    int family = 0;
+    std::uint16_t port = 0;
+};
+// Listens on 127.0.0.1 or ::1, an ephemeral port.
+Listener listen_loopback(int family, int backlog = 1024);
+int connect_to(const Listener& listener); // blocking connect, returns the fd
+int accept_from(const Listener& listener);
+
+// The kernel's state for the socket on fd (via getsockopt TCP_INFO), as the TCP_* number.
+int tcp_state_of(int fd);
+
+// A forked child that runs `body`, then stays alive until the Child is destroyed or stop() is
+// called. `body` gets nothing and must only make system calls (the parent may have threads).
+class Child {
+public:
+    explicit Child(const std::function<void()>& body);
+    ~Child();
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    [[nodiscard]] pid_t pid() const { return pid_; }
+    void stop(); // SIGKILL and reap; idempotent
+
+private:
+    pid_t pid_ = -1;
+};
+
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& content);
+std::string read_file(const std::string& path);
+
+} // namespace testsupport
