@@ -1,0 +1,224 @@
+#include "conncheck/prometheus.hpp"
+
+#include "conncheck/error.hpp"
+#include "conncheck/text.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace conncheck::prometheus {
+
+namespace {
+
+// The states a process's socket can be in; NEW_SYN_RECV and BOUND_INACTIVE never belong to a
+// process's fd, so they would only add series that are always 0.
+constexpr std::array exported_states{
+    TcpState::established, TcpState::syn_sent,  TcpState::syn_recv, TcpState::fin_wait1,
+    TcpState::fin_wait2,   TcpState::time_wait, TcpState::close,    TcpState::close_wait,
+    TcpState::last_ack,    TcpState::listen,    TcpState::closing,
+};
+
+constexpr std::array finding_kinds{
+    analysis::FindingKind::close_wait, analysis::FindingKind::stale_duplicate,
+    analysis::FindingKind::reconnect_churn, analysis::FindingKind::fd_pressure};
+
+class Writer {
+public:
+    explicit Writer(std::string target) : target_(std::move(target)) {}
+
+    void family(std::string_view name, std::string_view help) {
+        out_ += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+    }
+
+    // `labels` are name/value pairs, values not yet escaped.
+    void sample(std::string_view name,
+                std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+                std::string_view value) {
+        std::string rendered;
+        if (!target_.empty()) rendered += fmt::format("target=\"{}\"", escape_label_value(target_));
+        for (const auto& [label, label_value] : labels) {
+            if (!rendered.empty()) rendered += ',';
+            rendered += fmt::format("{}=\"{}\"", label, escape_label_value(label_value));
+        }
+        if (rendered.empty())
+            out_ += fmt::format("{} {}\n", name, value);
+        else
+            out_ += fmt::format("{}{{{}}} {}\n", name, rendered, value);
+    }
+
+    [[nodiscard]] std::string take() { return std::move(out_); }
+
+private:
+    std::string target_;
+    std::string out_;
+};
+
+struct ProcessLabels {
+    std::string process;
+    std::string pid;
+};
+
+} // namespace
+
+std::string escape_label_value(std::string_view value) {
+    std::string out;
+    out.reserve(value.size());
+    for (const char c : value) {
+        switch (c) {
+        case '\\':
+            out += "\\\\";
+            break;
+        case '"':
+            out += "\\\"";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        default:
+            out += c;
+        }
+    }
+    return out;
+}
+
+std::string render(const std::vector<analysis::ProcessReport>& processes,
+                   const RenderOptions& options) {
+    Writer w(options.target);
+    w.family("conncheck_up", "1 when the selected processes were scanned, 0 when they could not "
+                             "be (gone, no permission, no socket source).");
+    w.sample("conncheck_up", {}, options.up ? "1" : "0");
+    const auto run_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(options.run_at.time_since_epoch())
+            .count();
+    w.family("conncheck_last_run_timestamp_seconds",
+             "Unix time of the conncheck run that wrote these metrics.");
+    w.sample("conncheck_last_run_timestamp_seconds", {},
+             fmt::format("{}.{:03}", run_ms / 1000, run_ms % 1000));
+    if (!options.up) return w.take();
+
+    w.family("conncheck_processes", "Processes the selector matched.");
+    w.sample("conncheck_processes", {}, fmt::format("{}", processes.size()));
+
+    std::vector<ProcessLabels> labels;
+    labels.reserve(processes.size());
+    for (const auto& p : processes)
+        labels.push_back({text::sanitize(p.info.comm, 64), fmt::format("{}", p.info.pid)});
+
+    const auto per_process = [&](std::string_view name, std::string_view help, auto value_of) {
+        w.family(name, help);
+        for (std::size_t i = 0; i < processes.size(); ++i) {
+            const auto value = value_of(processes[i]);
+            if (!value) continue;
+            w.sample(name, {{"process", labels[i].process}, {"pid", labels[i].pid}},
+                     fmt::format("{}", *value));
+        }
+    };
+
+    w.family("conncheck_tcp_sockets", "TCP sockets of the process by state (TIME_WAIT: those "
+                                      "attributed to it exactly by cookie or by peer).");
+    for (std::size_t i = 0; i < processes.size(); ++i)
+        for (const auto state : exported_states)
+            w.sample("conncheck_tcp_sockets",
+                     {{"process", labels[i].process},
+                      {"pid", labels[i].pid},
+                      {"state", state_name(state)}},
+                     fmt::format("{}", processes[i].states[state]));
+
+    using Report = analysis::ProcessReport;
+    per_process("conncheck_stale_connections",
+                "Stale duplicate connections: silent ESTABLISHED connections to a peer the "
+                "process also has a newer connection to.",
+                [](const Report& r) { return std::optional<std::uint64_t>(r.stale); });
+    // Linux keeps a TIME_WAIT socket exactly 60 s, so the TIME_WAIT count is the number of
+    // connections the process closed first during the last minute.
+    per_process("conncheck_tcp_closes_per_minute",
+                "Connections the process closed first in the last 60 s (its TIME_WAIT sockets).",
+                [](const Report& r) {
+                    return std::optional<std::uint64_t>(r.states[TcpState::time_wait]);
+                });
+    per_process("conncheck_open_fds", "Open file descriptors of the process.",
+                [](const Report& r) { return std::optional<std::uint64_t>(r.info.open_fds); });
+    per_process("conncheck_fd_limit",
+                "Soft limit on open file descriptors (RLIMIT_NOFILE); absent when unlimited.",
+                [](const Report& r) {
+                    return r.info.fd_limit.soft == 0
+                               ? std::nullopt
+                               : std::optional<std::uint64_t>(r.info.fd_limit.soft);
+                });
+    per_process(
+        "conncheck_socket_memory_bytes",
+        "Kernel memory charged to the process's TCP sockets (SK_MEMINFO buffers).",
+        [](const Report& r) { return std::optional<std::uint64_t>(r.kernel_memory_bytes); });
+
+    w.family("conncheck_findings", "Findings of the leak analysis for the process, by kind.");
+    for (std::size_t i = 0; i < processes.size(); ++i)
+        for (const auto kind : finding_kinds) {
+            const auto n = std::count_if(processes[i].findings.begin(), processes[i].findings.end(),
+                                         [&](const auto& f) { return f.kind == kind; });
+            w.sample("conncheck_findings",
+                     {{"process", labels[i].process},
+                      {"pid", labels[i].pid},
+                      {"kind", analysis::kind_name(kind)}},
+                     fmt::format("{}", n));
+        }
+    return w.take();
+}
+
+std::string textfile_name(std::string_view target) {
+    return target.empty() ? std::string("conncheck.prom")
+                          : fmt::format("conncheck_{}.prom", target);
+}
+
+bool valid_target(std::string_view target) {
+    if (target.empty() || target.size() > 64) return false;
+    return std::all_of(target.begin(), target.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == '-';
+    });
+}
+
+// No fsync: the file is rewritten every run and is worthless after a crash anyway; what matters
+// is that a reader never sees a partial file, and rename() gives that.
+void write_textfile(const std::string& dir, const std::string& name, std::string_view content) {
+    const std::string path = dir + "/" + name;
+    const std::string tmp = fmt::format("{}.{}", path, ::getpid());
+    int fd = -1;
+    for (int attempt = 0; attempt < 2 && fd < 0; ++attempt) {
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        // A leftover of an earlier run that had our pid and died mid-write.
+        if (fd < 0 && errno == EEXIST && attempt == 0) ::unlink(tmp.c_str());
+    }
+    if (fd < 0) throw Error(Errc::io, errno_message("cannot create " + tmp, errno));
+    const auto fail = [&](const std::string& what) {
+        const int err = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        throw Error(Errc::io, errno_message(what, err));
+    };
+    // node_exporter usually runs as another user: readable whatever our umask is.
+    if (::fchmod(fd, 0644) != 0) fail("cannot chmod " + tmp);
+    std::size_t done = 0;
+    while (done < content.size()) {
+        const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail("cannot write " + tmp);
+        done += static_cast<std::size_t>(n);
+    }
+    if (::close(fd) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw Error(Errc::io, errno_message("cannot write " + tmp, err));
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw Error(Errc::io, errno_message("cannot rename " + tmp + " to " + path, err));
+    }
+}
+
+} // namespace conncheck::prometheus
