@@ -1,0 +1,115 @@
+#include "conncheck/prove_sample.hpp"
+
+#include "conncheck/error.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <unordered_map>
+
+namespace conncheck::prove {
+
+scan::ProcessSnapshot merge_snapshots(const std::vector<const scan::ProcessSnapshot*>& parts) {
+    scan::ProcessSnapshot merged;
+    if (parts.empty()) return merged;
+    merged.info = parts.front()->info;
+    merged.exited = true;
+    std::unordered_set<std::uint64_t> cookies;
+    std::unordered_set<std::uint64_t> inodes;
+    for (const auto* part : parts) {
+        merged.exited = merged.exited && part->exited;
+        for (const auto& s : part->sockets) {
+            // Without a cookie (/proc/net/tcp) the inode is the identity of a live socket.
+            const bool fresh = s.cookie != 0  ? cookies.insert(s.cookie).second
+                               : s.inode != 0 ? inodes.insert(s.inode).second
+                                              : true;
+            if (fresh) merged.sockets.push_back(s);
+        }
+    }
+    for (const auto* part : parts)
+        for (const auto& s : part->time_wait_by_peer)
+            if (s.cookie == 0 || cookies.insert(s.cookie).second)
+                merged.time_wait_by_peer.push_back(s);
+    merged.time_wait_exact = static_cast<std::uint64_t>(
+        std::count_if(merged.sockets.begin(), merged.sockets.end(),
+                      [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
+    return merged;
+}
+
+Sample sample_from(const analysis::ProcessReport& report) {
+    Sample s;
+    s.established = report.states[TcpState::established];
+    s.close_wait = report.states[TcpState::close_wait];
+    s.time_wait = report.states[TcpState::time_wait];
+    s.total = report.states.total();
+    s.kernel_memory_bytes = report.kernel_memory_bytes;
+    return s;
+}
+
+Sampler::Sampler(scan::Config scan_config, std::size_t groups)
+    : scanner_(std::move(scan_config)), seen_(groups) {}
+
+std::uint64_t Sampler::connections_seen(std::size_t group) const {
+    return group < seen_.size() ? seen_[group].size() : 0;
+}
+
+std::vector<std::optional<Sample>> Sampler::sample(const std::vector<Group>& groups) {
+    if (seen_.size() < groups.size()) seen_.resize(groups.size());
+    std::unordered_map<pid_t, std::size_t> group_of;
+    std::vector<pid_t> pids;
+    for (std::size_t g = 0; g < groups.size(); ++g)
+        for (pid_t pid : groups[g].pids)
+            if (group_of.emplace(pid, g).second) pids.push_back(pid);
+
+    std::optional<scan::Snapshot> snapshot;
+    // A process of a command's tree can exit between listing and scanning: drop what is gone
+    // and scan again, a bounded number of times.
+    for (int attempt = 0; attempt < 4 && !pids.empty(); ++attempt) {
+        try {
+            snapshot = scanner_.scan_pids(pids, &known_);
+            break;
+        } catch (const Error& e) {
+            if (e.code() != Errc::no_such_process && e.code() != Errc::process_exited) throw;
+            std::erase_if(pids, [&](pid_t pid) { return !scanner_.procfs().exists(pid); });
+        }
+    }
+
+    std::vector<std::optional<Sample>> out(groups.size());
+    if (!snapshot) return out;
+    std::vector<std::vector<const scan::ProcessSnapshot*>> parts(groups.size());
+    for (const auto& p : snapshot->processes) {
+        const auto it = group_of.find(p.info.pid);
+        if (it == group_of.end()) continue;
+        parts[it->second].push_back(&p);
+        for (const auto& s : p.sockets)
+            if (s.cookie != 0 && s.state != TcpState::time_wait) known_[s.cookie] = p.info.pid;
+    }
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        if (parts[g].empty()) continue;
+        const scan::ProcessSnapshot merged = merge_snapshots(parts[g]);
+        for (const auto* list : {&merged.sockets, &merged.time_wait_by_peer})
+            for (const auto& s : *list)
+                if (s.cookie != 0 && s.state != TcpState::listen &&
+                    s.remote.port == groups[g].sim_port)
+                    seen_[g].insert(s.cookie);
+        out[g] = sample_from(analysis::analyse_process(merged, analysis_config_));
+    }
+    return out;
+}
+
+std::vector<pid_t> process_tree(const proc::ProcFs& procfs, pid_t root) {
+    std::unordered_map<pid_t, pid_t> parent;
+    for (pid_t pid : procfs.list_pids()) {
+        std::ifstream in(procfs.path(pid, "stat"));
+        if (!in) continue; // exited meanwhile
+        std::ostringstream text;
+        text << in.rdbuf();
+        // A zombie holds no files any more; it only waits to be reaped.
+        if (const auto st = parse_stat_parents(text.str()); st && st->state != 'Z')
+            parent.emplace(pid, st->ppid);
+    }
+    return descendants_of(root, parent);
+}
+
+} // namespace conncheck::prove
