@@ -91,7 +91,7 @@ struct HostReport {
 // The individual detectors, each testable on hand-built records.
 [[nodiscard]] std::optional<Finding> find_close_wait(const std::vector<SocketRecord>& sockets,
                                                      const Config& config);
-// Marks nothing; returns the finding and the number of stale connections in `stale_count`.
+// Finding::count is the number of stale connections.
 [[nodiscard]] std::optional<Finding> find_stale_duplicates(const std::vector<SocketRecord>& sockets,
                                                            const Config& config);
 [[nodiscard]] std::optional<Finding>

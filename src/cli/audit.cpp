@@ -1,1 +1,48 @@
-// placeholder: being written
+#include "audit.hpp"
+
+#include "render.hpp"
+
+#include "conncheck/analysis.hpp"
+#include "conncheck/report_json.hpp"
+#include "conncheck/scan.hpp"
+
+#include <cstdio>
+#include <fmt/core.h>
+
+namespace conncheck::cli {
+
+void setup_audit(CLI::App& app, AuditOptions& options) {
+    add_selector_options(app, options.selector);
+    app.add_flag("--json", options.json, "Print the report as JSON (schema 1, see conncheck(1))");
+    app.add_option("--idle", options.idle_seconds,
+                   "A connection that received nothing for SECONDS is stale (default 60)")
+        ->type_name("SECONDS")
+        ->check(CLI::Range(1U, 7U * 86400U));
+    app.add_flag("--no-color", options.no_color, "No colour (also when NO_COLOR is set)");
+    add_source_options(app, options.source);
+}
+
+int run_audit(const AuditOptions& options) {
+    scan::Scanner scanner(make_scan_config(options.source));
+    const bool host_wide = !has_selector(options.selector);
+    const std::vector<pid_t> pids =
+        host_wide ? std::vector<pid_t>{} : resolve_selector(options.selector, scanner.procfs());
+
+    const scan::Snapshot snapshot = host_wide ? scanner.scan_host() : scanner.scan_pids(pids);
+    analysis::Config config;
+    config.idle_ms = options.idle_seconds * 1000U;
+    const analysis::HostReport report = analysis::analyse(snapshot, config, host_wide);
+
+    if (options.json) {
+        fmt::print("{}\n", report::to_json(report).dump(2));
+    } else {
+        RenderOptions render;
+        render.color = use_color(options.no_color);
+        render.width = terminal_width();
+        fmt::print("{}", render_report(report, render));
+    }
+    std::fflush(stdout);
+    return exit_code::ok;
+}
+
+} // namespace conncheck::cli

@@ -2,7 +2,11 @@
 #include "audit.hpp"
 #include "common.hpp"
 // issue-3 includes
+#include "collector.hpp"
+#include "exchange_sim.hpp"
+#include "prove.hpp"
 // issue-4 includes
+#include "watch.hpp"
 // issue-5 includes
 
 #include <CLI/CLI.hpp>
@@ -27,7 +31,24 @@ int main(int argc, char** argv) {
     AuditOptions audit;
     setup_audit(app, audit);
     // issue-3 setup
+    CollectorOptions collector;
+    CLI::App* collector_cmd = app.add_subcommand("collector");
+    setup_collector(*collector_cmd, collector);
+    ExchangeSimOptions exchange_sim;
+    CLI::App* exchange_sim_cmd = app.add_subcommand("exchange-sim");
+    setup_exchange_sim(*exchange_sim_cmd, exchange_sim);
+    ProveOptions prove;
+    CLI::App* prove_cmd = app.add_subcommand(
+        "prove", "Prove a leak, or its fix: run the leaky and the fixed reference collector (and "
+                 "--cmd, yours) side by side against misbehaving local exchange simulators and "
+                 "compare their sockets");
+    setup_prove(*prove_cmd, prove);
     // issue-4 setup
+    WatchOptions watch;
+    CLI::App* watch_cmd = app.add_subcommand(
+        "watch", "Watch processes' TCP connections live: counts per state, trends, churn, "
+                 "exact TIME_WAIT attribution, peers and findings, redrawn every interval");
+    setup_watch(*watch_cmd, watch);
     // issue-5 setup
 
     try {
@@ -42,7 +63,11 @@ int main(int argc, char** argv) {
 
     try {
         // issue-3 run
+        if (collector_cmd->parsed()) return run_collector(collector);
+        if (exchange_sim_cmd->parsed()) return run_exchange_sim(exchange_sim);
+        if (prove_cmd->parsed()) return run_prove(prove);
         // issue-4 run
+        if (watch_cmd->parsed()) return run_watch(watch);
         // issue-5 run
         return run_audit(audit);
     } catch (const conncheck::Error& e) {

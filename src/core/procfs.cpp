@@ -1,1 +1,248 @@
-// placeholder: being written
+#include "conncheck/proc.hpp"
+
+#include "conncheck/error.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace conncheck::proc {
+
+namespace {
+
+// A file in /proc read whole with one open; nullopt with errno set when it cannot be read.
+std::optional<std::string> read_small_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::string content;
+    char buf[4096];
+    while (true) {
+        const ssize_t got = ::read(fd, buf, sizeof buf);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            const int err = errno;
+            ::close(fd);
+            errno = err;
+            return std::nullopt;
+        }
+        if (got == 0) break;
+        content.append(buf, static_cast<std::size_t>(got));
+        if (content.size() > (1U << 20)) break; // cmdline can be long; 1 MiB is plenty
+    }
+    ::close(fd);
+    return content;
+}
+
+std::optional<std::string> read_link(const std::string& path) {
+    char buf[256];
+    const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+    if (n < 0) return std::nullopt;
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+template <typename T> std::optional<T> parse_number(std::string_view text) {
+    T value{};
+    const auto* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (ec != std::errc() || ptr != end) return std::nullopt;
+    return value;
+}
+
+std::string user_name(std::uint32_t uid) {
+    passwd pw{};
+    passwd* result = nullptr;
+    char buf[1024];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &result) == 0 && result != nullptr)
+        return result->pw_name;
+    return std::to_string(uid);
+}
+
+// /proc/PID/limits: "Max open files            1024                 1048576              files"
+FdLimit parse_fd_limit(const std::string& limits) {
+    FdLimit limit;
+    constexpr std::string_view key = "Max open files";
+    const auto at = limits.find(key);
+    if (at == std::string::npos) return limit;
+    const auto eol = limits.find('\n', at);
+    std::string_view line(limits.data() + at + key.size(),
+                          (eol == std::string::npos ? limits.size() : eol) - at - key.size());
+    std::uint64_t* slots[2] = {&limit.soft, &limit.hard};
+    for (auto* slot : slots) {
+        while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+        const auto end = line.find(' ');
+        const auto word = line.substr(0, end);
+        if (auto v = parse_number<std::uint64_t>(word)) *slot = *v; // "unlimited" stays 0
+        line.remove_prefix(end == std::string_view::npos ? line.size() : end);
+    }
+    return limit;
+}
+
+} // namespace
+
+ProcFs::ProcFs(std::string root) : root_(std::move(root)) {}
+
+std::string ProcFs::path(pid_t pid, std::string_view leaf) const {
+    std::string p = root_;
+    p += '/';
+    p += std::to_string(pid);
+    if (!leaf.empty()) {
+        p += '/';
+        p += leaf;
+    }
+    return p;
+}
+
+bool ProcFs::exists(pid_t pid) const {
+    struct stat st{};
+    return ::stat(path(pid, "").c_str(), &st) == 0;
+}
+
+ProcessInfo ProcFs::read_info(pid_t pid) const {
+    ProcessInfo info;
+    info.pid = pid;
+    auto stat = read_small_file(path(pid, "stat"));
+    if (!stat) throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
+    // "PID (comm) S ppid ...": comm may hold spaces and parentheses, so take the last ')'.
+    const auto open = stat->find('(');
+    const auto close = stat->rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close < open)
+        throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
+    info.comm = stat->substr(open + 1, close - open - 1);
+    // Fields after comm start at field 3 (state); starttime is field 22.
+    std::string_view rest(stat->data() + close + 1, stat->size() - close - 1);
+    int field = 2;
+    while (!rest.empty() && field < 22) {
+        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        const auto end = rest.find(' ');
+        const auto word = rest.substr(0, end);
+        ++field;
+        if (field == 22) info.start_ticks = parse_number<std::uint64_t>(word).value_or(0);
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+    }
+
+    if (auto cmdline = read_small_file(path(pid, "cmdline"))) {
+        while (!cmdline->empty() && cmdline->back() == '\0') cmdline->pop_back();
+        std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
+        info.cmdline = std::move(*cmdline);
+    }
+    struct stat st{};
+    if (::stat(path(pid, "").c_str(), &st) == 0) info.uid = st.st_uid;
+    info.user = user_name(info.uid);
+    info.netns = netns_inode(pid);
+    if (auto limits = read_small_file(path(pid, "limits"))) info.fd_limit = parse_fd_limit(*limits);
+    return info;
+}
+
+FdScan ProcFs::scan_fds(pid_t pid) const {
+    const std::string dir = path(pid, "fd");
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) {
+        const int err = errno;
+        if (err == ENOENT || err == ESRCH)
+            throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
+        throw_errno("cannot read " + dir, err);
+    }
+    FdScan scan;
+    char buf[64];
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        ++scan.open_fds;
+        const ssize_t n = ::readlinkat(dirfd(d), e->d_name, buf, sizeof buf);
+        if (n <= 0) continue; // closed since readdir: a race, not an error
+        if (auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n))))
+            scan.socket_inodes.push_back(*inode);
+    }
+    ::closedir(d);
+    std::sort(scan.socket_inodes.begin(), scan.socket_inodes.end());
+    scan.socket_inodes.erase(std::unique(scan.socket_inodes.begin(), scan.socket_inodes.end()),
+                             scan.socket_inodes.end());
+    return scan;
+}
+
+std::vector<pid_t> ProcFs::list_pids() const {
+    std::vector<pid_t> pids;
+    DIR* d = ::opendir(root_.c_str());
+    if (d == nullptr) throw_errno("cannot read " + root_, errno);
+    while (dirent* e = ::readdir(d))
+        if (auto pid = parse_pid(e->d_name)) pids.push_back(*pid);
+    ::closedir(d);
+    std::sort(pids.begin(), pids.end());
+    return pids;
+}
+
+std::vector<pid_t> ProcFs::find_by_name(std::string_view name) const {
+    std::vector<pid_t> found;
+    const pid_t self = ::getpid();
+    for (pid_t pid : list_pids()) {
+        if (pid == self) continue;
+        auto stat = read_small_file(path(pid, "stat"));
+        if (!stat) continue; // exited meanwhile
+        const auto open = stat->find('(');
+        const auto close = stat->rfind(')');
+        if (open != std::string::npos && close != std::string::npos && close > open &&
+            std::string_view(*stat).substr(open + 1, close - open - 1) == name) {
+            found.push_back(pid);
+            continue;
+        }
+        auto cmdline = read_small_file(path(pid, "cmdline"));
+        if (!cmdline) continue;
+        std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
+        if (cmdline->find(name) != std::string::npos) found.push_back(pid);
+    }
+    return found;
+}
+
+std::uint64_t ProcFs::netns_inode(pid_t pid) const {
+    auto link = read_link(path(pid, "ns/net"));
+    return link ? parse_ns_link(*link) : 0;
+}
+
+std::uint64_t ProcFs::self_netns() const {
+    auto link = read_link(root_ + "/self/ns/net");
+    return link ? parse_ns_link(*link) : netns_inode(::getpid());
+}
+
+std::optional<pid_t> parse_pid(std::string_view text) {
+    if (text.empty() || text.size() > 10 || text.front() == '0') return std::nullopt;
+    for (char c : text)
+        if (c < '0' || c > '9') return std::nullopt;
+    auto value = parse_number<long long>(text);
+    if (!value || *value <= 0 || *value > INT_MAX) return std::nullopt;
+    return static_cast<pid_t>(*value);
+}
+
+pid_t read_pidfile(const std::string& path) {
+    auto content = read_small_file(path);
+    if (!content) throw Error(Errc::bad_file, errno_message("cannot read pidfile " + path, errno));
+    std::string_view text(*content);
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
+        text.remove_suffix(1);
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    auto pid = parse_pid(text);
+    if (!pid) throw Error(Errc::bad_file, "pidfile " + path + " does not hold a pid");
+    return *pid;
+}
+
+std::uint64_t parse_ns_link(std::string_view link) {
+    constexpr std::string_view prefix = "net:[";
+    if (link.substr(0, prefix.size()) != prefix || link.empty() || link.back() != ']') return 0;
+    return parse_number<std::uint64_t>(link.substr(prefix.size(), link.size() - prefix.size() - 1))
+        .value_or(0);
+}
+
+std::optional<std::uint64_t> parse_socket_link(std::string_view link) {
+    constexpr std::string_view prefix = "socket:[";
+    if (link.size() <= prefix.size() + 1 || link.substr(0, prefix.size()) != prefix ||
+        link.back() != ']')
+        return std::nullopt;
+    return parse_number<std::uint64_t>(link.substr(prefix.size(), link.size() - prefix.size() - 1));
+}
+
+} // namespace conncheck::proc

@@ -1,1 +1,410 @@
-// placeholder: being written
+#include "conncheck/scan.hpp"
+
+#include "conncheck/diag.hpp"
+#include "conncheck/error.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <fcntl.h>
+#include <map>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace conncheck::scan {
+
+namespace {
+
+constexpr std::uint32_t live_states = all_states & ~state_bit(TcpState::time_wait);
+
+// Process `index` into Snapshot::processes holds the socket with this inode. Sorted by inode;
+// one inode may be held by several processes (fork, fd passing): each holder gets the socket.
+using InodeOwners = std::vector<std::pair<std::uint64_t, std::size_t>>;
+
+struct Group {
+    std::uint64_t netns = 0;
+    pid_t representative = 0;           // a pid inside the namespace
+    std::vector<std::size_t> processes; // indexes into Snapshot::processes
+    bool has_unreadable = false;        // some process here hides its fds from us
+};
+
+class FdHandle {
+public:
+    explicit FdHandle(int fd) : fd_(fd) {}
+    ~FdHandle() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FdHandle(const FdHandle&) = delete;
+    FdHandle& operator=(const FdHandle&) = delete;
+    [[nodiscard]] int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+// Collects the live (non-TIME_WAIT) sockets the chosen processes hold.
+class LiveSink : public diag::DumpSink {
+public:
+    LiveSink(Snapshot& snapshot, const InodeOwners& owners, const Group& group)
+        : snapshot_(snapshot), owners_(owners), group_(group) {
+        mark();
+    }
+    void on_socket(const SocketRecord& s) override {
+        ++seen_;
+        if (s.inode == 0) {
+            ++orphaned_;
+            return;
+        }
+        auto it = std::lower_bound(owners_.begin(), owners_.end(),
+                                   std::make_pair(s.inode, std::size_t{0}));
+        if (it == owners_.end() || it->first != s.inode) {
+            ++unmatched_;
+            return;
+        }
+        for (; it != owners_.end() && it->first == s.inode; ++it)
+            snapshot_.processes[it->second].sockets.push_back(s);
+    }
+    void on_restart() override {
+        for (std::size_t i = 0; i < group_.processes.size(); ++i)
+            snapshot_.processes[group_.processes[i]].sockets.resize(sizes_[i]);
+        seen_ = seen_at_mark_;
+        orphaned_ = orphaned_at_mark_;
+        unmatched_ = unmatched_at_mark_;
+    }
+    // Called before each request, so a restart forgets only that request's sockets.
+    void mark() {
+        sizes_.clear();
+        for (std::size_t idx : group_.processes)
+            sizes_.push_back(snapshot_.processes[idx].sockets.size());
+        seen_at_mark_ = seen_;
+        orphaned_at_mark_ = orphaned_;
+        unmatched_at_mark_ = unmatched_;
+    }
+    std::uint64_t seen_ = 0;
+    std::uint64_t orphaned_ = 0;
+    std::uint64_t unmatched_ = 0;
+
+private:
+    Snapshot& snapshot_;
+    const InodeOwners& owners_;
+    const Group& group_;
+    std::vector<std::size_t> sizes_;
+    std::uint64_t seen_at_mark_ = 0;
+    std::uint64_t orphaned_at_mark_ = 0;
+    std::uint64_t unmatched_at_mark_ = 0;
+};
+
+// Attributes TIME_WAIT sockets: exactly by cookie when the live socket was seen (in this scan
+// or an earlier one), else by peer endpoint or listening port, else not at all.
+class TimeWaitSink : public diag::DumpSink {
+public:
+    TimeWaitSink(Snapshot& snapshot, const Group& group, const CookieOwners* known)
+        : snapshot_(snapshot), group_(group), known_(known) {
+        for (std::size_t idx : group.processes) {
+            const auto& p = snapshot.processes[idx];
+            pid_index_.emplace(p.info.pid, idx);
+            for (const auto& s : p.sockets) {
+                if (s.cookie != 0) live_cookies_.emplace_back(s.cookie, idx);
+                if (s.state == TcpState::listen) {
+                    listeners_.emplace(s.local.port, std::make_pair(s.local, idx));
+                } else if (!s.remote.is_unspecified()) {
+                    peers_.emplace(s.remote, idx); // first (lowest pid) process wins a shared peer
+                }
+            }
+        }
+        std::sort(live_cookies_.begin(), live_cookies_.end());
+        mark();
+    }
+    void on_socket(const SocketRecord& s) override {
+        ++seen_;
+        if (auto idx = exact_owner(s.cookie)) {
+            snapshot_.processes[*idx].sockets.push_back(s);
+            ++snapshot_.processes[*idx].time_wait_exact;
+            return;
+        }
+        if (auto it = peers_.find(s.remote); it != peers_.end()) {
+            snapshot_.processes[it->second].time_wait_by_peer.push_back(s);
+            return;
+        }
+        auto [lo, hi] = listeners_.equal_range(s.local.port);
+        for (auto it = lo; it != hi; ++it) {
+            const Endpoint& l = it->second.first;
+            const bool wildcard = std::all_of(l.addr.begin(), l.addr.end(),
+                                              [](std::uint8_t b) { return b == 0; });
+            if (wildcard || l.addr == s.local.addr) {
+                snapshot_.processes[it->second.second].time_wait_by_peer.push_back(s);
+                return;
+            }
+        }
+        ++unattributed_;
+    }
+    void on_restart() override {
+        for (std::size_t i = 0; i < group_.processes.size(); ++i) {
+            auto& p = snapshot_.processes[group_.processes[i]];
+            p.sockets.resize(sizes_[i].sockets);
+            p.time_wait_by_peer.resize(sizes_[i].by_peer);
+            p.time_wait_exact = sizes_[i].exact;
+        }
+        seen_ = seen_at_mark_;
+        unattributed_ = unattributed_at_mark_;
+    }
+    void mark() {
+        sizes_.clear();
+        for (std::size_t idx : group_.processes) {
+            const auto& p = snapshot_.processes[idx];
+            sizes_.push_back({p.sockets.size(), p.time_wait_by_peer.size(), p.time_wait_exact});
+        }
+        seen_at_mark_ = seen_;
+        unattributed_at_mark_ = unattributed_;
+    }
+    std::uint64_t seen_ = 0;
+    std::uint64_t unattributed_ = 0;
+
+private:
+    std::optional<std::size_t> exact_owner(std::uint64_t cookie) const {
+        if (cookie == 0) return std::nullopt;
+        auto it = std::lower_bound(live_cookies_.begin(), live_cookies_.end(),
+                                   std::make_pair(cookie, std::size_t{0}));
+        if (it != live_cookies_.end() && it->first == cookie) return it->second;
+        if (known_ != nullptr) {
+            if (auto k = known_->find(cookie); k != known_->end()) {
+                if (auto p = pid_index_.find(k->second); p != pid_index_.end()) return p->second;
+            }
+        }
+        return std::nullopt;
+    }
+    struct Sizes {
+        std::size_t sockets;
+        std::size_t by_peer;
+        std::uint64_t exact;
+    };
+    Snapshot& snapshot_;
+    const Group& group_;
+    const CookieOwners* known_;
+    std::unordered_map<pid_t, std::size_t> pid_index_;
+    std::vector<std::pair<std::uint64_t, std::size_t>> live_cookies_;
+    std::unordered_map<Endpoint, std::size_t, EndpointHash> peers_;
+    std::multimap<std::uint16_t, std::pair<Endpoint, std::size_t>> listeners_;
+    std::vector<Sizes> sizes_;
+    std::uint64_t seen_at_mark_ = 0;
+    std::uint64_t unattributed_at_mark_ = 0;
+};
+
+// A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
+// last report of each cookie, which is the newest state.
+void deduplicate(std::vector<SocketRecord>& sockets) {
+    std::stable_sort(sockets.begin(), sockets.end(),
+                     [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
+    std::vector<SocketRecord> unique;
+    unique.reserve(sockets.size());
+    for (std::size_t i = 0; i < sockets.size(); ++i) {
+        const bool superseded = sockets[i].cookie != 0 && i + 1 < sockets.size() &&
+                                sockets[i + 1].cookie == sockets[i].cookie;
+        if (!superseded) unique.push_back(std::move(sockets[i]));
+    }
+    sockets = std::move(unique);
+}
+
+class SourceOpener {
+public:
+    SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot)
+        : config_(config), procfs_(procfs), snapshot_(snapshot), self_netns_(procfs.self_netns()) {}
+
+    std::unique_ptr<diag::SocketSource> open(const Group& group) {
+        if (!config_.replay_path.empty()) return diag::open_replay(config_.replay_path);
+        if (config_.source == SourceKind::proc_net) return proc_net(group);
+        try {
+            diag::NetlinkOptions options;
+            options.record_path = config_.record_path;
+            if (group.netns == 0 || group.netns == self_netns_)
+                return diag::open_netlink(options);
+            const std::string ns_path = procfs_.path(group.representative, "ns/net");
+            FdHandle ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+            if (ns.get() < 0) throw_errno("cannot open " + ns_path, errno);
+            options.netns_fd = ns.get();
+            return diag::open_netlink(options);
+        } catch (const Error& e) {
+            const bool may_fall_back = config_.source == SourceKind::automatic &&
+                                       (e.code() == Errc::source_unavailable ||
+                                        e.code() == Errc::permission_denied);
+            if (!may_fall_back) throw;
+            snapshot_.warnings.push_back(std::string(e.what()) + "; read " +
+                                         procfs_.path(group.representative, "net/tcp") +
+                                         " instead (no idle times or socket memory)");
+            return proc_net(group);
+        }
+    }
+
+private:
+    std::unique_ptr<diag::SocketSource> proc_net(const Group& group) {
+        return diag::open_proc_net(procfs_.root(), group.representative);
+    }
+    const Config& config_;
+    const proc::ProcFs& procfs_;
+    Snapshot& snapshot_;
+    std::uint64_t self_netns_;
+};
+
+void note_dump(Snapshot& snapshot, const diag::DumpStats& stats) {
+    if (stats.inconsistent)
+        snapshot.warnings.push_back(
+            "the kernel's socket table kept changing during the dump (" +
+            std::to_string(stats.retries) + " retries): counts may be off by the sockets that changed");
+    if (stats.malformed > 0)
+        snapshot.warnings.push_back(std::to_string(stats.malformed) +
+                                    " malformed sock_diag replies skipped");
+}
+
+// Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
+// the processes' peers and listeners are known. Asking the kernel for the two state sets
+// separately costs the same as one dump and keeps memory to the chosen processes.
+void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+                const CookieOwners* known, SourceOpener& opener) {
+    auto source = opener.open(group);
+    if (snapshot.source.empty() || snapshot.source == source->name())
+        snapshot.source = std::string(source->name());
+    else
+        snapshot.source = "mixed";
+    snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
+
+    LiveSink live(snapshot, owners, group);
+    for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
+        live.mark();
+        note_dump(snapshot, source->dump({family, live_states, true, true}, live));
+    }
+    for (std::size_t idx : group.processes) deduplicate(snapshot.processes[idx].sockets);
+
+    TimeWaitSink tw(snapshot, group, known);
+    for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
+        tw.mark();
+        note_dump(snapshot, source->dump({family, state_bit(TcpState::time_wait), false, false}, tw));
+    }
+    for (std::size_t idx : group.processes) {
+        auto& p = snapshot.processes[idx];
+        deduplicate(p.sockets);
+        // A TIME_WAIT that was live in this scan is counted exactly once, as TIME_WAIT.
+        p.time_wait_exact = static_cast<std::uint64_t>(std::count_if(
+            p.sockets.begin(), p.sockets.end(),
+            [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
+    }
+
+    snapshot.sockets_seen += live.seen_ + tw.seen_;
+    snapshot.unattributed.time_wait += tw.unattributed_;
+    snapshot.unattributed.orphaned += live.orphaned_;
+    if (group.has_unreadable)
+        snapshot.unattributed.permission += live.unmatched_;
+    else
+        snapshot.unattributed.unknown += live.unmatched_;
+}
+
+std::vector<Group> group_by_netns(const Snapshot& snapshot) {
+    std::vector<Group> groups;
+    for (std::size_t i = 0; i < snapshot.processes.size(); ++i) {
+        const auto& info = snapshot.processes[i].info;
+        auto it = std::find_if(groups.begin(), groups.end(),
+                               [&](const Group& g) { return g.netns == info.netns; });
+        if (it == groups.end()) {
+            groups.push_back({info.netns, info.pid, {}, false});
+            it = std::prev(groups.end());
+        }
+        it->processes.push_back(i);
+    }
+    return groups;
+}
+
+void add_owners(InodeOwners& owners, const proc::FdScan& fds, std::size_t index) {
+    for (std::uint64_t inode : fds.socket_inodes) owners.emplace_back(inode, index);
+}
+
+} // namespace
+
+Scanner::Scanner(Config config) : config_(std::move(config)), procfs_(config_.proc_root) {}
+
+Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, const CookieOwners* known) {
+    Snapshot snapshot;
+    snapshot.taken_at = std::chrono::system_clock::now();
+    InodeOwners owners;
+    for (pid_t pid : pids) {
+        if (std::any_of(snapshot.processes.begin(), snapshot.processes.end(),
+                        [pid](const ProcessSnapshot& p) { return p.info.pid == pid; }))
+            continue;
+        ProcessSnapshot p;
+        p.info = procfs_.read_info(pid);
+        proc::FdScan fds;
+        try {
+            fds = procfs_.scan_fds(pid);
+        } catch (const Error& e) {
+            if (e.code() == Errc::no_such_process)
+                throw Error(Errc::process_exited,
+                            "process " + std::to_string(pid) + " exited during the audit");
+            throw;
+        }
+        p.info.open_fds = fds.open_fds;
+        add_owners(owners, fds, snapshot.processes.size());
+        snapshot.processes.push_back(std::move(p));
+    }
+    std::sort(owners.begin(), owners.end());
+
+    SourceOpener opener(config_, procfs_, snapshot);
+    for (const Group& group : group_by_netns(snapshot))
+        dump_group(snapshot, group, owners, known, opener);
+
+    for (const auto& p : snapshot.processes)
+        if (config_.replay_path.empty() && !procfs_.exists(p.info.pid))
+            throw Error(Errc::process_exited,
+                        "process " + std::to_string(p.info.pid) + " exited during the audit");
+    return snapshot;
+}
+
+Snapshot Scanner::scan_host(const CookieOwners* known) {
+    Snapshot snapshot;
+    snapshot.taken_at = std::chrono::system_clock::now();
+    InodeOwners owners;
+    std::vector<std::uint64_t> unreadable_netns;
+    for (pid_t pid : procfs_.list_pids()) {
+        ProcessSnapshot p;
+        try {
+            p.info = procfs_.read_info(pid);
+            const proc::FdScan fds = procfs_.scan_fds(pid);
+            if (fds.socket_inodes.empty()) continue;
+            p.info.open_fds = fds.open_fds;
+            add_owners(owners, fds, snapshot.processes.size());
+        } catch (const Error& e) {
+            if (e.code() == Errc::permission_denied) {
+                ++snapshot.unreadable_processes;
+                unreadable_netns.push_back(p.info.netns);
+            } else {
+                ++snapshot.vanished_processes;
+            }
+            continue;
+        }
+        snapshot.processes.push_back(std::move(p));
+    }
+    std::sort(owners.begin(), owners.end());
+    if (snapshot.unreadable_processes > 0)
+        snapshot.warnings.push_back(std::to_string(snapshot.unreadable_processes) +
+                                    " processes hide their file descriptors from us: their "
+                                    "sockets are counted as unattributed (run as root)");
+
+    SourceOpener opener(config_, procfs_, snapshot);
+    auto groups = group_by_netns(snapshot);
+    if (groups.empty()) groups.push_back({procfs_.self_netns(), ::getpid(), {}, false});
+    for (Group& group : groups) {
+        group.has_unreadable =
+            std::find(unreadable_netns.begin(), unreadable_netns.end(), group.netns) !=
+                unreadable_netns.end() ||
+            (group.netns == procfs_.self_netns() && snapshot.unreadable_processes > 0);
+        try {
+            dump_group(snapshot, group, owners, known, opener);
+        } catch (const Error& e) {
+            // One namespace we cannot read must not hide the others.
+            if (groups.size() == 1) throw;
+            snapshot.warnings.push_back(e.what());
+        }
+    }
+    for (auto& p : snapshot.processes)
+        if (config_.replay_path.empty() && !procfs_.exists(p.info.pid)) p.exited = true;
+    return snapshot;
+}
+
+} // namespace conncheck::scan

@@ -1,1 +1,98 @@
-// placeholder: being written
+#include "conncheck/tcp.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cctype>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+namespace conncheck {
+
+namespace {
+
+struct StateNames {
+    std::string_view name;
+    std::string_view label;
+};
+
+constexpr std::array<StateNames, tcp_state_count> state_names{{
+    {"unknown", "UNKNOWN"},
+    {"established", "ESTABLISHED"},
+    {"syn_sent", "SYN_SENT"},
+    {"syn_recv", "SYN_RECV"},
+    {"fin_wait1", "FIN_WAIT1"},
+    {"fin_wait2", "FIN_WAIT2"},
+    {"time_wait", "TIME_WAIT"},
+    {"close", "CLOSE"},
+    {"close_wait", "CLOSE_WAIT"},
+    {"last_ack", "LAST_ACK"},
+    {"listen", "LISTEN"},
+    {"closing", "CLOSING"},
+    {"new_syn_recv", "NEW_SYN_RECV"},
+    {"bound_inactive", "BOUND_INACTIVE"},
+}};
+
+bool is_v4_mapped(const std::array<std::uint8_t, 16>& a) {
+    return std::all_of(a.begin(), a.begin() + 10, [](std::uint8_t b) { return b == 0; }) &&
+           a[10] == 0xff && a[11] == 0xff;
+}
+
+} // namespace
+
+std::string_view state_name(TcpState s) {
+    const auto i = static_cast<std::size_t>(s);
+    return i < tcp_state_count ? state_names[i].name : state_names[0].name;
+}
+
+std::string_view state_label(TcpState s) {
+    const auto i = static_cast<std::size_t>(s);
+    return i < tcp_state_count ? state_names[i].label : state_names[0].label;
+}
+
+std::optional<TcpState> parse_state(std::string_view text) {
+    std::string norm;
+    for (char c : text) norm += c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (std::size_t i = 1; i < tcp_state_count; ++i)
+        if (state_names[i].name == norm) return static_cast<TcpState>(i);
+    return std::nullopt;
+}
+
+bool Endpoint::is_unspecified() const {
+    return port == 0 && std::all_of(addr.begin(), addr.end(), [](std::uint8_t b) { return b == 0; });
+}
+
+std::string Endpoint::address_string() const {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (family == AF_INET) {
+        inet_ntop(AF_INET, addr.data(), buf, sizeof buf);
+    } else if (family == AF_INET6 && is_v4_mapped(addr)) {
+        inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf);
+    } else if (family == AF_INET6) {
+        inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
+    } else {
+        return "?";
+    }
+    return buf;
+}
+
+std::string Endpoint::to_string() const {
+    const std::string a = address_string();
+    const bool bracket = family == AF_INET6 && !is_v4_mapped(addr);
+    return (bracket ? "[" + a + "]" : a) + ":" + std::to_string(port);
+}
+
+std::size_t EndpointHash::operator()(const Endpoint& e) const noexcept {
+    // FNV-1a over the bytes that make the endpoint.
+    std::size_t h = 1469598103934665603ULL;
+    auto mix = [&h](std::uint8_t b) {
+        h ^= b;
+        h *= 1099511628211ULL;
+    };
+    mix(e.family);
+    for (auto b : e.addr) mix(b);
+    mix(static_cast<std::uint8_t>(e.port >> 8));
+    mix(static_cast<std::uint8_t>(e.port & 0xff));
+    return h;
+}
+
+} // namespace conncheck

@@ -1,1 +1,143 @@
-// placeholder: being written
+#include "conncheck/text.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <ctime>
+#include <fmt/core.h>
+
+namespace conncheck::text {
+
+namespace {
+
+// Length of the well-formed UTF-8 sequence at s[i], 0 when it is not one (RFC 3629: no
+// overlongs, no surrogates, nothing above U+10FFFF).
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    std::size_t len = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xbf;
+    if (b0 >= 0xc2 && b0 <= 0xdf) {
+        len = 2;
+    } else if (b0 >= 0xe0 && b0 <= 0xef) {
+        len = 3;
+        if (b0 == 0xe0) lo = 0xa0;
+        if (b0 == 0xed) hi = 0x9f;
+    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+        len = 4;
+        if (b0 == 0xf0) lo = 0x90;
+        if (b0 == 0xf4) hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (i + len > s.size()) return 0;
+    for (std::size_t k = 1; k < len; ++k) {
+        const auto b = static_cast<unsigned char>(s[i + k]);
+        const unsigned char min = k == 1 ? lo : 0x80;
+        const unsigned char max = k == 1 ? hi : 0xbf;
+        if (b < min || b > max) return 0;
+    }
+    // C1 control characters U+0080..U+009F are encoded as C2 80..C2 9F: treat as controls.
+    if (len == 2 && b0 == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) return 0;
+    return len;
+}
+
+} // namespace
+
+std::string sanitize(std::string_view raw, std::size_t max_width) {
+    // Each visible piece is one column: an ASCII character, one UTF-8 character, or a \xNN
+    // escape (four columns).
+    std::string out;
+    out.reserve(raw.size());
+    std::size_t width = 0;
+    std::size_t kept_bytes = 0; // bytes of `out` that still fit with room for "..."
+    bool cut = false;
+    for (std::size_t i = 0; i < raw.size();) {
+        const auto c = static_cast<unsigned char>(raw[i]);
+        std::size_t consumed = 1;
+        std::size_t columns = 1;
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else if (c >= 0x80 && (consumed = utf8_length(raw, i)) > 0) {
+            out.append(raw.substr(i, consumed));
+        } else {
+            consumed = 1;
+            columns = 4;
+            out += fmt::format("\\x{:02x}", c);
+        }
+        i += consumed;
+        width += columns;
+        if (max_width != std::string::npos && max_width >= 3 && width + 3 <= max_width)
+            kept_bytes = out.size();
+        if (max_width != std::string::npos && width > max_width) {
+            cut = true;
+            break;
+        }
+    }
+    if (cut) {
+        out.resize(kept_bytes);
+        if (max_width >= 3) out += "...";
+    }
+    return out;
+}
+
+std::string human_bytes(std::uint64_t bytes) {
+    if (bytes < 1024) return fmt::format("{} B", bytes);
+    static constexpr const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+    double value = static_cast<double>(bytes) / 1024.0;
+    std::size_t unit = 0;
+    while (value >= 1024.0 && unit + 1 < std::size(units)) {
+        value /= 1024.0;
+        ++unit;
+    }
+    return fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+std::string human_duration_ms(std::uint64_t ms) {
+    if (ms < 1000) return fmt::format("{}ms", ms);
+    const std::uint64_t s = ms / 1000;
+    if (s < 60) return fmt::format("{}s", s);
+    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+    if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+    return fmt::format("{}d{}h", s / 86400, (s % 86400) / 3600);
+}
+
+bool parse_duration_ms(std::string_view text, std::uint64_t& out_ms) {
+    if (text.empty()) return false;
+    std::size_t split = 0;
+    while (split < text.size() &&
+           ((text[split] >= '0' && text[split] <= '9') || text[split] == '.'))
+        ++split;
+    if (split == 0) return false;
+    const std::string number(text.substr(0, split));
+    const std::string_view unit = text.substr(split);
+    double value = 0;
+    try {
+        std::size_t used = 0;
+        value = std::stod(number, &used);
+        if (used != number.size()) return false;
+    } catch (const std::exception&) {
+        return false;
+    }
+    double factor = 0;
+    if (unit.empty() || unit == "s") factor = 1000;
+    else if (unit == "ms") factor = 1;
+    else if (unit == "m" || unit == "min") factor = 60'000;
+    else if (unit == "h") factor = 3'600'000;
+    else if (unit == "d") factor = 86'400'000;
+    else return false;
+    const double ms = value * factor;
+    if (!std::isfinite(ms) || ms < 0 || ms > 1e15) return false;
+    out_ms = static_cast<std::uint64_t>(std::llround(ms));
+    return true;
+}
+
+std::string iso8601_utc(std::int64_t unix_seconds) {
+    const std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+} // namespace conncheck::text
