@@ -1,1 +1,532 @@
-// placeholder: being written
+#include "conncheck/diag.hpp"
+#include "conncheck/error.hpp"
+#include "dump_loop.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <system_error>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace conncheck::diag {
+
+namespace {
+
+// The kernel sizes each dump skb from the largest recv() buffer it has seen, capped just below
+// 32 KiB (netlink_recvmsg: max_recvmsg_len), so a bigger buffer would not mean fewer datagrams.
+constexpr std::size_t receive_buffer_size = 32768;
+
+Endpoint make_endpoint(std::uint8_t family, const __be32 (&addr)[4], __be16 port) {
+    Endpoint e;
+    e.family = family;
+    std::memcpy(e.addr.data(), addr, family == AF_INET ? 4 : 16);
+    e.port = ntohs(port);
+    return e;
+}
+
+void fill_tcp_info(const unsigned char* payload, std::size_t length, TcpInfoLite& out) {
+    // struct tcp_info grows with kernel versions: an older kernel sends fewer bytes (the fields it
+    // lacks stay 0), a newer one more (ignored).
+    tcp_info info{};
+    std::memcpy(&info, payload, std::min(length, sizeof info));
+    out.last_data_sent_ms = info.tcpi_last_data_sent;
+    out.last_data_recv_ms = info.tcpi_last_data_recv;
+    out.last_ack_recv_ms = info.tcpi_last_ack_recv;
+    out.rtt_us = info.tcpi_rtt;
+    out.retransmits = info.tcpi_retransmits;
+    out.total_retrans = info.tcpi_total_retrans;
+    out.unacked = info.tcpi_unacked;
+    out.bytes_received = info.tcpi_bytes_received;
+    out.bytes_acked = info.tcpi_bytes_acked;
+}
+
+void fill_meminfo(const unsigned char* payload, std::size_t length, SkMemInfo& out) {
+    std::array<std::uint32_t, SK_MEMINFO_VARS> slots{};
+    std::memcpy(slots.data(), payload, std::min(length / 4, slots.size()) * 4);
+    out.rmem_alloc = slots[SK_MEMINFO_RMEM_ALLOC];
+    out.rcvbuf = slots[SK_MEMINFO_RCVBUF];
+    out.wmem_alloc = slots[SK_MEMINFO_WMEM_ALLOC];
+    out.sndbuf = slots[SK_MEMINFO_SNDBUF];
+    out.fwd_alloc = slots[SK_MEMINFO_FWD_ALLOC];
+    out.wmem_queued = slots[SK_MEMINFO_WMEM_QUEUED];
+    out.optmem = slots[SK_MEMINFO_OPTMEM];
+    out.backlog = slots[SK_MEMINFO_BACKLOG];
+    out.drops = slots[SK_MEMINFO_DROPS];
+}
+
+struct ChunkContext {
+    DumpSink& sink;
+    DumpStats& stats;
+    ChunkResult result;
+    SocketRecord record;
+    std::exception_ptr failure; // thrown by the sink; C++ exceptions must not cross libmnl
+};
+
+int on_data(const nlmsghdr* message, void* data) {
+    auto& ctx = *static_cast<ChunkContext*>(data);
+    if (message->nlmsg_type != SOCK_DIAG_BY_FAMILY || !parse_inet_diag(message, ctx.record)) {
+        ++ctx.stats.malformed;
+        return MNL_CB_OK;
+    }
+    ++ctx.stats.messages;
+    try {
+        ctx.sink.on_socket(ctx.record);
+    } catch (...) {
+        ctx.failure = std::current_exception();
+        return MNL_CB_ERROR;
+    }
+    return MNL_CB_OK;
+}
+
+bool read_status(const nlmsghdr* message, int& status) {
+    if (message->nlmsg_len < NLMSG_HDRLEN + sizeof(int)) return false;
+    std::memcpy(&status, mnl_nlmsg_get_payload(message), sizeof status);
+    return true;
+}
+
+// libmnl's own NLMSG_DONE callback stops without looking at the int the kernel puts there: the
+// dump's final status, negative errno when the dump failed part way.
+int on_done(const nlmsghdr* message, void* data) {
+    auto& ctx = *static_cast<ChunkContext*>(data);
+    int status = 0;
+    read_status(message, status);
+    if (status != 0) {
+        ctx.result.status = ChunkStatus::error;
+        ctx.result.error = status < 0 ? -status : status;
+        return MNL_CB_ERROR;
+    }
+    ctx.result.status = ChunkStatus::done;
+    return MNL_CB_STOP;
+}
+
+// struct nlmsgerr: the errno (negative), then the header of the request it answers. 0 is an ACK.
+int on_error(const nlmsghdr* message, void* data) {
+    auto& ctx = *static_cast<ChunkContext*>(data);
+    int status = 0;
+    if (!read_status(message, status)) {
+        ctx.result.status = ChunkStatus::error;
+        ctx.result.error = EBADMSG;
+        return MNL_CB_ERROR;
+    }
+    if (status == 0) {
+        ctx.result.status = ChunkStatus::done;
+        return MNL_CB_STOP;
+    }
+    ctx.result.status = ChunkStatus::error;
+    ctx.result.error = status < 0 ? -status : status;
+    return MNL_CB_ERROR;
+}
+
+// Runs messages through libmnl; false when it stopped (DONE, ERROR or a violation).
+bool run_callbacks(const void* data, std::size_t size, std::uint32_t seq, std::uint32_t portid,
+                   ChunkContext& ctx) {
+    mnl_cb_t control[NLMSG_MIN_TYPE] = {};
+    control[NLMSG_DONE] = on_done;
+    control[NLMSG_ERROR] = on_error;
+    const int ret = mnl_cb_run2(data, size, seq, portid, on_data, &ctx, control, NLMSG_MIN_TYPE);
+    if (ret == MNL_CB_OK) return true;
+    if (ret == MNL_CB_ERROR && ctx.result.status == ChunkStatus::more && !ctx.failure) {
+        // A libmnl check failed: EPROTO (sequence), ESRCH (port id).
+        ctx.result.status = ChunkStatus::error;
+        ctx.result.error = errno != 0 ? errno : EPROTO;
+    }
+    return false;
+}
+
+} // namespace
+
+bool parse_inet_diag(const nlmsghdr* message, SocketRecord& out) {
+    // Everything is read through memcpy: the message may sit at any alignment (recordings,
+    // fuzzers), and nlmsg_len is the message's extent, which the caller checked lies inside its
+    // buffer.
+    nlmsghdr header;
+    std::memcpy(&header, message, sizeof header);
+    constexpr std::size_t base_len = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(inet_diag_msg));
+    if (header.nlmsg_len < base_len) return false;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(message);
+    inet_diag_msg msg;
+    std::memcpy(&msg, bytes + NLMSG_HDRLEN, sizeof msg);
+    if (msg.idiag_family != AF_INET && msg.idiag_family != AF_INET6) return false;
+
+    out.state = msg.idiag_state < tcp_state_count ? static_cast<TcpState>(msg.idiag_state)
+                                                  : TcpState::unknown;
+    out.timer = msg.idiag_timer;
+    out.expires_ms = msg.idiag_expires;
+    out.rqueue = msg.idiag_rqueue;
+    out.wqueue = msg.idiag_wqueue;
+    out.uid = msg.idiag_uid;
+    out.inode = msg.idiag_inode;
+    out.cookie = msg.id.idiag_cookie[0] | std::uint64_t{msg.id.idiag_cookie[1]} << 32;
+    out.local = make_endpoint(msg.idiag_family, msg.id.idiag_src, msg.id.idiag_sport);
+    out.remote = make_endpoint(msg.idiag_family, msg.id.idiag_dst, msg.id.idiag_dport);
+    out.info.reset();
+    out.mem.reset();
+
+    // Attributes are walked against the exact nlmsg_len, not libmnl's aligned payload tail, which
+    // can reach past the end of a buffer whose last message has an unaligned length.
+    std::size_t offset = base_len;
+    while (header.nlmsg_len - offset >= NLA_HDRLEN) {
+        nlattr attr;
+        std::memcpy(&attr, bytes + offset, sizeof attr);
+        if (attr.nla_len < NLA_HDRLEN || attr.nla_len > header.nlmsg_len - offset) return false;
+        const unsigned char* payload = bytes + offset + NLA_HDRLEN;
+        const std::size_t length = attr.nla_len - NLA_HDRLEN;
+        switch (attr.nla_type & NLA_TYPE_MASK) {
+        case INET_DIAG_INFO:
+            fill_tcp_info(payload, length, out.info.emplace());
+            break;
+        case INET_DIAG_SKMEMINFO:
+            fill_meminfo(payload, length, out.mem.emplace());
+            break;
+        default:
+            break;
+        }
+        const std::size_t step = NLA_ALIGN(attr.nla_len);
+        if (step >= header.nlmsg_len - offset) break;
+        offset += step;
+    }
+    return true;
+}
+
+ChunkResult parse_chunk(const void* data, std::size_t size, std::uint32_t seq, std::uint32_t portid,
+                        DumpSink& sink, DumpStats& stats) {
+    ChunkContext ctx{sink, stats, {}, {}, {}};
+    std::vector<std::uint32_t> aligned;
+    if (reinterpret_cast<std::uintptr_t>(data) % alignof(nlmsghdr) != 0) {
+        aligned.resize((size + 3) / 4);
+        std::memcpy(aligned.data(), data, size);
+        data = aligned.data();
+    }
+
+    // libmnl stops at the first message flagged NLM_F_DUMP_INTR (errno EINTR) and drops the rest
+    // of the datagram. We want the whole dump even when it is inconsistent, so such datagrams go
+    // through one message at a time with the flag cleared on a copy.
+    const auto* first = static_cast<const nlmsghdr*>(data);
+    int left = static_cast<int>(std::min<std::size_t>(size, INT32_MAX));
+    for (const nlmsghdr* m = first; mnl_nlmsg_ok(m, left); m = mnl_nlmsg_next(m, &left)) {
+        if ((m->nlmsg_flags & NLM_F_DUMP_INTR) != 0) ctx.result.interrupted = true;
+    }
+
+    if (!ctx.result.interrupted) {
+        run_callbacks(data, size, seq, portid, ctx);
+    } else {
+        left = static_cast<int>(std::min<std::size_t>(size, INT32_MAX));
+        std::vector<std::uint32_t> copy;
+        for (const nlmsghdr* m = first; mnl_nlmsg_ok(m, left); m = mnl_nlmsg_next(m, &left)) {
+            const nlmsghdr* one = m;
+            if ((m->nlmsg_flags & NLM_F_DUMP_INTR) != 0) {
+                copy.assign((m->nlmsg_len + 3) / 4, 0);
+                std::memcpy(copy.data(), m, m->nlmsg_len);
+                auto* cleared = reinterpret_cast<nlmsghdr*>(copy.data());
+                cleared->nlmsg_flags &= ~NLM_F_DUMP_INTR;
+                one = cleared;
+            }
+            if (!run_callbacks(one, one->nlmsg_len, seq, portid, ctx)) break;
+        }
+    }
+    if (ctx.failure) std::rethrow_exception(ctx.failure);
+    return ctx.result;
+}
+
+namespace detail {
+
+DumpStats run_dump(DatagramStream& stream, const DumpRequest& request, DumpSink& sink,
+                   unsigned max_retries) {
+    DumpStats stats;
+    for (unsigned attempt = 0;; ++attempt) {
+        std::uint32_t seq = 0;
+        std::uint32_t portid = 0;
+        if (!stream.begin(request, attempt, seq, portid)) {
+            // Only a recording runs out of attempts: it stopped retrying while still interrupted.
+            if (attempt > 0) stats.inconsistent = true;
+            return stats;
+        }
+        if (attempt > 0) {
+            sink.on_restart();
+            stats.retries = attempt;
+            stats.messages = 0;
+            stats.malformed = 0;
+        }
+        bool interrupted = false;
+        for (;;) {
+            const Datagram d = stream.next();
+            if (d.lost) {
+                interrupted = true;
+                break;
+            }
+            if (d.end) break;
+            const ChunkResult r = parse_chunk(d.data, d.size, seq, portid, sink, stats);
+            interrupted = interrupted || r.interrupted;
+            if (r.status == ChunkStatus::more) continue;
+            if (r.status == ChunkStatus::error) {
+                const std::string what = "TCP socket dump from " + stream.describe() + " failed";
+                // inet_diag answers ENOENT when no handler for the protocol is registered
+                // (tcp_diag not built or not loadable), EOPNOTSUPP where diag is compiled out.
+                if (r.error == ENOENT || r.error == EOPNOTSUPP) {
+                    throw Error(Errc::source_unavailable,
+                                errno_message(what, r.error) +
+                                    " (is the tcp_diag module available?)");
+                }
+                throw Error(Errc::io, errno_message(what, r.error));
+            }
+            stream.end_attempt();
+            break;
+        }
+        if (!interrupted) return stats;
+        if (attempt >= max_retries) {
+            stats.inconsistent = true;
+            return stats;
+        }
+    }
+}
+
+} // namespace detail
+
+namespace {
+
+struct MnlSocketCloser {
+    void operator()(mnl_socket* nl) const { mnl_socket_close(nl); }
+};
+using MnlSocket = std::unique_ptr<mnl_socket, MnlSocketCloser>;
+
+[[noreturn]] void fail(Errc code, const std::string& context, int err) {
+    throw Error(code, errno_message(context, err));
+}
+
+std::string describe_netns(int fd) {
+    char target[128] = {};
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+    return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : "fd " + std::to_string(fd);
+}
+
+int create_diag_socket() {
+    return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+}
+
+// A netlink socket answers for the network namespace it was created in, whatever thread later
+// uses it. A helper thread enters the namespace, creates the socket and exits, so this process
+// never changes namespace itself.
+MnlSocket open_socket(int netns_fd) {
+    int fd = -1;
+    int err = 0;
+    bool entered = true;
+    if (netns_fd < 0) {
+        fd = create_diag_socket();
+        err = errno;
+    } else {
+        try {
+            std::thread helper([&] {
+                if (setns(netns_fd, CLONE_NEWNET) != 0) {
+                    err = errno;
+                    entered = false;
+                    return;
+                }
+                fd = create_diag_socket();
+                err = errno;
+            });
+            helper.join();
+        } catch (const std::system_error& e) {
+            throw Error(Errc::io, std::string("cannot start a thread to enter the network "
+                                              "namespace: ") +
+                                      e.what());
+        }
+    }
+    if (!entered) {
+        const std::string what = "cannot enter the network namespace " + describe_netns(netns_fd);
+        if (err == EPERM) {
+            throw Error(Errc::permission_denied, errno_message(what, err) + " (run as root)");
+        }
+        throw Error(Errc::io, errno_message(what, err));
+    }
+    if (fd < 0) {
+        if (err == EPROTONOSUPPORT || err == EAFNOSUPPORT || err == ENOENT) {
+            throw Error(Errc::source_unavailable,
+                        errno_message("cannot open a NETLINK_SOCK_DIAG socket", err));
+        }
+        fail(Errc::io, "cannot open a NETLINK_SOCK_DIAG socket", err);
+    }
+    MnlSocket nl(mnl_socket_fdopen(fd));
+    if (!nl) {
+        err = errno;
+        close(fd);
+        fail(Errc::io, "cannot set up the netlink socket", err);
+    }
+    if (mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) != 0) {
+        fail(Errc::io, "cannot bind the netlink socket", errno);
+    }
+    return nl;
+}
+
+class NetlinkSource final : public SocketSource, private detail::DatagramStream {
+public:
+    explicit NetlinkSource(const NetlinkOptions& options)
+        : max_retries_(options.max_retries), record_path_(options.record_path),
+          seq_(static_cast<std::uint32_t>(time(nullptr))), buffer_(receive_buffer_size / 4) {
+        if (options.netns_fd >= 0) {
+            // Kept so the socket can be opened again in that namespace after ENOBUFS.
+            netns_fd_ = fcntl(options.netns_fd, F_DUPFD_CLOEXEC, 0);
+            if (netns_fd_ < 0) fail(Errc::io, "cannot duplicate the network namespace fd", errno);
+        }
+        try {
+            nl_ = open_socket(netns_fd_);
+            if (!record_path_.empty()) open_recording();
+        } catch (...) {
+            if (netns_fd_ >= 0) close(netns_fd_);
+            throw;
+        }
+    }
+    ~NetlinkSource() override {
+        if (record_fd_ >= 0) close(record_fd_);
+        if (netns_fd_ >= 0) close(netns_fd_);
+    }
+    NetlinkSource(const NetlinkSource&) = delete;
+    NetlinkSource& operator=(const NetlinkSource&) = delete;
+
+    DumpStats dump(const DumpRequest& request, DumpSink& sink) override {
+        return detail::run_dump(*this, request, sink, max_retries_);
+    }
+    [[nodiscard]] std::string_view name() const override { return "netlink"; }
+
+private:
+    bool begin(const DumpRequest& request, unsigned /*attempt*/, std::uint32_t& seq,
+               std::uint32_t& portid) override {
+        // A dump left unfinished (the sink threw, replies were lost) still holds the socket: the
+        // kernel refuses a second dump with EBUSY. Closing the socket ends it.
+        if (in_dump_) {
+            nl_.reset();
+            nl_ = open_socket(netns_fd_);
+        }
+        family_ = request.family;
+        seq_ = seq_ + 1 == 0 ? 1 : seq_ + 1;
+        seq = seq_;
+        portid = mnl_socket_get_portid(nl_.get());
+
+        alignas(nlmsghdr) unsigned char buf[NLMSG_SPACE(sizeof(inet_diag_req_v2))] = {};
+        nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+        nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        nlh->nlmsg_seq = seq;
+        auto* req = static_cast<inet_diag_req_v2*>(
+            mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
+        req->sdiag_family = request.family;
+        req->sdiag_protocol = IPPROTO_TCP;
+        req->idiag_ext =
+            static_cast<std::uint8_t>((request.want_info ? 1U << (INET_DIAG_INFO - 1) : 0U) |
+                                      (request.want_mem ? 1U << (INET_DIAG_SKMEMINFO - 1) : 0U));
+        req->idiag_states = request.states;
+        for (;;) {
+            if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) >= 0) break;
+            if (errno != EINTR) fail(Errc::io, "cannot send the netlink dump request", errno);
+        }
+        in_dump_ = true;
+        return true;
+    }
+
+    detail::Datagram next() override {
+        for (;;) {
+            const ssize_t n = mnl_socket_recvfrom(nl_.get(), buffer_.data(), receive_buffer_size);
+            if (n > 0) {
+                record(buffer_.data(), static_cast<std::size_t>(n));
+                return {buffer_.data(), static_cast<std::size_t>(n), false, false};
+            }
+            if (n == 0) throw Error(Errc::io, "netlink socket returned no data");
+            if (errno == EINTR) continue;
+            if (errno == ENOBUFS) {
+                // Replies were dropped; the rest of this dump cannot be trusted to arrive. Leave
+                // a DONE flagged interrupted in the recording so a replay restarts here too.
+                record_lost_marker();
+                return {nullptr, 0, true, false};
+            }
+            fail(Errc::io, "cannot receive from the netlink socket", errno);
+        }
+    }
+
+    void end_attempt() override { in_dump_ = false; }
+    [[nodiscard]] std::string describe() const override { return "the kernel (sock_diag)"; }
+
+    void open_recording() {
+        record_fd_ = open(record_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (record_fd_ < 0) fail(Errc::io, "cannot open " + record_path_, errno);
+        struct stat st {};
+        if (fstat(record_fd_, &st) != 0) fail(Errc::io, "cannot stat " + record_path_, errno);
+        if (st.st_size == 0) write_all(recording_magic.data(), recording_magic.size(), nullptr, 0);
+    }
+
+    void record(const void* data, std::size_t size) {
+        if (record_fd_ < 0) return;
+        std::array<unsigned char, 8> head{};
+        const std::uint32_t values[2] = {family_, static_cast<std::uint32_t>(size)};
+        for (std::size_t i = 0; i < 8; ++i) {
+            head[i] = static_cast<unsigned char>(values[i / 4] >> (8 * (i % 4)));
+        }
+        write_all(head.data(), head.size(), data, size);
+    }
+
+    void record_lost_marker() {
+        struct {
+            nlmsghdr header;
+            int status;
+        } done{};
+        done.header.nlmsg_len = sizeof done;
+        done.header.nlmsg_type = NLMSG_DONE;
+        done.header.nlmsg_flags = NLM_F_MULTI | NLM_F_DUMP_INTR;
+        done.header.nlmsg_seq = seq_;
+        done.header.nlmsg_pid = mnl_socket_get_portid(nl_.get());
+        record(&done, sizeof done);
+    }
+
+    void write_all(const void* a, std::size_t a_len, const void* b, std::size_t b_len) {
+        iovec iov[2] = {{const_cast<void*>(a), a_len}, {const_cast<void*>(b), b_len}};
+        int idx = 0;
+        while (idx < 2) {
+            const ssize_t n = writev(record_fd_, iov + idx, 2 - idx);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail(Errc::io, "cannot write " + record_path_, errno);
+            }
+            auto done = static_cast<std::size_t>(n);
+            while (idx < 2 && done >= iov[idx].iov_len)
+                done -= iov[idx++].iov_len;
+            if (idx < 2) {
+                iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + done;
+                iov[idx].iov_len -= done;
+            }
+        }
+    }
+
+    unsigned max_retries_;
+    std::string record_path_;
+    std::uint32_t seq_;
+    std::vector<std::uint32_t> buffer_;
+    MnlSocket nl_;
+    int netns_fd_ = -1;
+    int record_fd_ = -1;
+    std::uint8_t family_ = 0;
+    bool in_dump_ = false;
+};
+
+} // namespace
+
+std::unique_ptr<SocketSource> open_netlink(const NetlinkOptions& options) {
+    return std::make_unique<NetlinkSource>(options);
+}
+
+} // namespace conncheck::diag

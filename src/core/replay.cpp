@@ -1,1 +1,178 @@
-// placeholder: being written
+#include "conncheck/diag.hpp"
+#include "conncheck/error.hpp"
+#include "dump_loop.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace conncheck::diag {
+
+namespace {
+
+std::uint32_t read_le32(const std::string& bytes, std::size_t at) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+        v |= std::uint32_t{static_cast<unsigned char>(bytes[at + i])} << (8 * i);
+    }
+    return v;
+}
+
+std::string read_whole_file(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(Errc::bad_file, errno_message("cannot open " + path, errno));
+    std::string bytes;
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && st.st_size > 0) bytes.reserve(static_cast<std::size_t>(st.st_size));
+    char chunk[65536];
+    for (;;) {
+        const ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n > 0) {
+            bytes.append(chunk, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+            break;
+        } else if (errno != EINTR) {
+            const int err = errno;
+            close(fd);
+            throw Error(Errc::bad_file, errno_message("cannot read " + path, err));
+        }
+    }
+    close(fd);
+    return bytes;
+}
+
+// True when the datagram holds the NLMSG_DONE or NLMSG_ERROR that ends a dump attempt.
+bool ends_attempt(const char* data, std::size_t size) {
+    std::size_t at = 0;
+    while (size - at >= sizeof(nlmsghdr)) {
+        nlmsghdr h;
+        std::memcpy(&h, data + at, sizeof h);
+        if (h.nlmsg_len < sizeof h || h.nlmsg_len > size - at) return false;
+        if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) return true;
+        at += NLMSG_ALIGN(h.nlmsg_len);
+        if (at >= size) return false;
+    }
+    return false;
+}
+
+struct Record {
+    std::size_t offset; // of the datagram bytes
+    std::size_t size;
+};
+
+// The kernel answers a state request with exactly those states; a recording holds whatever was
+// asked when it was made, so the replay filters here. Request sockets are reported as SYN_RECV
+// but selected by NEW_SYN_RECV.
+class FilterSink final : public DumpSink {
+public:
+    FilterSink(const DumpRequest& request, DumpSink& inner) : request_(request), inner_(inner) {}
+    void on_socket(const SocketRecord& socket) override {
+        std::uint32_t wanted = state_bit(socket.state);
+        if (socket.state == TcpState::syn_recv) wanted |= state_bit(TcpState::new_syn_recv);
+        if ((request_.states & wanted) == 0) return;
+        if ((request_.want_info || !socket.info) && (request_.want_mem || !socket.mem)) {
+            inner_.on_socket(socket);
+            return;
+        }
+        SocketRecord trimmed = socket;
+        if (!request_.want_info) trimmed.info.reset();
+        if (!request_.want_mem) trimmed.mem.reset();
+        inner_.on_socket(trimmed);
+    }
+    void on_restart() override { inner_.on_restart(); }
+
+private:
+    const DumpRequest& request_;
+    DumpSink& inner_;
+};
+
+class ReplaySource final : public SocketSource, private detail::DatagramStream {
+public:
+    ReplaySource(std::string path, std::string bytes)
+        : path_(std::move(path)), bytes_(std::move(bytes)) {
+        index();
+    }
+
+    DumpStats dump(const DumpRequest& request, DumpSink& sink) override {
+        FilterSink filter(request, sink);
+        // The recording decides how many attempts there were: replay all of them.
+        return detail::run_dump(*this, request, filter, UINT_MAX);
+    }
+    [[nodiscard]] std::string_view name() const override { return "replay"; }
+
+private:
+    void index() {
+        const std::size_t magic_len = recording_magic.size();
+        if (bytes_.size() < magic_len || bytes_.compare(0, magic_len, recording_magic) != 0) {
+            throw Error(Errc::bad_file, path_ + ": not a conncheck netlink recording");
+        }
+        std::size_t at = magic_len;
+        while (at < bytes_.size()) {
+            if (bytes_.size() - at < 8) truncated(at);
+            const std::uint32_t family = read_le32(bytes_, at);
+            const std::uint32_t size = read_le32(bytes_, at + 4);
+            if (family != AF_INET && family != AF_INET6) {
+                throw Error(Errc::bad_file, path_ +
+                                                ": not a conncheck netlink recording (bad "
+                                                "record at byte " +
+                                                std::to_string(at) + ")");
+            }
+            if (bytes_.size() - at - 8 < size) truncated(at);
+            const Record r{at + 8, size};
+            auto& attempts = family == AF_INET ? inet_ : inet6_;
+            if (attempts.empty() || attempt_closed_[family == AF_INET6]) attempts.emplace_back();
+            attempts.back().push_back(r);
+            attempt_closed_[family == AF_INET6] = ends_attempt(bytes_.data() + r.offset, r.size);
+            at = r.offset + size;
+        }
+    }
+
+    [[noreturn]] void truncated(std::size_t at) const {
+        throw Error(Errc::bad_file, path_ + ": truncated at byte " + std::to_string(at));
+    }
+
+    bool begin(const DumpRequest& request, unsigned attempt, std::uint32_t& seq,
+               std::uint32_t& portid) override {
+        const auto& attempts = request.family == AF_INET6 ? inet6_ : inet_;
+        if (request.family != AF_INET && request.family != AF_INET6) return false;
+        if (attempt >= attempts.size()) return false;
+        current_ = &attempts[attempt];
+        next_ = 0;
+        seq = 0;
+        portid = 0;
+        return true;
+    }
+
+    detail::Datagram next() override {
+        if (current_ == nullptr || next_ >= current_->size()) return {nullptr, 0, false, true};
+        const Record& r = (*current_)[next_++];
+        return {bytes_.data() + r.offset, r.size, false, false};
+    }
+
+    [[nodiscard]] std::string describe() const override { return path_; }
+
+    std::string path_;
+    std::string bytes_;
+    // Per family, the recorded dump attempts: datagrams up to one ending in DONE or ERROR.
+    std::vector<std::vector<Record>> inet_;
+    std::vector<std::vector<Record>> inet6_;
+    bool attempt_closed_[2] = {false, false};
+    const std::vector<Record>* current_ = nullptr;
+    std::size_t next_ = 0;
+};
+
+} // namespace
+
+std::unique_ptr<SocketSource> open_replay(const std::string& path) {
+    std::string bytes = read_whole_file(path);
+    return std::make_unique<ReplaySource>(path, std::move(bytes));
+}
+
+} // namespace conncheck::diag
