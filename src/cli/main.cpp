@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
         // issue-4 run
         if (watch_cmd->parsed()) return run_watch(watch);
         // issue-5 run
+        if (check_sub->parsed()) return run_check(check);
+        if (export_sub->parsed()) return run_export(export_options);
         return run_audit(audit);
     } catch (const conncheck::Error& e) {
         return print_error(e);
