@@ -8,6 +8,8 @@
 // issue-4 includes
 #include "watch.hpp"
 // issue-5 includes
+#include "check.hpp"
+#include "export.hpp"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -50,6 +52,17 @@ int main(int argc, char** argv) {
                  "exact TIME_WAIT attribution, peers and findings, redrawn every interval");
     setup_watch(*watch_cmd, watch);
     // issue-5 setup
+    CheckOptions check;
+    CLI::App* check_sub = app.add_subcommand(
+        "check", "Monitoring Plugins check (Nagios, Icinga, cron): OK/WARNING/CRITICAL/UNKNOWN "
+                 "from CLOSE_WAIT, ESTABLISHED, stale connections and their growth");
+    setup_check(*check_sub, check);
+    usage_codes.emplace_back(check_sub, check_unknown);
+    ExportOptions export_options;
+    CLI::App* export_sub = app.add_subcommand(
+        "export", "Prometheus metrics of the selected processes, on stdout or as a textfile for "
+                  "node_exporter");
+    setup_export(*export_sub, export_options);
 
     try {
         app.parse(argc, argv);
