@@ -155,6 +155,13 @@ FdScan ProcFs::scan_fds(pid_t pid) const {
         if (e->d_name[0] == '.') continue;
         ++scan.open_fds;
         const ssize_t n = ::readlinkat(dirfd(d), e->d_name, buf, sizeof buf);
+        if (n < 0 && (errno == EACCES || errno == EPERM)) {
+            // Listing the directory can succeed where reading the links is refused (ptrace
+            // access mode checks, LSMs): a partial list would be a silently wrong answer.
+            const int err = errno;
+            ::closedir(d);
+            throw_errno("cannot read the links in " + dir, err);
+        }
         if (n <= 0) continue; // closed since readdir: a race, not an error
         if (auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n))))
             scan.socket_inodes.push_back(*inode);

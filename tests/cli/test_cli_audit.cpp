@@ -1,1 +1,220 @@
+// The built binary: arguments, exit codes, error lines, JSON.
+#include "support.hpp"
+
+#include <algorithm>
+#include <csignal>
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
+
+using namespace testsupport;
+using nlohmann::json;
+
+namespace {
+
+CommandResult conncheck(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
+    args.insert(args.begin(), conncheck_bin());
+    return run(args, 30s, env);
+}
+
+std::size_t line_count(const std::string& s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+// A pid no process has (and nothing will take during the test, in all likelihood).
+pid_t unused_pid() {
+    for (pid_t pid = 3'999'999; pid > 100'000; --pid)
+        if (kill(pid, 0) != 0 && errno == ESRCH) return pid;
+    return 3'999'999;
+}
+
+// A child holding 2 ESTABLISHED and 1 CLOSE_WAIT sockets.
+struct Target {
+    Listener l = listen_loopback(AF_INET);
+    Listener dropper = listen_loopback(AF_INET);
+    Child child{[this] {
+        close(l.fd);
+        close(dropper.fd);
+        (void)connect_to(l);
+        (void)connect_to(l);
+        (void)connect_to(dropper);
+    }};
+    std::vector<int> server_fds;
+    Target() {
+        server_fds.push_back(accept_from(l));
+        server_fds.push_back(accept_from(l));
+        close(accept_from(dropper));
+    }
+    ~Target() {
+        for (int fd : server_fds) close(fd);
+        close(l.fd);
+        close(dropper.fd);
+    }
+    json audit_json(const std::vector<std::string>& extra = {}) {
+        std::vector<std::string> args = {"--pid", std::to_string(child.pid()), "--json"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        json j;
+        const bool ok = wait_until(
+            [&] {
+                const auto r = conncheck(args);
+                if (r.exit_code != 0) return false;
+                j = json::parse(r.out);
+                return j["processes"][0]["states"]["close_wait"] == 1;
+            },
+            5s, 20ms);
+        REQUIRE(ok);
+        return j;
+    }
+};
+
+} // namespace
+
+TEST_CASE("--version and --help exit 0") {
+    auto r = conncheck({"--version"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("0.1.0") != std::string::npos);
+    r = conncheck({"--help"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("--pid") != std::string::npos);
+    CHECK(r.out.find("Exit status") != std::string::npos);
+}
+
+TEST_CASE("bad pids: one line on stderr and exit 2") {
+    for (const std::string bad : {"abc", "0", "12x", "-5", "99999999999"}) {
+        CAPTURE(bad);
+        const auto r = conncheck({"--pid", bad});
+        CHECK(r.exit_code == 2);
+        CHECK(line_count(r.err) == 1);
+        CHECK(r.err.rfind("conncheck: ", 0) == 0);
+        CHECK(r.out.empty());
+    }
+    const auto r = conncheck({"--pid", "abc"});
+    CHECK(r.err == "conncheck: invalid pid 'abc': expected a positive whole number\n");
+}
+
+TEST_CASE("a pid that does not exist: exit 3") {
+    const pid_t pid = unused_pid();
+    const auto r = conncheck({"--pid", std::to_string(pid)});
+    CHECK(r.exit_code == 3);
+    CHECK(r.err == "conncheck: no such process: " + std::to_string(pid) + "\n");
+}
+
+TEST_CASE("pidfiles: unreadable or garbage exit 7, a dead pid exits 3") {
+    TempDir tmp;
+    auto r = conncheck({"--pidfile", tmp.path() + "/missing.pid"});
+    CHECK(r.exit_code == 7);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find("missing.pid") != std::string::npos);
+    write_file(tmp.path() + "/garbage.pid", "\x1b[31mnope\n");
+    r = conncheck({"--pidfile", tmp.path() + "/garbage.pid"});
+    CHECK(r.exit_code == 7);
+    CHECK(r.err.find('\x1b') == std::string::npos);
+    write_file(tmp.path() + "/dead.pid", std::to_string(unused_pid()) + "\n");
+    r = conncheck({"--pidfile", tmp.path() + "/dead.pid"});
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("not running") != std::string::npos);
+}
+
+TEST_CASE("--name with no match exits 3") {
+    const auto r = conncheck({"--name", "no-such-process-conncheck-xyz"});
+    CHECK(r.exit_code == 3);
+    CHECK(r.err == "conncheck: no process matches --name 'no-such-process-conncheck-xyz'\n");
+}
+
+TEST_CASE("unknown flags and bad values exit 2 with one line") {
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--bogus"}, {"--idle", "0"}, {"--idle", "soon"}, {"--source", "magic"}}) {
+        const auto r = conncheck(args);
+        CHECK(r.exit_code == 2);
+        CHECK(line_count(r.err) == 1);
+    }
+}
+
+TEST_CASE("--pid --json carries the documented fields") {
+    Target t;
+    const json j = t.audit_json();
+    CHECK(j["schema"] == 1);
+    CHECK(j["host_wide"] == false);
+    CHECK(j["source"] == "netlink");
+    const json& p = j["processes"][0];
+    CHECK(p["pid"] == t.child.pid());
+    CHECK(p["states"]["established"] == 2);
+    CHECK(p["states"]["close_wait"] == 1);
+    CHECK(p["states"]["time_wait"] == 0);
+    CHECK(p["sockets"] == 3);
+    CHECK(p["fds"]["open"].is_number());
+    CHECK(p["kernel_memory_bytes"].is_number());
+    CHECK(p["netns"].is_number());
+    REQUIRE(p["findings"].size() == 1);
+    CHECK(p["findings"][0]["kind"] == "close_wait");
+    CHECK(p["findings"][0]["severity"] == "warning");
+    CHECK(p["findings"][0]["evidence"]["count"] == 1);
+    CHECK(p["findings"][0]["advice"].is_string());
+    CHECK(p["peers"].size() == 2);
+}
+
+TEST_CASE("the table names states, peers and findings, without escapes when not a terminal") {
+    Target t;
+    (void)t.audit_json();
+    const auto r = conncheck({"--pid", std::to_string(t.child.pid())});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("CLOSE_WAIT") != std::string::npos);
+    CHECK(r.out.find("close_wait") != std::string::npos);
+    CHECK(r.out.find("127.0.0.1:" + std::to_string(t.dropper.port)) != std::string::npos);
+    CHECK(r.out.find('\x1b') == std::string::npos);
+}
+
+TEST_CASE("--source proc falls back to /proc/net/tcp and says so") {
+    Target t;
+    (void)t.audit_json();
+    const json j = t.audit_json({"--source", "proc"});
+    CHECK(j["source"] == "proc_net");
+    CHECK(j["tcp_info"] == false);
+    CHECK(j["processes"][0]["states"]["established"] == 2);
+}
+
+TEST_CASE("--dump-netlink records what --replay reads back") {
+    Target t;
+    TempDir tmp;
+    const std::string rec = tmp.path() + "/dump.bin";
+    const json live = t.audit_json({"--dump-netlink", rec});
+    const json replayed = t.audit_json({"--replay", rec});
+    CHECK(replayed["source"] == "replay");
+    CHECK(replayed["processes"][0]["states"] == live["processes"][0]["states"]);
+    write_file(tmp.path() + "/garbage.bin", "definitely not a recording");
+    const auto r = conncheck({"--pid", std::to_string(t.child.pid()), "--replay", tmp.path() + "/garbage.bin"});
+    CHECK(r.exit_code == 7);
+    CHECK(line_count(r.err) == 1);
+}
+
+TEST_CASE("host-wide JSON lists the child and the unattributed counts") {
+    Target t;
+    (void)t.audit_json();
+    const auto r = conncheck({"--json"});
+    REQUIRE(r.exit_code == 0);
+    const json j = json::parse(r.out);
+    CHECK(j["host_wide"] == true);
+    bool found = false;
+    for (const auto& p : j["processes"])
+        if (p["pid"] == t.child.pid()) {
+            found = true;
+            CHECK(p["states"]["close_wait"] == 1);
+        }
+    CHECK(found);
+    CHECK(j["unattributed"]["time_wait"].is_number());
+    CHECK(j["unattributed"]["permission"].is_number());
+}
+
+TEST_CASE("permission denied names the fix and exits 4") {
+    if (geteuid() != 0) {
+        MESSAGE("skipped: only root can drop to another user here");
+        return;
+    }
+    Target t;
+    const auto r = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", conncheck_bin(),
+                        "--pid", std::to_string(t.child.pid())},
+                       30s);
+    CHECK(r.exit_code == 4);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find("Permission denied") != std::string::npos);
+    CHECK(r.err.find("run as root") != std::string::npos);
+}

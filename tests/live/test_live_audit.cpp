@@ -1,1 +1,212 @@
+// Real sockets on loopback in known states, audited through the scanner: the counts must be
+// exactly what the test built, and a healthy process must get no findings.
+#include "conncheck/analysis.hpp"
+#include "conncheck/scan.hpp"
+
+#include "support.hpp"
+
+#include <algorithm>
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+using namespace conncheck;
+using namespace testsupport;
+
+namespace {
+
+analysis::ProcessReport audit(pid_t pid, const analysis::Config& config = {},
+                              const scan::CookieOwners* known = nullptr) {
+    scan::Scanner scanner(scan::Config{});
+    const auto snapshot = scanner.scan_pids({pid}, known);
+    REQUIRE(snapshot.processes.size() == 1);
+    return analysis::analyse_process(snapshot.processes.front(), config);
+}
+
+// Accepts every pending connection on `l`, returns the accepted fds.
+std::vector<int> accept_all(const Listener& l, std::size_t n) {
+    std::vector<int> fds;
+    for (std::size_t i = 0; i < n; ++i) fds.push_back(accept_from(l));
+    return fds;
+}
+
+bool has_finding(const analysis::ProcessReport& r, analysis::FindingKind kind) {
+    return std::any_of(r.findings.begin(), r.findings.end(),
+                       [kind](const analysis::Finding& f) { return f.kind == kind; });
+}
+
+} // namespace
+
+TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT sockets") {
+    const Listener main4 = listen_loopback(AF_INET);
+    const Listener main6 = listen_loopback(AF_INET6);
+    const Listener dropper = listen_loopback(AF_INET);
+    Child child([&] {
+        close(main4.fd);
+        close(main6.fd);
+        close(dropper.fd);
+        for (int i = 0; i < 3; ++i) (void)connect_to(main4);
+        (void)connect_to(main6);
+        for (int i = 0; i < 2; ++i) (void)connect_to(dropper); // the server will close these
+        for (int i = 0; i < 2; ++i) close(connect_to(main4));  // we close first: TIME_WAIT here
+    });
+
+    // The server side: closing the dropper's connections leaves the child in CLOSE_WAIT; closing
+    // the ones the child already closed (CLOSE_WAIT on our side) moves the child's to TIME_WAIT.
+    std::vector<int> keep;
+    for (int fd : accept_all(main4, 5)) {
+        if (tcp_state_of(fd) == TCP_CLOSE_WAIT)
+            close(fd);
+        else
+            keep.push_back(fd);
+    }
+    keep.push_back(accept_from(main6));
+    for (int fd : accept_all(dropper, 2)) close(fd);
+
+    analysis::ProcessReport r;
+    const bool settled = wait_until(
+        [&] {
+            r = audit(child.pid());
+            return r.states[TcpState::close_wait] == 2 && r.states[TcpState::time_wait] == 2;
+        },
+        5s);
+    REQUIRE(settled);
+    CHECK(r.states[TcpState::established] == 4);
+    CHECK(r.states[TcpState::close_wait] == 2);
+    CHECK(r.states[TcpState::time_wait] == 2);
+    CHECK(r.states[TcpState::listen] == 0);
+    CHECK(r.time_wait_by_peer == 2);
+    CHECK(r.time_wait_exact == 0);
+    CHECK(r.states.total() == 8);
+    CHECK(r.kernel_memory_bytes > 0);
+    CHECK(r.info.open_fds >= 6);
+    REQUIRE(!r.findings.empty());
+    CHECK(r.findings.front().kind == analysis::FindingKind::close_wait);
+    CHECK(r.findings.front().count == 2);
+    CHECK_FALSE(has_finding(r, analysis::FindingKind::stale_duplicate));
+    CHECK_FALSE(has_finding(r, analysis::FindingKind::reconnect_churn));
+    const bool v6_seen = std::any_of(r.peers.begin(), r.peers.end(), [&](const analysis::PeerRow& p) {
+        return p.remote.port == main6.port && p.remote.to_string().front() == '[';
+    });
+    CHECK(v6_seen);
+    for (int fd : keep) close(fd);
+    for (int fd : {main4.fd, main6.fd, dropper.fd}) close(fd);
+}
+
+TEST_CASE("a healthy process gets no findings") {
+    const Listener l = listen_loopback(AF_INET);
+    Child child([&] {
+        close(l.fd);
+        (void)connect_to(l);
+        (void)connect_to(l);
+    });
+    auto accepted = accept_all(l, 2);
+    const auto r = audit(child.pid());
+    CHECK(r.states[TcpState::established] == 2);
+    CHECK(r.states.total() == 2);
+    CHECK(r.findings.empty());
+    for (int fd : accepted) close(fd);
+    close(l.fd);
+}
+
+TEST_CASE("reconnect churn: TIME_WAIT toward the process's peer, attributed by peer endpoint") {
+    const Listener l = listen_loopback(AF_INET);
+    Child child([&] {
+        close(l.fd);
+        (void)connect_to(l); // the live connection
+        for (int i = 0; i < 12; ++i) close(connect_to(l));
+    });
+    auto accepted = accept_all(l, 13);
+    for (int& fd : accepted) {
+        if (tcp_state_of(fd) == TCP_CLOSE_WAIT) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    analysis::ProcessReport r;
+    REQUIRE(wait_until(
+        [&] {
+            r = audit(child.pid());
+            return r.states[TcpState::time_wait] == 12;
+        },
+        5s));
+    CHECK(r.states[TcpState::established] == 1);
+    REQUIRE(has_finding(r, analysis::FindingKind::reconnect_churn));
+    CHECK(r.findings.front().count == 12);
+    for (int fd : accepted)
+        if (fd >= 0) close(fd);
+    close(l.fd);
+}
+
+TEST_CASE("stale duplicates: a silent connection beside a live one to the same peer") {
+    const Listener l = listen_loopback(AF_INET);
+    const int zombie = connect_to(l);
+    const int zombie_server = accept_from(l);
+    const int live = connect_to(l);
+    const int live_server = accept_from(l);
+    analysis::Config config;
+    config.idle_ms = 200;
+    // Keep the live one talking until the zombie has been silent past the threshold.
+    analysis::ProcessReport r;
+    const bool found = wait_until(
+        [&] {
+            const char byte = 'x';
+            REQUIRE(write(live_server, &byte, 1) == 1);
+            char sink[16];
+            REQUIRE(read(live, sink, sizeof sink) == 1);
+            r = audit(getpid(), config);
+            return has_finding(r, analysis::FindingKind::stale_duplicate);
+        },
+        5s, 50ms);
+    REQUIRE(found);
+    for (const auto& f : r.findings) {
+        if (f.kind != analysis::FindingKind::stale_duplicate) continue;
+        REQUIRE(f.peers.size() == 1);
+        CHECK(f.peers[0].remote.port == l.port);
+        CHECK(f.count == 1);
+    }
+    for (int fd : {zombie, zombie_server, live, live_server, l.fd}) close(fd);
+}
+
+TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its cookie") {
+    const Listener l = listen_loopback(AF_INET);
+    const int client = connect_to(l);
+    const int server = accept_from(l);
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    REQUIRE(getsockname(client, reinterpret_cast<sockaddr*>(&local), &len) == 0);
+    const std::uint16_t client_port = ntohs(local.sin_port);
+
+    scan::Scanner scanner(scan::Config{});
+    auto first = scanner.scan_pids({getpid()});
+    scan::CookieOwners known;
+    std::uint64_t cookie = 0;
+    for (const auto& s : first.processes.front().sockets) {
+        known.emplace(s.cookie, getpid());
+        if (s.local.port == client_port && s.state == TcpState::established) cookie = s.cookie;
+    }
+    REQUIRE(cookie != 0);
+
+    close(client);
+    REQUIRE(wait_until([&] { return tcp_state_of(server) == TCP_CLOSE_WAIT; }, 5s));
+    close(server);
+    close(l.fd); // no live peer left: only the cookie can name the owner now
+
+    scan::Snapshot second;
+    const SocketRecord* found = nullptr;
+    REQUIRE(wait_until(
+        [&] {
+            second = scanner.scan_pids({getpid()}, &known);
+            found = nullptr;
+            for (const auto& s : second.processes.front().sockets)
+                if (s.cookie == cookie) found = &s;
+            return found != nullptr && found->state == TcpState::time_wait;
+        },
+        5s));
+    CHECK(found->local.port == client_port);
+    CHECK(second.processes.front().time_wait_exact >= 1);
+    CHECK(found->inode == 0);
+}

@@ -1,1 +1,88 @@
+#include "conncheck/tcp.hpp"
+#include "conncheck/text.hpp"
+
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+using namespace conncheck;
+
+TEST_CASE("sanitize keeps printable text and UTF-8") {
+    CHECK(text::sanitize("collector") == "collector");
+    CHECK(text::sanitize("b\xc3\xb6rse") == "b\xc3\xb6rse");
+    CHECK(text::sanitize("\xe2\x82\xac 5") == "\xe2\x82\xac 5");
+}
+
+TEST_CASE("sanitize escapes control bytes, escape sequences and invalid UTF-8") {
+    CHECK(text::sanitize("evil\x1b[2Jname") == "evil\\x1b[2Jname");
+    CHECK(text::sanitize(std::string("a\0b", 3)) == "a\\x00b");
+    CHECK(text::sanitize("tab\there") == "tab\\x09here");
+    CHECK(text::sanitize("\xff\xfe") == "\\xff\\xfe");
+    CHECK(text::sanitize("\xc0\xaf") == "\\xc0\\xaf");         // overlong '/'
+    CHECK(text::sanitize("\xed\xa0\x80") == "\\xed\\xa0\\x80"); // a surrogate
+    CHECK(text::sanitize("\xc2\x9b" "1m") == "\\xc2\\x9b1m");   // C1 CSI
+    CHECK(text::sanitize("\xe2\x82") == "\\xe2\\x82");          // cut short
+}
+
+TEST_CASE("sanitize cuts to a width with an ellipsis") {
+    CHECK(text::sanitize("abcdefghij", 10) == "abcdefghij");
+    CHECK(text::sanitize("abcdefghijk", 10) == "abcdefg...");
+    CHECK(text::sanitize("\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6", 4) == "\xc3\xb6...");
+    CHECK(text::sanitize("\x1b\x1b\x1b", 6) == "...");
+    CHECK(text::sanitize("abcdef", 2) == "");
+}
+
+TEST_CASE("durations parse with units and reject garbage") {
+    std::uint64_t ms = 0;
+    CHECK((text::parse_duration_ms("250ms", ms) && ms == 250));
+    CHECK((text::parse_duration_ms("1.5s", ms) && ms == 1500));
+    CHECK((text::parse_duration_ms("10m", ms) && ms == 600'000));
+    CHECK((text::parse_duration_ms("2h", ms) && ms == 7'200'000));
+    CHECK((text::parse_duration_ms("60", ms) && ms == 60'000));
+    CHECK_FALSE(text::parse_duration_ms("", ms));
+    CHECK_FALSE(text::parse_duration_ms("s", ms));
+    CHECK_FALSE(text::parse_duration_ms("-1s", ms));
+    CHECK_FALSE(text::parse_duration_ms("1.2.3s", ms));
+    CHECK_FALSE(text::parse_duration_ms("5 parsecs", ms));
+}
+
+TEST_CASE("human-readable figures") {
+    CHECK(text::human_bytes(512) == "512 B");
+    CHECK(text::human_bytes(1536) == "1.5 KiB");
+    CHECK(text::human_bytes(3 * 1024 * 1024) == "3.0 MiB");
+    CHECK(text::human_duration_ms(850) == "850ms");
+    CHECK(text::human_duration_ms(45'000) == "45s");
+    CHECK(text::human_duration_ms(192'000) == "3m12s");
+    CHECK(text::human_duration_ms((2 * 86400 + 4 * 3600) * 1000ULL) == "2d4h");
+    CHECK(text::iso8601_utc(1'761'038'640) == "2025-10-21T09:24:00Z");
+}
+
+TEST_CASE("state names round-trip") {
+    for (std::size_t i = 1; i < tcp_state_count; ++i) {
+        const auto s = static_cast<TcpState>(i);
+        CHECK(parse_state(state_name(s)) == s);
+        CHECK(parse_state(state_label(s)) == s);
+    }
+    CHECK(parse_state("close-wait") == TcpState::close_wait);
+    CHECK_FALSE(parse_state("half_open").has_value());
+    CHECK(state_bit(TcpState::established) == 2U);
+}
+
+TEST_CASE("endpoints print like ss") {
+    Endpoint v4;
+    v4.family = AF_INET;
+    v4.addr = {1, 2, 3, 4};
+    v4.port = 9443;
+    CHECK(v4.to_string() == "1.2.3.4:9443");
+    Endpoint v6;
+    v6.family = AF_INET6;
+    v6.addr[15] = 1;
+    v6.port = 443;
+    CHECK(v6.to_string() == "[::1]:443");
+    Endpoint mapped;
+    mapped.family = AF_INET6;
+    mapped.addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+    mapped.port = 80;
+    CHECK(mapped.to_string() == "127.0.0.1:80");
+    CHECK(EndpointHash{}(v4) != EndpointHash{}(v6));
+}
