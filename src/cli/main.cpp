@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
     app.set_version_flag("-V,--version", CONNCHECK_VERSION);
     app.footer(exit_codes_help());
     app.require_subcommand(0, 1);
+    // One line on stderr for every bad argument; subcommands inherit this when they are added.
+    app.failure_message([](const CLI::App*, const CLI::Error& e) {
+        return std::string("conncheck: ") + e.what() + " (see --help)\n";
+    });
 
     // Subcommands whose bad arguments exit with something other than exit_code::usage.
     std::vector<std::pair<CLI::App*, int>> usage_codes;
