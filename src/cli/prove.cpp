@@ -1,0 +1,564 @@
+#include "prove.hpp"
+
+#include "common.hpp"
+#include "conncheck/error.hpp"
+#include "conncheck/prove.hpp"
+#include "conncheck/prove_sample.hpp"
+#include "conncheck/text.hpp"
+#include "prove_children.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fmt/core.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+namespace conncheck::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::string_view url_placeholder = "{url}";
+constexpr std::string_view known_faults[] = {"silent", "fin", "close", "rst"};
+
+struct Settings {
+    std::uint64_t duration_ms = 0;
+    std::uint64_t fault_after_ms = 0;
+    std::uint64_t interval_ms = 0;
+    std::uint64_t reconnect_delay_ms = 0;
+    std::uint64_t heartbeat_ms = 0;
+    std::uint64_t close_timeout_ms = 0;
+    std::uint64_t min_lifetime_ms = 0;
+};
+
+std::uint64_t duration_arg(const std::string& flag, const std::string& text, std::uint64_t min_ms,
+                           std::uint64_t max_ms) {
+    std::uint64_t ms = 0;
+    if (!text::parse_duration_ms(text, ms))
+        throw Error(Errc::usage,
+                    fmt::format("{}: invalid duration '{}' (examples: 250ms, 1.5s, 2m)", flag,
+                                text::sanitize(text, 40)));
+    if (ms < min_ms || ms > max_ms)
+        throw Error(Errc::usage,
+                    fmt::format("{}: {} is out of range ({} to {})", flag, text::sanitize(text, 40),
+                                text::human_duration_ms(min_ms), text::human_duration_ms(max_ms)));
+    return ms;
+}
+
+Settings validate(const ProveOptions& o) {
+    Settings s;
+    s.duration_ms = duration_arg("--duration", o.duration, 1000, 86'400'000);
+    s.fault_after_ms = duration_arg("--fault-after", o.fault_after, 1, 3'600'000);
+    s.interval_ms = duration_arg("--interval", o.interval, 50, 10'000);
+    s.reconnect_delay_ms = duration_arg("--reconnect-delay", o.reconnect_delay, 0, 60'000);
+    if (s.interval_ms > s.duration_ms)
+        throw Error(Errc::usage, "--interval is longer than --duration");
+    if (o.rate < 1 || o.rate > 10'000)
+        throw Error(Errc::usage, fmt::format("--rate: {} is out of range (1 to 10000)", o.rate));
+    std::istringstream list(o.faults);
+    std::string fault;
+    bool any = false;
+    while (std::getline(list, fault, ',')) {
+        if (std::find(std::begin(known_faults), std::end(known_faults), fault) ==
+            std::end(known_faults))
+            throw Error(Errc::usage,
+                        fmt::format("--faults: unknown fault '{}' (silent, fin, close, rst)",
+                                    text::sanitize(fault, 40)));
+        any = true;
+    }
+    if (!any || o.faults.back() == ',') throw Error(Errc::usage, "--faults: empty fault in list");
+    if (!o.cmd.empty() && o.cmd.find(url_placeholder) == std::string::npos)
+        throw Error(Errc::usage, "--cmd must contain {url}, the simulator's address for it");
+    // A silent stream is noticed after heartbeat_ms without messages: a few message intervals.
+    s.heartbeat_ms = std::max<std::uint64_t>(50, 5 * 1000 / o.rate);
+    s.close_timeout_ms = 100;
+    // Each connection lives at least fault_after_ms: backoff resets after every one of them,
+    // so the reference collectors reconnect after reconnect_delay_ms, not an ever longer wait.
+    s.min_lifetime_ms = std::max<std::uint64_t>(1, s.fault_after_ms / 2);
+    return s;
+}
+
+std::string ms_arg(std::uint64_t ms) {
+    return fmt::format("{}ms", ms);
+}
+
+struct Slot {
+    Slot(std::string k, std::string l, bool is_command)
+        : key(std::move(k)), label(std::move(l)), command(is_command) {}
+    std::string key;
+    std::string label;
+    bool command = false;
+    std::optional<ProveChild> sim;
+    std::optional<ProveChild> collector;
+    std::uint16_t port = 0;
+    std::uint64_t reconnect_lines = 0;
+    std::optional<std::uint64_t> totals_reconnects;
+    std::optional<std::uint64_t> totals_messages;
+    std::vector<prove::Sample> samples;
+    std::uint64_t connections_seen = 0;
+
+    [[nodiscard]] std::uint64_t reconnects() const {
+        if (command) return connections_seen > 0 ? connections_seen - 1 : 0;
+        return totals_reconnects.value_or(reconnect_lines);
+    }
+};
+
+std::optional<std::uint64_t> field(const std::string& line, std::string_view key) {
+    const std::string needle = fmt::format(" {}=", key);
+    const auto at = line.find(needle);
+    if (at == std::string::npos) return std::nullopt;
+    try {
+        return std::stoull(line.substr(at + needle.size()));
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+// `<ts> reconnect n=N delay_ms=D open=O` and, on SIGTERM, `totals messages=M reconnects=R ...`.
+void collector_line(Slot& slot, const std::string& line) {
+    if (line.rfind("totals ", 0) == 0) {
+        slot.totals_reconnects = field(line, "reconnects");
+        slot.totals_messages = field(line, "messages");
+    } else if (line.find(" reconnect n=") != std::string::npos) {
+        ++slot.reconnect_lines;
+    }
+}
+
+// `exchange-sim listening on 127.0.0.1:PORT`
+std::optional<std::uint16_t> listening_port(const std::string& line) {
+    const auto at = line.find("listening on ");
+    const auto colon = line.rfind(':');
+    if (at == std::string::npos || colon == std::string::npos || colon < at) return std::nullopt;
+    try {
+        const unsigned long port = std::stoul(line.substr(colon + 1));
+        if (port == 0 || port > 65535) return std::nullopt;
+        return static_cast<std::uint16_t>(port);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::string url_for(std::uint16_t port) {
+    return fmt::format("ws://127.0.0.1:{}/ws/btcusdt@trade", port);
+}
+
+std::string replace_all(std::string text, std::string_view from, const std::string& to) {
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+        text.replace(at, from.size(), to);
+    return text;
+}
+
+std::string last_words(const ProveChild& child) {
+    const auto& tail = child.stderr_tail();
+    return tail.empty() ? std::string() : ": " + text::sanitize(tail.back(), 200);
+}
+
+// One line on stderr, redrawn; only on a terminal.
+class Progress {
+public:
+    Progress() : enabled_(::isatty(STDERR_FILENO) == 1) {}
+    ~Progress() { clear(); }
+    Progress(const Progress&) = delete;
+    Progress& operator=(const Progress&) = delete;
+    void show(const std::string& line) {
+        if (!enabled_) return;
+        winsize ws{};
+        std::size_t width = 80;
+        if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) width = ws.ws_col;
+        fmt::print(stderr, "\r\x1b[K{}", line.substr(0, width - 1));
+        std::fflush(stderr);
+        shown_ = true;
+    }
+    void clear() {
+        if (!enabled_ || !shown_) return;
+        fmt::print(stderr, "\r\x1b[K");
+        std::fflush(stderr);
+        shown_ = false;
+    }
+
+private:
+    bool enabled_;
+    bool shown_ = false;
+};
+
+std::string progress_line(double elapsed, double total, const std::vector<Slot>& slots) {
+    std::string line = fmt::format("prove {:.1f}/{:.0f}s", elapsed, total);
+    for (const auto& s : slots) {
+        if (s.samples.empty()) continue;
+        const auto& x = s.samples.back();
+        line += fmt::format("  | {} E {} CW {} TW {} rc {}", s.command ? "cmd" : s.key,
+                            x.established, x.close_wait, x.time_wait, x.reconnects);
+    }
+    return line;
+}
+
+// The processes below the slot's collector: the reference collector itself, or the whole
+// tree under a command's guard.
+std::vector<pid_t> slot_pids(const Slot& slot, const proc::ProcFs& procfs) {
+    if (!slot.collector) return {};
+    if (!slot.command) return {slot.collector->pid()};
+    return prove::process_tree(procfs, slot.collector->pid());
+}
+
+// Stops every child on every way out of run_prove: collectors first (they print their totals),
+// then the simulators, then whatever a command left behind.
+class Fleet {
+public:
+    explicit Fleet(std::vector<Slot>& slots) : slots_(slots) {}
+    ~Fleet() { stop(); }
+    Fleet(const Fleet&) = delete;
+    Fleet& operator=(const Fleet&) = delete;
+    void stop() {
+        if (stopped_) return;
+        stopped_ = true;
+        std::vector<ProveChild*> collectors;
+        std::vector<Slot*> owners;
+        for (auto& s : slots_)
+            if (s.collector) {
+                collectors.push_back(&*s.collector);
+                owners.push_back(&s);
+            }
+        stop_children(collectors, milliseconds(3000), [&](std::size_t i, const std::string& l) {
+            if (!owners[i]->command) collector_line(*owners[i], l);
+        });
+        std::vector<ProveChild*> sims;
+        for (auto& s : slots_)
+            if (s.sim) sims.push_back(&*s.sim);
+        stop_children(sims, milliseconds(2000), [](std::size_t, const std::string&) {});
+        left_behind_ = sweep_descendants();
+    }
+    [[nodiscard]] std::size_t left_behind() const { return left_behind_; }
+
+private:
+    std::vector<Slot>& slots_;
+    bool stopped_ = false;
+    std::size_t left_behind_ = 0;
+};
+
+std::vector<ProveChild*> all_children(std::vector<Slot>& slots) {
+    std::vector<ProveChild*> out;
+    for (auto& s : slots) {
+        if (s.sim) out.push_back(&*s.sim);
+        if (s.collector) out.push_back(&*s.collector);
+    }
+    return out;
+}
+
+// Waits for every simulator's "listening on" line.
+void start_simulators(std::vector<Slot>& slots, const ProveOptions& o, const Settings& st) {
+    for (auto& s : slots)
+        s.sim.emplace(
+            ProveChild::program(fmt::format("the simulator for the {} collector", s.label),
+                                {"/proc/self/exe", "exchange-sim", "--listen", "127.0.0.1:0",
+                                 "--rate", std::to_string(o.rate), "--fault-after",
+                                 ms_arg(st.fault_after_ms), "--faults", o.faults}));
+    const auto deadline = Clock::now() + milliseconds(10'000);
+    for (;;) {
+        bool all = true;
+        for (auto& s : slots) {
+            for (const auto& line : s.sim->read_lines())
+                if (s.port == 0)
+                    if (auto port = listening_port(line)) s.port = *port;
+            if (s.port == 0 && !s.sim->running())
+                throw Error(Errc::io, fmt::format("{} {} before it listened{}", s.sim->role(),
+                                                  s.sim->exit_description(), last_words(*s.sim)));
+            all = all && s.port != 0;
+        }
+        if (all) return;
+        if (SignalGuard::received() != 0) return;
+        if (Clock::now() >= deadline)
+            throw Error(Errc::timeout,
+                        "the exchange simulators did not start listening within 10 s");
+        auto children = all_children(slots);
+        wait_for_output(children, milliseconds(50));
+    }
+}
+
+void start_collectors(std::vector<Slot>& slots, const ProveOptions& o, const Settings& st) {
+    for (auto& s : slots) {
+        const std::string url = url_for(s.port);
+        if (s.command) {
+            s.collector.emplace(
+                ProveChild::shell("your command", replace_all(o.cmd, url_placeholder, url)));
+            continue;
+        }
+        std::vector<std::string> argv{"/proc/self/exe",
+                                      "collector",
+                                      "--url",
+                                      url,
+                                      "--reconnect-delay",
+                                      ms_arg(st.reconnect_delay_ms),
+                                      "--jitter",
+                                      "none",
+                                      "--min-lifetime",
+                                      ms_arg(st.min_lifetime_ms),
+                                      "--heartbeat-timeout",
+                                      ms_arg(st.heartbeat_ms),
+                                      "--close-timeout",
+                                      ms_arg(st.close_timeout_ms)};
+        if (s.key == "leaky") argv.emplace_back("--leaky");
+        s.collector.emplace(ProveChild::program(fmt::format("the {} collector", s.label), argv));
+    }
+}
+
+void take_sample(std::vector<Slot>& slots, prove::Sampler& sampler, double t) {
+    std::vector<prove::Group> groups;
+    for (const auto& s : slots)
+        groups.push_back({slot_pids(s, sampler.procfs()), s.port});
+    const auto samples = sampler.sample(groups);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+        slots[i].connections_seen = sampler.connections_seen(i);
+        if (!samples[i]) continue;
+        prove::Sample s = *samples[i];
+        s.t_seconds = t;
+        s.reconnects = slots[i].command ? slots[i].reconnects() : slots[i].reconnect_lines;
+        slots[i].samples.push_back(s);
+    }
+}
+
+std::string signed_count(double per_hour) {
+    return fmt::format("{:+.0f}", std::abs(per_hour) < 0.5 ? 0.0 : per_hour);
+}
+
+std::string signed_bytes(double per_hour) {
+    const auto magnitude = static_cast<std::uint64_t>(std::llround(std::abs(per_hour)));
+    return fmt::format("{}{}", per_hour < 0 && magnitude > 0 ? "-" : "+",
+                       text::human_bytes(magnitude));
+}
+
+void print_table(const prove::Report& report) {
+    using prove::Metric;
+    std::size_t label_width = 12;
+    for (const auto& c : report.collectors)
+        label_width = std::max(label_width, c.label.size());
+    const auto row = [&](const std::string& label, const std::vector<std::string>& cells) {
+        std::string line = fmt::format("{:<{}}", label, label_width);
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+            const auto heading = prove::metric_label(prove::all_metrics[i]);
+            line += fmt::format("  {:>{}}", cells[i], std::max<std::size_t>(heading.size(), 9));
+        }
+        fmt::print("{}\n", line);
+    };
+    std::vector<std::string> headings;
+    for (const Metric m : prove::all_metrics)
+        headings.emplace_back(prove::metric_label(m));
+    const auto& run = report.run;
+
+    fmt::print("conncheck prove: {:.0f} s, faults {} one per connection every {} ms{}\n\n",
+               run.duration_seconds, run.faults, run.fault_after_ms,
+               run.command.empty() ? "" : fmt::format(", your command: {}", run.command));
+    row("", headings);
+    for (const auto& c : report.collectors) {
+        const prove::Sample last = c.samples.empty() ? prove::Sample{} : c.samples.back();
+        row(c.label, {std::to_string(last.established), std::to_string(last.close_wait),
+                      std::to_string(last.time_wait), std::to_string(last.total),
+                      text::human_bytes(last.kernel_memory_bytes), std::to_string(c.reconnects)});
+    }
+    fmt::print("\ngrowth per hour (least-squares slope over the run)\n");
+    row("", headings);
+    for (const auto& c : report.collectors) {
+        std::vector<std::string> cells;
+        for (const Metric m : prove::all_metrics) {
+            const double g = prove::growth_per_hour(c.samples, m);
+            cells.push_back(m == Metric::kernel_memory_bytes ? signed_bytes(g) : signed_count(g));
+        }
+        row(c.label, cells);
+    }
+    fmt::print("\nverdict (leaks: ESTABLISHED+CLOSE_WAIT above {} at the end, rising by more than "
+               "{:.0f} over the run, with at least {} reconnects)\n",
+               report.rule.open_bound, report.rule.min_rise, report.rule.min_reconnects);
+    for (const auto& c : report.collectors) {
+        const auto j = prove::judge(c.samples, c.reconnects, report.rule);
+        fmt::print("{:<{}}  {:<12}  {}\n", c.label, label_width, prove::verdict_name(j.verdict),
+                   j.reason);
+    }
+    std::string scale;
+    for (const auto& c : report.collectors)
+        scale += fmt::format("{}{} {}", scale.empty() ? "" : ", ", c.label, c.reconnects);
+    fmt::print("\nreconnects in {:.0f} s: {} (the incident: about 600 in 15 hours)\n",
+               run.duration_seconds, scale);
+    if (!run.command.empty())
+        fmt::print("your command's reconnects: distinct connections to its simulator, minus one\n");
+    fmt::print("{}\n", prove::decide(report).summary);
+}
+
+void open_output(std::ofstream& out, const std::string& path, const char* flag) {
+    if (path.empty()) return;
+    out.open(path, std::ios::out | std::ios::trunc);
+    if (!out)
+        throw Error(Errc::usage, errno_message(fmt::format("{}: cannot write {}", flag,
+                                                           text::sanitize(path, 200)),
+                                               errno));
+}
+
+void finish_output(std::ofstream& out, const std::string& path) {
+    out.flush();
+    if (!out) throw Error(Errc::io, fmt::format("cannot write {}", text::sanitize(path, 200)));
+}
+
+} // namespace
+
+void setup_prove(CLI::App& app, ProveOptions& options) {
+    app.add_option("--duration", options.duration,
+                   "How long the collectors run (default 60s, 1s to 24h): 5s, 60s, 10m")
+        ->type_name("DURATION");
+    app.add_option("--fault-after", options.fault_after,
+                   "Each connection meets its fault this long after it opened (default 50ms: "
+                   "60 s then hold about 600 reconnects, the incident's 15 hours)")
+        ->type_name("DURATION");
+    app.add_option("--faults", options.faults,
+                   "Faults the simulators apply in turn, comma-separated (default "
+                   "silent,fin,close,rst)")
+        ->type_name("LIST");
+    app.add_option("--cmd", options.cmd,
+                   "Also run your own collector: a shell command in which {url} is replaced by "
+                   "its simulator's ws:// address; the exit status then follows its verdict")
+        ->type_name("COMMAND");
+    app.add_flag("--json", options.json,
+                 "Print the table, growth, verdicts and a summary of each series as one JSON "
+                 "object");
+    app.add_option("--svg", options.svg,
+                   "Write a line chart of the run (one panel per collector) to FILE")
+        ->type_name("FILE");
+    app.add_option("--csv", options.csv,
+                   "Write the time series to FILE: t_seconds, collector, established, "
+                   "close_wait, time_wait, total, kernel_memory_bytes, reconnects")
+        ->type_name("FILE");
+    app.add_option("--interval", options.interval,
+                   "Time between samples of the collectors' sockets (default 250ms, 50ms to 10s)")
+        ->type_name("DURATION");
+    app.add_option("--rate", options.rate,
+                   "Messages per second each simulator sends on a connection (default 200)")
+        ->type_name("N");
+    app.add_option("--reconnect-delay", options.reconnect_delay,
+                   "The reference collectors' reconnect delay (default 20ms, no jitter)")
+        ->type_name("DURATION");
+    app.footer("Exit status: 0 the leaky collector leaks and the fixed one does not (with --cmd: "
+               "your command shows no leak), 1 otherwise (a leak, too few reconnects to judge, a "
+               "child that failed), 2 bad arguments, 128+N stopped by signal N.");
+}
+
+int run_prove(const ProveOptions& options) {
+    const Settings st = validate(options);
+    std::ofstream svg_out;
+    std::ofstream csv_out;
+    open_output(svg_out, options.svg, "--svg");
+    open_output(csv_out, options.csv, "--csv");
+
+    std::vector<Slot> slots;
+    slots.emplace_back("leaky", "leaky", false);
+    slots.emplace_back("fixed", "fixed", false);
+    if (!options.cmd.empty()) slots.emplace_back("command", "your command", true);
+
+    SignalGuard signals;
+    become_subreaper();
+    Progress progress;
+    Fleet fleet(slots);
+    std::string failure;
+
+    progress.show("prove: starting the exchange simulators");
+    start_simulators(slots, options, st);
+    prove::Sampler sampler(scan::Config{}, slots.size());
+    const auto started_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+    if (SignalGuard::received() == 0) start_collectors(slots, options, st);
+    const auto t0 = Clock::now();
+    const auto end = t0 + milliseconds(st.duration_ms);
+    auto next_sample = t0;
+    const auto seconds_since = [&](Clock::time_point t) {
+        return std::chrono::duration<double>(t - t0).count();
+    };
+    while (SignalGuard::received() == 0 && failure.empty()) {
+        for (auto& s : slots) {
+            for (const auto& line : s.collector->read_lines())
+                if (!s.command) collector_line(s, line);
+            s.sim->read_lines();
+            for (auto* child : {&*s.sim, &*s.collector})
+                if (!child->running() && failure.empty())
+                    failure = fmt::format("{} {} after {:.1f} s{}", child->role(),
+                                          child->exit_description(), seconds_since(Clock::now()),
+                                          last_words(*child));
+        }
+        const auto now = Clock::now();
+        if (!failure.empty() || now >= end) break;
+        if (now >= next_sample) {
+            take_sample(slots, sampler, seconds_since(now));
+            while (next_sample <= now)
+                next_sample += milliseconds(st.interval_ms);
+            progress.show(progress_line(seconds_since(now), st.duration_ms / 1000.0, slots));
+        }
+        const auto wake = std::min(next_sample, end);
+        auto children = all_children(slots);
+        wait_for_output(children,
+                        std::chrono::ceil<milliseconds>(wake - Clock::now()) + milliseconds(1));
+    }
+    const int signo = SignalGuard::received();
+    if (signo == 0 && failure.empty()) take_sample(slots, sampler, seconds_since(Clock::now()));
+    progress.show("prove: stopping the collectors and simulators");
+    fleet.stop();
+    progress.clear();
+
+    if (signo != 0) {
+        fmt::print(stderr, "conncheck: prove interrupted by {}; every child stopped\n",
+                   sigabbrev_np(signo) ? fmt::format("SIG{}", sigabbrev_np(signo)) : "a signal");
+        return 128 + signo;
+    }
+    if (!failure.empty()) {
+        std::fflush(stdout);
+        fmt::print(stderr, "conncheck: {}; nothing proven\n", failure);
+        return exit_code::failure;
+    }
+
+    prove::Report report;
+    report.run.duration_seconds = st.duration_ms / 1000.0;
+    report.run.fault_after_ms = st.fault_after_ms;
+    report.run.interval_ms = st.interval_ms;
+    report.run.rate = options.rate;
+    report.run.faults = options.faults;
+    report.run.command = text::sanitize(options.cmd, 200);
+    report.run.started_unix = started_unix;
+    for (auto& s : slots) {
+        prove::CollectorRun c;
+        c.key = s.key;
+        c.label = s.label;
+        c.pid = s.collector->pid();
+        c.port = s.port;
+        c.samples = std::move(s.samples);
+        c.reconnects = s.reconnects();
+        c.reconnects_source = s.command ? "cookies" : s.totals_reconnects ? "totals" : "log";
+        c.connections_seen = s.connections_seen;
+        c.messages = s.totals_messages;
+        report.collectors.push_back(std::move(c));
+    }
+    if (csv_out.is_open()) {
+        prove::write_csv(csv_out, report);
+        finish_output(csv_out, options.csv);
+    }
+    if (svg_out.is_open()) {
+        prove::write_svg(svg_out, report);
+        finish_output(svg_out, options.svg);
+    }
+    if (options.json) {
+        nlohmann::json j = prove::to_json(report);
+        j["simulator_pids"] = nlohmann::json::array();
+        for (const auto& s : slots)
+            j["simulator_pids"].push_back(s.sim->pid());
+        j["left_behind"] = fleet.left_behind();
+        fmt::print("{}\n", j.dump(2));
+    } else {
+        print_table(report);
+    }
+    return prove::decide(report).ok ? exit_code::ok : exit_code::failure;
+}
+
+} // namespace conncheck::cli
