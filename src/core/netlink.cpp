@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <array>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <ctime>
 #include <exception>
@@ -101,6 +102,12 @@ bool read_status(const nlmsghdr* message, int& status) {
     return true;
 }
 
+// The kernel sends -errno; anything it could not have sent still counts as an error.
+int errno_of(int status) {
+    if (status == INT_MIN) return EPROTO;
+    return status < 0 ? -status : status;
+}
+
 // libmnl's own NLMSG_DONE callback stops without looking at the int the kernel puts there: the
 // dump's final status, negative errno when the dump failed part way.
 int on_done(const nlmsghdr* message, void* data) {
@@ -109,7 +116,7 @@ int on_done(const nlmsghdr* message, void* data) {
     read_status(message, status);
     if (status != 0) {
         ctx.result.status = ChunkStatus::error;
-        ctx.result.error = status < 0 ? -status : status;
+        ctx.result.error = errno_of(status);
         return MNL_CB_ERROR;
     }
     ctx.result.status = ChunkStatus::done;
@@ -130,7 +137,7 @@ int on_error(const nlmsghdr* message, void* data) {
         return MNL_CB_STOP;
     }
     ctx.result.status = ChunkStatus::error;
-    ctx.result.error = status < 0 ? -status : status;
+    ctx.result.error = errno_of(status);
     return MNL_CB_ERROR;
 }
 
@@ -208,6 +215,8 @@ bool parse_inet_diag(const nlmsghdr* message, SocketRecord& out) {
 ChunkResult parse_chunk(const void* data, std::size_t size, std::uint32_t seq, std::uint32_t portid,
                         DumpSink& sink, DumpStats& stats) {
     ChunkContext ctx{sink, stats, {}, {}, {}};
+    if (size < NLMSG_HDRLEN) return ctx.result;
+    size = std::min<std::size_t>(size, INT32_MAX); // libmnl counts in int
     std::vector<std::uint32_t> aligned;
     if (reinterpret_cast<std::uintptr_t>(data) % alignof(nlmsghdr) != 0) {
         aligned.resize((size + 3) / 4);
@@ -215,21 +224,34 @@ ChunkResult parse_chunk(const void* data, std::size_t size, std::uint32_t seq, s
         data = aligned.data();
     }
 
-    // libmnl stops at the first message flagged NLM_F_DUMP_INTR (errno EINTR) and drops the rest
-    // of the datagram. We want the whole dump even when it is inconsistent, so such datagrams go
-    // through one message at a time with the flag cleared on a copy.
-    const auto* first = static_cast<const nlmsghdr*>(data);
-    int left = static_cast<int>(std::min<std::size_t>(size, INT32_MAX));
-    for (const nlmsghdr* m = first; mnl_nlmsg_ok(m, left); m = mnl_nlmsg_next(m, &left)) {
-        if ((m->nlmsg_flags & NLM_F_DUMP_INTR) != 0) ctx.result.interrupted = true;
+    // Our own walk first, with unsigned arithmetic: libmnl's mnl_nlmsg_ok() casts nlmsg_len to
+    // int, so a length of 2^31 or more passes its check and mnl_nlmsg_next() jumps out of the
+    // buffer. Only the prefix of well-formed messages goes to libmnl (it would stop at the first
+    // bad one anyway).
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    std::size_t valid = 0;
+    while (size - valid >= NLMSG_HDRLEN) {
+        nlmsghdr h;
+        std::memcpy(&h, bytes + valid, sizeof h);
+        if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > size - valid) break;
+        if ((h.nlmsg_flags & NLM_F_DUMP_INTR) != 0) ctx.result.interrupted = true;
+        const std::size_t step = NLMSG_ALIGN(h.nlmsg_len);
+        if (step >= size - valid) {
+            valid = size;
+            break;
+        }
+        valid += step;
     }
 
     if (!ctx.result.interrupted) {
-        run_callbacks(data, size, seq, portid, ctx);
+        run_callbacks(data, valid, seq, portid, ctx);
     } else {
-        left = static_cast<int>(std::min<std::size_t>(size, INT32_MAX));
+        // libmnl stops at the first message flagged NLM_F_DUMP_INTR (errno EINTR) and drops the
+        // rest of the datagram. We want the whole dump even when it is inconsistent, so these
+        // datagrams go through one message at a time, the flag cleared on a copy.
         std::vector<std::uint32_t> copy;
-        for (const nlmsghdr* m = first; mnl_nlmsg_ok(m, left); m = mnl_nlmsg_next(m, &left)) {
+        for (std::size_t at = 0; at < valid;) {
+            const auto* m = reinterpret_cast<const nlmsghdr*>(bytes + at);
             const nlmsghdr* one = m;
             if ((m->nlmsg_flags & NLM_F_DUMP_INTR) != 0) {
                 copy.assign((m->nlmsg_len + 3) / 4, 0);
@@ -239,6 +261,7 @@ ChunkResult parse_chunk(const void* data, std::size_t size, std::uint32_t seq, s
                 one = cleared;
             }
             if (!run_callbacks(one, one->nlmsg_len, seq, portid, ctx)) break;
+            at += NLMSG_ALIGN(m->nlmsg_len);
         }
     }
     if (ctx.failure) std::rethrow_exception(ctx.failure);

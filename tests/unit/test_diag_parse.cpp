@@ -6,6 +6,7 @@
 #include "support.hpp"
 
 #include <arpa/inet.h>
+#include <climits>
 #include <cstddef>
 #include <cstring>
 #include <deque>
@@ -258,6 +259,21 @@ TEST_CASE("truncated replies are skipped, never read past their end") {
     }
 }
 
+TEST_CASE("an nlmsg_len of 2^31 or more stops the walk (libmnl's int cast would jump away)") {
+    // Found by fuzz_netlink: mnl_nlmsg_ok() accepted it and mnl_nlmsg_next() left the buffer.
+    for (const std::uint32_t huge : {0x80000000U, 0xfffffff0U, 0xffffffffU}) {
+        CAPTURE(huge);
+        Bytes dg = concat({diag_message(v4_msg(TcpState::established, 1, 1)),
+                           diag_message(v4_msg(TcpState::established, 2, 2))});
+        const std::size_t second = dg.size() / 2;
+        std::memcpy(dg.data() + second, &huge, sizeof huge);
+        Collect sink;
+        diag::DumpStats stats;
+        CHECK(run_chunk(dg, sink, stats).status == diag::ChunkStatus::more);
+        CHECK(sink.sockets.size() == 1);
+    }
+}
+
 TEST_CASE("an attribute claiming more than the message holds makes it malformed") {
     Bytes dg = diag_message(v4_msg(TcpState::established, 1, 1), meminfo(9));
     nlattr a{};
@@ -293,6 +309,11 @@ TEST_CASE("NLMSG_DONE and NLMSG_ERROR") {
         const auto r = run_chunk(status_message(NLMSG_DONE, -ENOENT), sink, stats);
         CHECK(r.status == diag::ChunkStatus::error);
         CHECK(r.error == ENOENT);
+    }
+    SUBCASE("DONE carrying INT_MIN (cannot be negated; found by fuzz_netlink)") {
+        const auto r = run_chunk(status_message(NLMSG_DONE, INT_MIN), sink, stats);
+        CHECK(r.status == diag::ChunkStatus::error);
+        CHECK(r.error == EPROTO);
     }
     SUBCASE("DONE without the int (old kernels)") {
         const auto r = run_chunk(message(NLMSG_DONE, {}), sink, stats);
@@ -349,6 +370,10 @@ TEST_CASE("a misaligned datagram is parsed the same") {
     CHECK(r.status == diag::ChunkStatus::done);
     REQUIRE(sink.sockets.size() == 1);
     CHECK(sink.sockets[0].info->bytes_acked == 77);
+    // Empty, at an odd address or none at all (found by fuzz_replay: memcpy to a null vector).
+    CHECK(diag::parse_chunk(shifted.data() + 1, 0, 0, 0, sink, stats).status ==
+          diag::ChunkStatus::more);
+    CHECK(diag::parse_chunk(nullptr, 0, 0, 0, sink, stats).status == diag::ChunkStatus::more);
 }
 
 TEST_CASE("a sink that throws: the exception crosses libmnl intact") {
