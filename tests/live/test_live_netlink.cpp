@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <set>
+#include <stdexcept>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -274,4 +275,19 @@ TEST_CASE("a file that is not a namespace is an error, not a crash") {
               std::string::npos);
     }
     close(fd);
+}
+
+TEST_CASE("a dump abandoned half way (the sink threw) leaves the source usable") {
+    auto source = diag::open_netlink();
+    Trio trio(AF_INET);
+    struct Thrower final : diag::DumpSink {
+        void on_socket(const SocketRecord&) override { throw std::runtime_error("stop"); }
+    } thrower;
+    diag::DumpRequest request;
+    request.family = AF_INET;
+    CHECK_THROWS_AS((void)source->dump(request, thrower), std::runtime_error);
+    // The kernel still holds the first dump on that socket; the next one must not get its replies
+    // or EBUSY.
+    const auto sockets = dump(*source, AF_INET);
+    CHECK(find(sockets, trio.listener.port, 0, TcpState::listen) != nullptr);
 }
