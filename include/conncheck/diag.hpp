@@ -33,10 +33,12 @@ public:
     virtual void on_restart() {}
 };
 
+// Counts are for the last attempt: a restart starts them again.
 struct DumpStats {
-    std::uint64_t messages = 0;  // inet_diag_msg replies delivered
-    std::uint64_t malformed = 0; // replies too short to parse, skipped
-    unsigned retries = 0;        // dumps restarted after NLM_F_DUMP_INTR
+    std::uint64_t messages = 0;  // inet_diag_msg replies parsed (a replay counts them before its
+                                 // state filter)
+    std::uint64_t malformed = 0; // replies too short or with a broken attribute, skipped
+    unsigned retries = 0;        // dumps restarted after NLM_F_DUMP_INTR or lost replies
     bool inconsistent = false;   // still interrupted after the last retry
 };
 
@@ -54,27 +56,32 @@ public:
 struct NetlinkOptions {
     int netns_fd = -1;          // open fd of /proc/PID/ns/net to dump that namespace, -1 for ours
     std::string record_path;    // append every reply datagram here (replayable), empty for none
-    unsigned max_retries = 3;   // for NLM_F_DUMP_INTR
+    unsigned max_retries = 3;   // for NLM_F_DUMP_INTR and recv() ENOBUFS
 };
 
 // Throws Error(source_unavailable) when the kernel has no sock_diag for TCP, and
 // Error(permission_denied) when the namespace cannot be entered.
 [[nodiscard]] std::unique_ptr<SocketSource> open_netlink(const NetlinkOptions& options = {});
-// Replays a file written through NetlinkOptions::record_path. Throws Error(bad_file).
+// Replays a file written through NetlinkOptions::record_path. Throws Error(bad_file) from here
+// when the file is unreadable, not a recording or truncated. Each family is answered with the
+// first dump recorded for it (and that dump's retries, as they happened), filtered to the
+// requested states and extensions here: record one dump of all states per family.
 [[nodiscard]] std::unique_ptr<SocketSource> open_replay(const std::string& path);
 // /proc/PID/net/tcp and tcp6 (the namespace of PID), or /proc/net/* for pid 0.
 [[nodiscard]] std::unique_ptr<SocketSource> open_proc_net(const std::string& proc_root, pid_t pid);
 
 // --- pure parsing, exposed for tests and fuzzing ---
 
-// One SOCK_DIAG_BY_FAMILY reply. False when it is too short to be an inet_diag_msg.
-// tcp_info is copied by the attribute's length and the rest left zero.
+// One SOCK_DIAG_BY_FAMILY reply, at any alignment; the caller guarantees nlmsg_len bytes are
+// readable. False when it is too short to be an inet_diag_msg, is not AF_INET/AF_INET6, or an
+// attribute overruns it. tcp_info is copied by the attribute's length and the rest left zero.
 [[nodiscard]] bool parse_inet_diag(const nlmsghdr* message, SocketRecord& out);
 
 enum class ChunkStatus { more, done, error };
 struct ChunkResult {
     ChunkStatus status = ChunkStatus::more;
-    int error = 0;            // errno carried by NLMSG_ERROR or NLMSG_DONE, positive
+    int error = 0;            // errno carried by NLMSG_ERROR or NLMSG_DONE, positive; EPROTO
+                              // for a wrong sequence number, ESRCH for a wrong port id
     bool interrupted = false; // some message carried NLM_F_DUMP_INTR
 };
 // Runs one received datagram through the same callbacks the live source uses (mnl_cb_run2 with
@@ -87,7 +94,8 @@ ChunkResult parse_chunk(const void* data, std::size_t size, std::uint32_t seq, s
                                                               std::uint8_t family);
 
 // Recording file: "CCNLDUMP1\n", then per datagram a little-endian u32 family, u32 length and
-// the bytes exactly as recv() returned them.
+// the bytes exactly as recv() returned them. Where recv() lost replies (ENOBUFS) the recorder
+// writes an NLMSG_DONE flagged NLM_F_DUMP_INTR, so a replay restarts where the live dump did.
 inline constexpr std::string_view recording_magic = "CCNLDUMP1\n";
 
 } // namespace conncheck::diag
