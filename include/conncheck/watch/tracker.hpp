@@ -1,0 +1,113 @@
+// Cookie bookkeeping between watch ticks. A socket keeps its 64-bit cookie from SYN to the end of
+// TIME_WAIT, so remembering who held each cookie tells (a) which connections opened and closed
+// between two ticks and (b) who owned a TIME_WAIT socket, whose inode and uid the kernel has
+// already cleared. Only cookies the kernel still reports are kept: memory follows the sockets.
+#pragma once
+
+#include "conncheck/scan.hpp"
+#include "conncheck/tcp.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <sys/types.h>
+#include <unordered_map>
+#include <vector>
+
+namespace conncheck::watch {
+
+// A remote endpoint as watch groups connections: toward a server, its address and port; for
+// connections accepted on one of the process's listening ports, the client's address alone
+// (port 0), because every reconnect of that client comes from a new ephemeral port.
+struct PeerKey {
+    Endpoint remote;
+    bool inbound = false;
+    friend bool operator==(const PeerKey&, const PeerKey&) = default;
+};
+struct PeerKeyHash {
+    std::size_t operator()(const PeerKey& key) const noexcept;
+};
+// "10.0.0.5:443", inbound "10.0.0.9 (in)"
+[[nodiscard]] std::string peer_label(const PeerKey& key);
+
+struct Churn {
+    std::optional<double> opened_per_minute; // nullopt until a second tick
+    std::optional<double> closed_per_minute;
+    std::int64_t rate_span_ms = 0;  // the span the rates are measured over, at most one minute
+    std::uint64_t opened_total = 0; // since the watch started
+    std::uint64_t closed_total = 0;
+    std::uint64_t short_lived_total = 0; // opened and closed between two ticks
+};
+
+struct PeerChurn {
+    PeerKey peer;
+    double opened_per_minute = 0; // the reconnect rate toward (or from) this peer
+    std::uint64_t opened_total = 0;
+};
+
+class CookieTracker {
+public:
+    // A closed socket leaves the process's fd table at once but turns TIME_WAIT only after the
+    // peer's FIN (FIN_WAIT2 lasts up to tcp_fin_timeout, 60 s by default); its cookie is kept this
+    // long so the TIME_WAIT that follows is still attributed exactly.
+    static constexpr std::int64_t default_linger_ms = 120'000;
+    explicit CookieTracker(std::int64_t linger_ms = default_linger_ms);
+
+    // One tick: begin_tick, observe every scanned process, end_tick.
+    void begin_tick(std::int64_t now_ms);
+    void observe(const scan::ProcessSnapshot& process);
+    void end_tick();
+    // The process exited: drop its cookies and figures.
+    void forget_process(pid_t pid);
+
+    // Cookies of sockets seen live, for the next scan_pids: their TIME_WAIT is attributed exactly.
+    [[nodiscard]] const scan::CookieOwners& owners() const { return owners_; }
+    [[nodiscard]] Churn churn(pid_t pid) const;
+    // Peers with connections opened in the last minute, most first.
+    [[nodiscard]] std::vector<PeerChurn> peer_churn(pid_t pid) const;
+    [[nodiscard]] double peer_opened_per_minute(pid_t pid, const PeerKey& peer) const;
+    [[nodiscard]] std::size_t tracked_cookies() const { return sockets_.size(); }
+    // The peer key of one of the process's sockets, given its listening ports.
+    [[nodiscard]] static PeerKey peer_of(const SocketRecord& socket,
+                                         const std::vector<std::uint16_t>& listening_ports);
+
+private:
+    enum class Phase : std::uint8_t { live, closed, time_wait };
+    struct Tracked {
+        pid_t pid = 0;
+        Phase phase = Phase::live;
+        bool exact = false;          // seen live: the owner is known, not guessed from the peer
+        std::uint32_t seen_tick = 0; // last tick the scan reported it
+        std::int64_t changed_ms = 0; // when it entered `phase`
+    };
+    struct Event {
+        std::int64_t t_ms = 0;
+        std::uint32_t opened = 0;
+        std::uint32_t closed = 0;
+    };
+    struct PeerStats {
+        std::deque<std::pair<std::int64_t, std::uint32_t>> opens; // (tick time, count)
+        std::uint64_t opened_total = 0;
+    };
+    struct ProcessStats {
+        std::int64_t first_tick_ms = 0;
+        std::uint32_t ticks = 0;
+        Event current;            // this tick's events, appended to `events` in end_tick
+        std::deque<Event> events; // the last minute
+        Churn totals;
+        std::unordered_map<PeerKey, PeerStats, PeerKeyHash> peers;
+    };
+
+    void opened(ProcessStats& stats, const PeerKey& peer);
+    void set_owner(std::uint64_t cookie, pid_t pid);
+    void drop_owner(std::uint64_t cookie, pid_t pid);
+
+    std::int64_t linger_ms_;
+    std::int64_t now_ms_ = 0;
+    std::uint32_t tick_ = 0;
+    std::unordered_map<std::uint64_t, Tracked> sockets_; // by cookie
+    scan::CookieOwners owners_;
+    std::unordered_map<pid_t, ProcessStats> processes_;
+};
+
+} // namespace conncheck::watch

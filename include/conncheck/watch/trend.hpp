@@ -1,0 +1,77 @@
+// Trend maths for watch mode: a bounded window of samples, the least-squares slope over it and the
+// projection of when a growing count reaches a limit. Pure: times are passed in, never read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+namespace conncheck::watch {
+
+struct Sample {
+    std::int64_t t_ms = 0; // monotonic milliseconds, any origin
+    double value = 0;
+};
+
+using Samples = std::deque<Sample>; // oldest first
+
+// Least-squares slope of value over time, in units per hour. nullopt with fewer than two
+// samples or when they all share one time.
+[[nodiscard]] std::optional<double> slope_per_hour(const Samples& samples);
+
+// The samples of one figure over the last `window_ms`. Memory is bounded whatever the ratio of
+// window to interval: samples closer together than window / max_points share one averaged point.
+class Series {
+public:
+    static constexpr std::size_t default_max_points = 2000;
+    explicit Series(std::int64_t window_ms, std::size_t max_points = default_max_points);
+
+    // Times must not go backwards; a sample older than the newest is ignored.
+    void add(std::int64_t t_ms, double value);
+    [[nodiscard]] const Samples& points() const { return points_; }
+    [[nodiscard]] bool empty() const { return points_.empty(); }
+    [[nodiscard]] std::optional<double> slope_per_hour() const;
+    // Milliseconds between the oldest and the newest point.
+    [[nodiscard]] std::int64_t span_ms() const;
+    [[nodiscard]] std::int64_t window_ms() const { return window_ms_; }
+
+private:
+    std::int64_t window_ms_;
+    std::int64_t bucket_ms_;
+    Samples points_;
+    std::uint32_t in_bucket_ = 0; // samples averaged into the newest point
+};
+
+// "fds grow 3.1/h: the limit of 1024 is reached in ~2 d 4 h"
+struct Projection {
+    double slope_per_hour = 0;
+    double current = 0;
+    std::uint64_t limit = 0;
+    std::uint64_t ms_to_limit = 0;
+};
+
+struct ProjectionRules {
+    std::int64_t min_span_ms = 30'000; // a shorter history says nothing about a trend
+    std::size_t min_points = 5;
+    double min_rise = 1.0; // the fitted line must rise at least this much over the span
+    std::uint64_t max_ms_to_limit = 365ULL * 24 * 3600 * 1000; // further away is no warning
+};
+
+// When `series` trends up toward `limit` (0: no limit), when it gets there at this slope.
+[[nodiscard]] std::optional<Projection> project_to_limit(const Series& series, std::uint64_t limit,
+                                                         const ProjectionRules& rules = {});
+// "fds grow 3.1/h: the limit of 1024 is reached in ~2 d 4 h"
+[[nodiscard]] std::string describe_projection(const Projection& projection,
+                                              const std::string& what = "fds");
+// "~2 d 4 h", "~3 h 12 min", "~45 min", "under a minute"
+[[nodiscard]] std::string approx_duration(std::uint64_t ms);
+// "+1.7/h", "-0.3/h", "0/h", "+120/h"
+[[nodiscard]] std::string format_slope(double per_hour);
+// One block character (U+2581..U+2588) per column: the samples split into `width` equal spans of
+// time, each shown by its mean, scaled between the window's minimum and maximum. A flat series is
+// a row of the lowest block. Fewer samples than columns give a shorter line.
+[[nodiscard]] std::string sparkline(const Samples& samples, std::size_t width);
+
+} // namespace conncheck::watch
