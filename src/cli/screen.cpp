@@ -112,6 +112,15 @@ std::string short_duration(std::int64_t ms) {
     return text::human_duration_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(ms, 0)));
 }
 
+// "10m", "2h", "500ms": durations the user typed, without the padding of human_duration_ms.
+std::string setting_duration(std::int64_t ms) {
+    if (ms > 0 && ms % 86'400'000 == 0) return fmt::format("{}d", ms / 86'400'000);
+    if (ms > 0 && ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
+    if (ms > 0 && ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
+    if (ms > 0 && ms % 1000 == 0 && ms < 60'000) return fmt::format("{}s", ms / 1000);
+    return short_duration(ms);
+}
+
 std::string idle_text(const PeerFrame& p) {
     if (!p.idle_min_ms) return "-";
     if (*p.idle_min_ms / 1000 == *p.idle_max_ms / 1000) return short_duration(*p.idle_max_ms);
@@ -216,7 +225,7 @@ std::vector<std::string> header_lines(const Frame& frame, const ViewState& view,
 
     auto facts = l.line();
     facts.add(fmt::format("up {} · every {} · window {} · ", short_duration(frame.uptime_ms),
-                          short_duration(frame.interval_ms), short_duration(frame.window_ms)));
+                          setting_duration(frame.interval_ms), setting_duration(frame.window_ms)));
     if (single) {
         facts.add(only->fd_limit > 0 ? fmt::format("fds {}/{}", only->open_fds, only->fd_limit)
                                      : fmt::format("fds {}", only->open_fds));
@@ -259,7 +268,9 @@ std::vector<std::string> state_lines(const Frame& frame, const Layout& l) {
 
     auto head = l.line();
     head.add("STATE", bold).right("NOW", 20, bold).right("TICK", 27, bold).right("START", 35, bold);
-    head.right("TREND", 44, bold).pad_to(46).add("WINDOW " + short_duration(frame.window_ms), bold);
+    head.right("TREND", 44, bold)
+        .pad_to(46)
+        .add("WINDOW " + setting_duration(frame.window_ms), bold);
     out.push_back(head.take());
     for (const auto& s : rows)
         state_row(out, l, state_label(s.state), s.row, s.state == TcpState::close_wait);
@@ -282,7 +293,7 @@ std::vector<std::string> state_lines(const Frame& frame, const Layout& l) {
     }
     auto tw = l.line();
     tw.add("TIME_WAIT ", bold).add(fmt::format("{} exact", exact), bold);
-    tw.add(" (its live socket was seen: owner certain)  ");
+    tw.add(" (seen live: owner certain) · ");
     tw.add(fmt::format("{} by peer", by_peer), by_peer > 0 ? yellow : nullptr);
     tw.add(" (owner guessed from the address)");
     out.push_back(tw.take());
@@ -338,7 +349,9 @@ std::vector<std::string> peer_lines(const Frame& frame, const ViewState& view, c
     const int c_new = end, c_idle = end - 9, c_tw = end - 24, c_cw = end - 31, c_est = end - 39,
               c_total = end - 46;
     auto head = l.line();
-    head.add("PEERS", bold).add(fmt::format(" by {} (s)", watch::peer_sort_name(view.sort)), dim);
+    head.add("PEERS", bold);
+    const std::string sorted = fmt::format(" by {} (s)", watch::peer_sort_name(view.sort));
+    if (head.cols() + static_cast<int>(sorted.size()) < c_total - 6) head.add(sorted, dim);
     if (c_total - 7 > head.cols()) {
         head.right("TOTAL", c_total, bold).right("ESTAB", c_est, bold).right("CLOSE_W", c_cw, bold);
         head.right("TIME_W", c_tw, bold).right("IDLE", c_idle, bold).right("NEW/MIN", c_new, bold);
@@ -395,7 +408,7 @@ std::vector<std::string> finding_lines(const Frame& frame, const Layout& l) {
 std::string footer(const Frame& frame, const ViewState& view, const Layout& l) {
     auto line = l.line();
     line.add("q", bold).add(" quit  ").add("p", bold).add(view.paused ? " resume  " : " pause  ");
-    line.add("s", bold).add(" sort peers");
+    line.add("s", bold).add(fmt::format(" sort peers ({})", watch::peer_sort_name(view.sort)));
     std::string cost;
     if (frame.tick_ms) cost = fmt::format("watcher {:.1f} ms/tick", *frame.tick_ms);
     if (frame.cpu_percent) cost += fmt::format(", {:.2f}% CPU", *frame.cpu_percent);

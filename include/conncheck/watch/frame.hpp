@@ -88,7 +88,7 @@ enum class PeerSort { count, close_wait, time_wait, idle, reconnects };
 void sort_peers(std::vector<PeerFrame>& peers, PeerSort sort);
 
 // One JSON object: the fields the screen shows, per process and in total.
-[[nodiscard]] nlohmann::json to_json(const Frame& frame);
+[[nodiscard]] nlohmann::ordered_json to_json(const Frame& frame);
 // One line per process: "2026-10-21T09:24:00Z pid=4242 established=45 close_wait=12 ...".
 [[nodiscard]] std::vector<std::string> to_lines(const Frame& frame);
 

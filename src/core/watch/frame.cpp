@@ -10,7 +10,8 @@ namespace conncheck::watch {
 
 namespace {
 
-using nlohmann::json;
+// Insertion order: "time" and "pid" first, as a person reading a log expects.
+using json = nlohmann::ordered_json;
 
 json optional_number(const std::optional<double>& v, int decimals = 2) {
     if (!v || !std::isfinite(*v)) return nullptr;
@@ -184,7 +185,7 @@ void sort_peers(std::vector<PeerFrame>& peers, PeerSort sort) {
     });
 }
 
-nlohmann::json to_json(const Frame& frame) {
+nlohmann::ordered_json to_json(const Frame& frame) {
     json j{{"time", text::iso8601_utc(frame.unix_seconds)},
            {"uptime_seconds", static_cast<double>(frame.uptime_ms) / 1000.0},
            {"tick", frame.tick},
