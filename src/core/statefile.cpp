@@ -326,7 +326,8 @@ State decode(std::string_view text, const std::string& path) {
                                   "{} of {})",
                                   e.byte, text.size()));
     }
-    if (!doc.is_object() || doc.value("format", std::string{}) != format_name)
+    const auto format = doc.is_object() ? doc.find("format") : doc.end();
+    if (format == doc.end() || !format->is_string() || format->get<std::string>() != format_name)
         corrupt(path, fmt::format("it is not a conncheck state file (no \"format\": \"{}\")",
                                   format_name));
     const auto version = doc.find("version");

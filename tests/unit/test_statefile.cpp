@@ -80,7 +80,10 @@ TEST_CASE("garbage, truncated and foreign content is bad_file naming the path") 
     const std::string good = encode(sample_state());
     for (const std::string& bad :
          {std::string(""), std::string("garbage\n"), good.substr(0, good.size() / 2),
-          std::string("{\"format\":\"other\",\"version\":1}"), std::string("[1,2,3]"),
+          std::string("{\"format\":\"other\",\"version\":1}"), std::string("{\"format\":5}"),
+          std::string("{\"format\":\"conncheck-state\",\"version\":\"1\"}"),
+          std::string("{\"format\":\"conncheck-state\",\"version\":1,\"selector\":7}"),
+          std::string("[1,2,3]"),
           std::string("{\"format\":\"conncheck-state\",\"version\":2,\"selector\":\"x\","
                       "\"taken_at_ms\":1,\"processes\":[]}"),
           std::string("{\"format\":\"conncheck-state\",\"version\":1,\"selector\":\"x\","
