@@ -352,16 +352,15 @@ int check(const CheckOptions& o) {
     const auto previous = statefile::load(state_path, key);
 
     // Instances are pid + start time: a pid the kernel reused is another process.
-    std::vector<std::uint64_t> start_ticks;
     scan::CookieOwners known;
-    for (const pid_t pid : pids) {
-        start_ticks.push_back(scanner.procfs().read_info(pid).start_ticks);
-        if (!previous) continue;
-        for (const auto& p : previous->processes)
-            if (p.pid == pid && p.start_ticks == start_ticks.back())
-                for (const auto cookie : p.cookies)
-                    known.emplace(cookie, pid);
-    }
+    if (previous)
+        for (const pid_t pid : pids) {
+            const auto start_ticks = scanner.procfs().read_info(pid).start_ticks;
+            for (const auto& p : previous->processes)
+                if (p.pid == pid && p.start_ticks == start_ticks)
+                    for (const auto cookie : p.cookies)
+                        known.emplace(cookie, pid);
+        }
     const scan::Snapshot snapshot = scanner.scan_pids(pids, &known);
     const auto now = snapshot.taken_at == std::chrono::system_clock::time_point{}
                          ? std::chrono::system_clock::now()
@@ -401,10 +400,11 @@ int check(const CheckOptions& o) {
         if (same[i] == nullptr)
             replaced[i] = take(
                 [&](const statefile::ProcessState* p) { return p->comm == reports[i].info.comm; });
-    for (std::size_t i = 0; i < reports.size(); ++i)
-        if (same[i] == nullptr && replaced[i] == nullptr && reports.size() == 1 &&
-            unmatched.size() == 1)
-            replaced[i] = take([](const statefile::ProcessState*) { return true; });
+    if (reports.size() == 1 && same[0] == nullptr && replaced[0] == nullptr &&
+        unmatched.size() == 1) {
+        replaced[0] = unmatched.front();
+        unmatched.clear();
+    }
 
     Evaluator evaluator(thresholds, reports.size() > 1, now_ms);
     std::vector<Evaluation> evaluations;
@@ -475,6 +475,8 @@ void setup_check(CLI::App& app, CheckOptions& options) {
         "Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also bad arguments, a process that "
         "is gone,\n  no permission, a timeout, a locked or unusable state file). "
         "See conncheck(1), CHECK.");
+    // -V and -h are reserved by the Monitoring Plugins guidelines; -V works here too.
+    app.set_version_flag("-V,--version", CONNCHECK_VERSION);
     add_selector_options(app, options.selector);
     const char* thresholds = "Thresholds (RANGE: 10 = outside 0..10, 10: = below 10, ~:10 = "
                              "above 10, 10:20 = outside, @10:20 = inside; '' = off)";
