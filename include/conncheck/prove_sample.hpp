@@ -7,9 +7,14 @@
 #include "conncheck/scan.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <unordered_set>
 #include <vector>
+
+namespace conncheck::diag {
+class SocketSource;
+}
 
 namespace conncheck::prove {
 
@@ -28,9 +33,19 @@ merge_snapshots(const std::vector<const scan::ProcessSnapshot*>& parts);
 // reconnects are left for the caller.
 [[nodiscard]] Sample sample_from(const analysis::ProcessReport& report);
 
+// TIME_WAIT sockets toward 127.0.0.1:port (or ::ffff:127.0.0.1:port) not already in `snapshot`
+// (by cookie), added to its time_wait_by_peer. A collector's simulator serves only that
+// collector, so such a socket is the collector's, even when no live socket of it is left to
+// match the peer and its cookie was never seen live between two samples.
+void add_time_wait_toward(scan::ProcessSnapshot& snapshot,
+                          const std::vector<SocketRecord>& time_wait, std::uint16_t port);
+
 class Sampler {
 public:
     Sampler(scan::Config scan_config, std::size_t groups);
+    ~Sampler();
+    Sampler(const Sampler&) = delete;
+    Sampler& operator=(const Sampler&) = delete;
     // One Sample per group (nullopt where none of its processes could be scanned this tick).
     // Processes that exit during the scan are dropped and the scan retried; other errors
     // (permission, no socket source) are thrown as conncheck::Error.
@@ -44,6 +59,8 @@ private:
     analysis::Config analysis_config_;
     scan::CookieOwners known_; // cookies of live sockets seen in earlier ticks -> their pid
     std::vector<std::unordered_set<std::uint64_t>> seen_;
+    std::unique_ptr<diag::SocketSource> time_wait_source_; // netlink, opened on first use
+    bool time_wait_unavailable_ = false;                   // no netlink: by cookie and peer only
 };
 
 // Every live process below `root` in the process tree (root excluded), read from /proc/*/stat.

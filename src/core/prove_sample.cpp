@@ -1,10 +1,12 @@
 #include "conncheck/prove_sample.hpp"
 
+#include "conncheck/diag.hpp"
 #include "conncheck/error.hpp"
 
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <netinet/in.h>
 #include <sstream>
 #include <unordered_map>
 
@@ -47,8 +49,46 @@ Sample sample_from(const analysis::ProcessReport& report) {
     return s;
 }
 
+namespace {
+
+bool is_loopback_v4(const Endpoint& e) {
+    if (e.family == AF_INET) return e.addr[0] == 127;
+    // ::ffff:127.x.y.z, a dual-stack socket talking IPv4
+    if (e.family == AF_INET6)
+        return std::all_of(e.addr.begin(), e.addr.begin() + 10, [](auto b) { return b == 0; }) &&
+               e.addr[10] == 0xff && e.addr[11] == 0xff && e.addr[12] == 127;
+    return false;
+}
+
+class CollectSink : public diag::DumpSink {
+public:
+    explicit CollectSink(std::vector<SocketRecord>& out) : out_(out), mark_(out.size()) {}
+    void on_socket(const SocketRecord& s) override { out_.push_back(s); }
+    void on_restart() override { out_.resize(mark_); }
+
+private:
+    std::vector<SocketRecord>& out_;
+    std::size_t mark_;
+};
+
+} // namespace
+
+void add_time_wait_toward(scan::ProcessSnapshot& snapshot,
+                          const std::vector<SocketRecord>& time_wait, std::uint16_t port) {
+    std::unordered_set<std::uint64_t> known;
+    for (const auto* list : {&snapshot.sockets, &snapshot.time_wait_by_peer})
+        for (const auto& s : *list)
+            if (s.cookie != 0) known.insert(s.cookie);
+    for (const auto& s : time_wait)
+        if (s.state == TcpState::time_wait && s.cookie != 0 && s.remote.port == port &&
+            is_loopback_v4(s.remote) && known.insert(s.cookie).second)
+            snapshot.time_wait_by_peer.push_back(s);
+}
+
 Sampler::Sampler(scan::Config scan_config, std::size_t groups)
     : scanner_(std::move(scan_config)), seen_(groups) {}
+
+Sampler::~Sampler() = default;
 
 std::uint64_t Sampler::connections_seen(std::size_t group) const {
     return group < seen_.size() ? seen_[group].size() : 0;
@@ -77,6 +117,20 @@ std::vector<std::optional<Sample>> Sampler::sample(const std::vector<Group>& gro
 
     std::vector<std::optional<Sample>> out(groups.size());
     if (!snapshot) return out;
+    std::vector<SocketRecord> time_wait;
+    if (!time_wait_unavailable_) {
+        try {
+            if (!time_wait_source_) time_wait_source_ = diag::open_netlink();
+            for (const std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
+                CollectSink sink(time_wait);
+                time_wait_source_->dump({family, state_bit(TcpState::time_wait), false, false},
+                                        sink);
+            }
+        } catch (const Error&) {
+            time_wait_unavailable_ = true; // attribution by cookie and peer still works
+            time_wait.clear();
+        }
+    }
     std::vector<std::vector<const scan::ProcessSnapshot*>> parts(groups.size());
     for (const auto& p : snapshot->processes) {
         const auto it = group_of.find(p.info.pid);
@@ -87,7 +141,8 @@ std::vector<std::optional<Sample>> Sampler::sample(const std::vector<Group>& gro
     }
     for (std::size_t g = 0; g < groups.size(); ++g) {
         if (parts[g].empty()) continue;
-        const scan::ProcessSnapshot merged = merge_snapshots(parts[g]);
+        scan::ProcessSnapshot merged = merge_snapshots(parts[g]);
+        add_time_wait_toward(merged, time_wait, groups[g].sim_port);
         for (const auto* list : {&merged.sockets, &merged.time_wait_by_peer})
             for (const auto& s : *list)
                 if (s.cookie != 0 && s.state != TcpState::listen &&

@@ -309,3 +309,39 @@ TEST_CASE("a sample from a process report") {
     CHECK(s.open() == 8);
     CHECK(s.kernel_memory_bytes == 4096);
 }
+
+TEST_CASE("TIME_WAIT toward a collector's own simulator port is the collector's") {
+    const auto tw = [](std::uint64_t cookie, std::uint8_t family, std::uint8_t first,
+                       std::uint16_t port) {
+        SocketRecord s;
+        s.state = TcpState::time_wait;
+        s.cookie = cookie;
+        s.remote.family = family;
+        s.remote.port = port;
+        if (family == AF_INET) {
+            s.remote.addr[0] = first;
+        } else {
+            s.remote.addr[10] = 0xff;
+            s.remote.addr[11] = 0xff;
+            s.remote.addr[12] = first;
+        }
+        return s;
+    };
+    scan::ProcessSnapshot snap;
+    snap.sockets = {tw(1, AF_INET, 127, 4000)};           // exact, by cookie
+    snap.time_wait_by_peer = {tw(2, AF_INET, 127, 4000)}; // by peer
+    const std::vector<SocketRecord> dump{
+        tw(1, AF_INET, 127, 4000),  tw(2, AF_INET, 127, 4000), // already counted
+        tw(3, AF_INET, 127, 4000),                             // new
+        tw(4, AF_INET6, 127, 4000),                            // new, dual-stack socket
+        tw(5, AF_INET, 127, 4001),                             // another collector's simulator
+        tw(6, AF_INET, 10, 4000),                              // not loopback
+        tw(0, AF_INET, 127, 4000),                             // no cookie: cannot be deduplicated
+    };
+    add_time_wait_toward(snap, dump, 4000);
+    REQUIRE(snap.time_wait_by_peer.size() == 3);
+    CHECK(snap.time_wait_by_peer[1].cookie == 3);
+    CHECK(snap.time_wait_by_peer[2].cookie == 4);
+    add_time_wait_toward(snap, dump, 4000); // idempotent
+    CHECK(snap.time_wait_by_peer.size() == 3);
+}
