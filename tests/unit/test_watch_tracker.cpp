@@ -339,6 +339,11 @@ TEST_CASE("an exited process keeps its last figures; a reused pid counts as exit
     CHECK(state_row(f.processes.front(), TcpState::close_wait).current == 1);
     CHECK(session.running().empty());
     CHECK(session.owners().empty());
+    const auto lines = to_lines(f);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines.front().find(
+              " pid=4242 exited=1 exited_after_seconds=2 established=1 close_wait=1 ") !=
+          std::string::npos);
 
     Session other(Options{});
     other.update(fake_scan(host, inodes_of(host), other.owners(), 20, 1024, 77), 0, 0);

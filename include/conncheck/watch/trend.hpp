@@ -53,7 +53,7 @@ struct Projection {
 };
 
 struct ProjectionRules {
-    std::int64_t min_span_ms = 30'000; // a shorter history says nothing about a trend
+    std::int64_t min_span_ms = 60'000; // a shorter history says nothing about a trend
     std::size_t min_points = 5;
     double min_rise = 1.0; // the fitted line must rise at least this much over the span
     std::uint64_t max_ms_to_limit = 365ULL * 24 * 3600 * 1000; // further away is no warning

@@ -33,26 +33,25 @@ json states_json(const std::vector<StateRow>& rows) {
     return out;
 }
 
+// The same shape as the audit's findings (conncheck(1), JSON OUTPUT).
 json finding_json(const analysis::Finding& f) {
-    json figures = json::object();
-    for (const auto& [name, value] : f.figures)
-        figures[name] = value;
     json peers = json::array();
     for (const auto& p : f.peers) {
-        json j{{"remote", text::sanitize(p.remote.to_string())},
-               {"count", p.count},
-               {"unread_bytes", p.unread_bytes}};
-        if (p.idle_min_ms) j["idle_min_seconds"] = *p.idle_min_ms / 1000.0;
-        if (p.idle_max_ms) j["idle_max_seconds"] = *p.idle_max_ms / 1000.0;
-        peers.push_back(std::move(j));
+        peers.push_back(
+            {{"remote", text::sanitize(p.remote.to_string())},
+             {"count", p.count},
+             {"idle_min_seconds", p.idle_min_ms ? json(*p.idle_min_ms / 1000.0) : json(nullptr)},
+             {"idle_max_seconds", p.idle_max_ms ? json(*p.idle_max_ms / 1000.0) : json(nullptr)},
+             {"unread_bytes", p.unread_bytes}});
     }
+    json evidence{{"count", f.count}, {"peers", std::move(peers)}};
+    for (const auto& [name, value] : f.figures)
+        evidence[name] = value;
     return json{{"kind", std::string(analysis::kind_name(f.kind))},
                 {"severity", std::string(analysis::severity_name(f.severity))},
-                {"count", f.count},
                 {"summary", f.summary},
-                {"advice", f.advice},
-                {"figures", figures},
-                {"peers", peers}};
+                {"evidence", std::move(evidence)},
+                {"advice", f.advice}};
 }
 
 json peer_json(const PeerFrame& p) {
@@ -214,10 +213,8 @@ std::vector<std::string> to_lines(const Frame& frame) {
     const std::string time = text::iso8601_utc(frame.unix_seconds);
     for (const auto& p : frame.processes) {
         std::string line = fmt::format("{} pid={}", time, p.pid);
-        if (p.exited) {
-            line += fmt::format(" exited after={:.0f}s",
-                                static_cast<double>(p.exited_after_ms) / 1000.0);
-        }
+        if (p.exited)
+            line += fmt::format(" exited=1 exited_after_seconds={}", p.exited_after_ms / 1000);
         for (const auto& s : p.states)
             line += fmt::format(" {}={}", state_name(s.state), s.row.current);
         line += fmt::format(" time_wait_exact={} time_wait_by_peer={}", p.time_wait_exact,

@@ -210,7 +210,10 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
 
     last.peers = peer_table(process);
     last.peers_total = last.peers.size();
-    last.fd_projection = project_to_limit(h.fds->series, last.fd_limit, options_.projection);
+    // The projection needs as much history as a trend row does before it says anything.
+    ProjectionRules rules = options_.projection;
+    rules.min_span_ms = std::min(rules.min_span_ms, options_.window_ms / 2);
+    last.fd_projection = project_to_limit(h.fds->series, last.fd_limit, rules);
     last.fd_projection_text =
         last.fd_projection ? describe_projection(*last.fd_projection) : std::string{};
 }
