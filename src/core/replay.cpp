@@ -2,7 +2,9 @@
 #include "conncheck/error.hpp"
 #include "dump_loop.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <climits>
 #include <cstring>
 #include <fcntl.h>
@@ -62,6 +64,20 @@ bool ends_attempt(const char* data, std::size_t size) {
     return false;
 }
 
+// True when a message of the datagram carries NLM_F_DUMP_INTR: the attempt was retried.
+bool interrupted(const char* data, std::size_t size) {
+    std::size_t at = 0;
+    while (size - at >= sizeof(nlmsghdr)) {
+        nlmsghdr h;
+        std::memcpy(&h, data + at, sizeof h);
+        if (h.nlmsg_len < sizeof h || h.nlmsg_len > size - at) return false;
+        if ((h.nlmsg_flags & NLM_F_DUMP_INTR) != 0) return true;
+        at += NLMSG_ALIGN(h.nlmsg_len);
+        if (at >= size) return false;
+    }
+    return false;
+}
+
 struct Record {
     std::size_t offset; // of the datagram bytes
     std::size_t size;
@@ -101,8 +117,17 @@ public:
     }
 
     DumpStats dump(const DumpRequest& request, DumpSink& sink) override {
+        // A recording holds several dumps per family (the scanner asks for the live states, then
+        // TIME_WAIT): the k-th request for a family is answered by the k-th recorded dump, which
+        // is how the scanner replays its own recording; after the last it starts over (watch).
+        // Within a dump the recording decides how many attempts there were: replay all of them.
         FilterSink filter(request, sink);
-        // The recording decides how many attempts there were: replay all of them.
+        const bool v6 = request.family == AF_INET6;
+        const auto& dumps = v6 ? dumps6_ : dumps4_;
+        if (dumps.empty()) return detail::run_dump(*this, request, filter, UINT_MAX);
+        const std::size_t k = requests_[v6]++ % dumps.size();
+        base_ = dumps[k];
+        end_ = k + 1 < dumps.size() ? dumps[k + 1] : (v6 ? inet6_ : inet_).size();
         return detail::run_dump(*this, request, filter, UINT_MAX);
     }
     [[nodiscard]] std::string_view name() const override { return "replay"; }
@@ -126,10 +151,17 @@ private:
             }
             if (bytes_.size() - at - 8 < size) truncated(at);
             const Record r{at + 8, size};
-            auto& attempts = family == AF_INET ? inet_ : inet6_;
-            if (attempts.empty() || attempt_closed_[family == AF_INET6]) attempts.emplace_back();
+            const bool v6 = family == AF_INET6;
+            auto& attempts = v6 ? inet6_ : inet_;
+            if (attempts.empty() || attempt_closed_[v6]) {
+                // A new attempt starts a new dump unless the previous attempt was interrupted.
+                if (!last_interrupted_[v6]) (v6 ? dumps6_ : dumps4_).push_back(attempts.size());
+                attempts.emplace_back();
+                last_interrupted_[v6] = false;
+            }
             attempts.back().push_back(r);
-            attempt_closed_[family == AF_INET6] = ends_attempt(bytes_.data() + r.offset, r.size);
+            attempt_closed_[v6] = ends_attempt(bytes_.data() + r.offset, r.size);
+            if (interrupted(bytes_.data() + r.offset, r.size)) last_interrupted_[v6] = true;
             at = r.offset + size;
         }
     }
@@ -142,8 +174,9 @@ private:
                std::uint32_t& portid) override {
         const auto& attempts = request.family == AF_INET6 ? inet6_ : inet_;
         if (request.family != AF_INET && request.family != AF_INET6) return false;
-        if (attempt >= attempts.size()) return false;
-        current_ = &attempts[attempt];
+        const std::size_t end = std::min(end_, attempts.size());
+        if (base_ + attempt >= end) return false;
+        current_ = &attempts[base_ + attempt];
         next_ = 0;
         seq = 0;
         portid = 0;
@@ -164,6 +197,14 @@ private:
     std::vector<std::vector<Record>> inet_;
     std::vector<std::vector<Record>> inet6_;
     bool attempt_closed_[2] = {false, false};
+    bool last_interrupted_[2] = {false, false};
+    // Per family, the first attempt of each recorded dump; a dump is its interrupted attempts and
+    // the retry that completed it.
+    std::vector<std::size_t> dumps4_;
+    std::vector<std::size_t> dumps6_;
+    std::size_t requests_[2] = {0, 0};
+    std::size_t base_ = 0; // attempts [base_, end_) make the dump being replayed
+    std::size_t end_ = SIZE_MAX;
     const std::vector<Record>* current_ = nullptr;
     std::size_t next_ = 0;
 };

@@ -27,7 +27,7 @@ pid_t unused_pid() {
     return 3'999'999;
 }
 
-// A child holding 2 ESTABLISHED and 1 CLOSE_WAIT sockets.
+// A child holding 2 ESTABLISHED and 1 CLOSE_WAIT sockets, and 2 TIME_WAIT toward its peer.
 struct Target {
     Listener l = listen_loopback(AF_INET);
     Listener dropper = listen_loopback(AF_INET);
@@ -37,11 +37,18 @@ struct Target {
         (void)connect_to(l);
         (void)connect_to(l);
         (void)connect_to(dropper);
+        close(connect_to(l));
+        close(connect_to(l));
     }};
     std::vector<int> server_fds;
     Target() {
-        server_fds.push_back(accept_from(l));
-        server_fds.push_back(accept_from(l));
+        for (int i = 0; i < 4; ++i) {
+            const int fd = accept_from(l);
+            if (tcp_state_of(fd) == 8 /* TCP_CLOSE_WAIT: the child closed first */)
+                close(fd);
+            else
+                server_fds.push_back(fd);
+        }
         close(accept_from(dropper));
     }
     ~Target() {
@@ -58,7 +65,8 @@ struct Target {
                 const auto r = conncheck(args);
                 if (r.exit_code != 0) return false;
                 j = json::parse(r.out);
-                return j["processes"][0]["states"]["close_wait"] == 1;
+                return j["processes"][0]["states"]["close_wait"] == 1 &&
+                       j["processes"][0]["states"]["time_wait"] == 2;
             },
             5s, 20ms);
         REQUIRE(ok);
@@ -139,8 +147,9 @@ TEST_CASE("--pid --json carries the documented fields") {
     CHECK(p["pid"] == t.child.pid());
     CHECK(p["states"]["established"] == 2);
     CHECK(p["states"]["close_wait"] == 1);
-    CHECK(p["states"]["time_wait"] == 0);
-    CHECK(p["sockets"] == 3);
+    CHECK(p["states"]["time_wait"] == 2);
+    CHECK(p["time_wait_attribution"]["by_peer"] == 2);
+    CHECK(p["sockets"] == 5);
     CHECK(p["fds"]["open"].is_number());
     CHECK(p["kernel_memory_bytes"].is_number());
     CHECK(p["netns"].is_number());
@@ -180,6 +189,7 @@ TEST_CASE("--dump-netlink records what --replay reads back") {
     const json replayed = t.audit_json({"--replay", rec});
     CHECK(replayed["source"] == "replay");
     CHECK(replayed["processes"][0]["states"] == live["processes"][0]["states"]);
+    CHECK(replayed["processes"][0]["states"]["time_wait"] == 2);
     write_file(tmp.path() + "/garbage.bin", "definitely not a recording");
     const auto r = conncheck({"--pid", std::to_string(t.child.pid()), "--replay", tmp.path() + "/garbage.bin"});
     CHECK(r.exit_code == 7);
