@@ -195,14 +195,16 @@ private:
 void deduplicate(std::vector<SocketRecord>& sockets) {
     std::stable_sort(sockets.begin(), sockets.end(),
                      [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
-    std::vector<SocketRecord> unique;
-    unique.reserve(sockets.size());
+    // Compact in place: a second vector would double the peak for a process with many sockets.
+    std::size_t kept = 0;
     for (std::size_t i = 0; i < sockets.size(); ++i) {
         const bool superseded = sockets[i].cookie != 0 && i + 1 < sockets.size() &&
                                 sockets[i + 1].cookie == sockets[i].cookie;
-        if (!superseded) unique.push_back(std::move(sockets[i]));
+        if (superseded) continue;
+        if (kept != i) sockets[kept] = std::move(sockets[i]);
+        ++kept;
     }
-    sockets = std::move(unique);
+    sockets.resize(kept);
 }
 
 class SourceOpener {
@@ -312,8 +314,12 @@ std::vector<Group> group_by_netns(const Snapshot& snapshot) {
     return groups;
 }
 
-void add_owners(InodeOwners& owners, const proc::FdScan& fds, std::size_t index) {
+// Records which process holds each socket inode, and sizes the process's socket list for them
+// now: growing it by doubling during the dump would nearly double the peak memory.
+void add_owners(InodeOwners& owners, const proc::FdScan& fds, ProcessSnapshot& process,
+                std::size_t index) {
     for (std::uint64_t inode : fds.socket_inodes) owners.emplace_back(inode, index);
+    process.sockets.reserve(fds.socket_inodes.size());
 }
 
 } // namespace
@@ -340,7 +346,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, const CookieOwners* 
             throw;
         }
         p.info.open_fds = fds.open_fds;
-        add_owners(owners, fds, snapshot.processes.size());
+        add_owners(owners, fds, p, snapshot.processes.size());
         snapshot.processes.push_back(std::move(p));
     }
     std::sort(owners.begin(), owners.end());
@@ -368,7 +374,7 @@ Snapshot Scanner::scan_host(const CookieOwners* known) {
             const proc::FdScan fds = procfs_.scan_fds(pid);
             if (fds.socket_inodes.empty()) continue;
             p.info.open_fds = fds.open_fds;
-            add_owners(owners, fds, snapshot.processes.size());
+            add_owners(owners, fds, p, snapshot.processes.size());
         } catch (const Error& e) {
             if (e.code() == Errc::permission_denied) {
                 ++snapshot.unreadable_processes;
