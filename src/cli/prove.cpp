@@ -438,15 +438,21 @@ int run_prove(const ProveOptions& options) {
                         std::chrono::ceil<milliseconds>(wake - Clock::now()) + milliseconds(1));
     }
     const int signo = SignalGuard::received();
-    if (signo == 0 && failure.empty()) take_sample(slots, sampler, seconds_since(Clock::now()));
+    const double elapsed = seconds_since(Clock::now());
+    if (signo == 0 && failure.empty()) take_sample(slots, sampler, elapsed);
     progress.show("prove: stopping the collectors and simulators");
     fleet.stop();
     progress.clear();
 
+    const bool started = std::all_of(slots.begin(), slots.end(),
+                                     [](const Slot& s) { return s.collector.has_value(); });
     if (signo != 0) {
-        fmt::print(stderr, "conncheck: prove interrupted by {}; every child stopped\n",
-                   sigabbrev_np(signo) ? fmt::format("SIG{}", sigabbrev_np(signo)) : "a signal");
-        return 128 + signo;
+        fmt::print(stderr,
+                   "conncheck: prove interrupted by {} after {:.1f} s; every child "
+                   "stopped{}\n",
+                   sigabbrev_np(signo) ? fmt::format("SIG{}", sigabbrev_np(signo)) : "a signal",
+                   started ? elapsed : 0.0, started ? ", the counts so far follow" : "");
+        if (!started) return 128 + signo;
     }
     if (!failure.empty()) {
         std::fflush(stdout);
@@ -455,7 +461,8 @@ int run_prove(const ProveOptions& options) {
     }
 
     prove::Report report;
-    report.run.duration_seconds = st.duration_ms / 1000.0;
+    report.run.interrupted = signo != 0;
+    report.run.duration_seconds = signo != 0 ? elapsed : st.duration_ms / 1000.0;
     report.run.fault_after_ms = st.fault_after_ms;
     report.run.interval_ms = st.interval_ms;
     report.run.rate = options.rate;
@@ -493,6 +500,7 @@ int run_prove(const ProveOptions& options) {
     } else {
         print_prove_table(report);
     }
+    if (signo != 0) return 128 + signo;
     return prove::decide(report).ok ? exit_code::ok : exit_code::failure;
 }
 

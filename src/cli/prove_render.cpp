@@ -40,8 +40,10 @@ void print_prove_table(const prove::Report& report) {
         headings.emplace_back(prove::metric_label(m));
     const auto& run = report.run;
 
-    fmt::print("conncheck prove: {:.0f} s, faults {} one per connection every {} ms{}\n\n",
-               run.duration_seconds, run.faults, run.fault_after_ms,
+    fmt::print("conncheck prove: {}, faults {} one per connection every {} ms{}\n\n",
+               run.interrupted ? fmt::format("interrupted after {:.1f} s", run.duration_seconds)
+                               : fmt::format("{:.0f} s", run.duration_seconds),
+               run.faults, run.fault_after_ms,
                run.command.empty() ? "" : fmt::format(", your command: {}", run.command));
     row("", headings);
     for (const auto& c : report.collectors) {

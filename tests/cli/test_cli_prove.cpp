@@ -49,8 +49,8 @@ constexpr const char* tidy_body = "while true; do\n"
                                   "  exec 3<&-\n"
                                   "done\n";
 
-// Starts prove in the background; stdout and stderr to /dev/null.
-pid_t spawn_prove(const std::vector<std::string>& args) {
+// Starts prove in the background; stdout to `out`, stderr to /dev/null.
+pid_t spawn_prove(const std::vector<std::string>& args, const std::string& out) {
     std::vector<std::string> argv{conncheck_bin(), "prove"};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> argp;
@@ -60,8 +60,9 @@ pid_t spawn_prove(const std::vector<std::string>& args) {
     const pid_t pid = fork();
     if (pid == 0) {
         const int devnull = open("/dev/null", O_RDWR);
+        const int file = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(devnull, 0);
-        dup2(devnull, 1);
+        dup2(file, 1);
         dup2(devnull, 2);
         execv(argp[0], argp.data());
         _exit(127);
@@ -184,9 +185,11 @@ TEST_CASE("prove: SIGINT and SIGKILL leave no process behind") {
         }
     };
     const std::string cmd = "sleep 300 & sleep 300; : {url}";
+    TempDir dir;
+    const std::string out = dir.path() + "/out.txt";
     for (const int signo : {SIGINT, SIGKILL}) {
         CAPTURE(signo);
-        const pid_t prove = spawn_prove({"--duration", "60s", "--cmd", cmd});
+        const pid_t prove = spawn_prove({"--duration", "60s", "--cmd", cmd}, out);
         REQUIRE(prove > 0);
         std::vector<pid_t> tree;
         // Two simulators and collectors each, plus the command's guard, shell and two sleeps.
@@ -203,6 +206,8 @@ TEST_CASE("prove: SIGINT and SIGKILL leave no process behind") {
         if (signo == SIGINT) {
             CHECK(WIFEXITED(status));
             CHECK(WEXITSTATUS(status) == 130);
+            // The counts so far, marked as such.
+            CHECK(read_file(out).find("interrupted after") != std::string::npos);
         }
         CHECK(wait_until(
             [&] {
