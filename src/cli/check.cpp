@@ -199,22 +199,20 @@ public:
                                           range_text(t_.stale_warning),
                                           range_text(t_.stale_critical)));
 
-        e.perf.push_back(ranges::perfdata("close_wait" + suffix, static_cast<double>(cw), "",
-                                          range_text(t_.close_wait_warning),
-                                          range_text(t_.close_wait_critical), 0.0, std::nullopt));
-        e.perf.push_back(ranges::perfdata("established" + suffix, static_cast<double>(est), "",
-                                          range_text(t_.established_warning),
-                                          range_text(t_.established_critical), 0.0, std::nullopt));
-        e.perf.push_back(ranges::perfdata("time_wait" + suffix,
-                                          static_cast<double>(r.states[TcpState::time_wait]), "",
-                                          "", "", 0.0, std::nullopt));
-        e.perf.push_back(ranges::perfdata("stale" + suffix, static_cast<double>(r.stale), "",
-                                          range_text(t_.stale_warning),
-                                          range_text(t_.stale_critical), 0.0, std::nullopt));
+        // A count: minimum 0, thresholds as typed.
+        const auto count = [&](const char* label, std::uint64_t value,
+                               const std::optional<Range>& warn, const std::optional<Range>& crit,
+                               std::optional<double> max = std::nullopt) {
+            e.perf.push_back(ranges::perfdata(label + suffix, static_cast<double>(value), "",
+                                              range_text(warn), range_text(crit), 0.0, max));
+        };
+        count("close_wait", cw, t_.close_wait_warning, t_.close_wait_critical);
+        count("established", est, t_.established_warning, t_.established_critical);
+        count("time_wait", r.states[TcpState::time_wait], std::nullopt, std::nullopt);
+        count("stale", r.stale, t_.stale_warning, t_.stale_critical);
         const auto limit = r.info.fd_limit.soft;
-        e.perf.push_back(ranges::perfdata(
-            "fds" + suffix, static_cast<double>(r.info.open_fds), "", "", "", 0.0,
-            limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit))));
+        count("fds", r.info.open_fds, std::nullopt, std::nullopt,
+              limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
 
         describe(r, e);
         if (previous != nullptr)
@@ -480,39 +478,28 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     add_selector_options(app, options.selector);
     const char* thresholds = "Thresholds (RANGE: 10 = outside 0..10, 10: = below 10, ~:10 = "
                              "above 10, 10:20 = outside, @10:20 = inside; '' = off)";
-    app.add_option("-w,--warning", options.warning,
-                   "WARNING when the CLOSE_WAIT count is outside RANGE (default 0)")
-        ->type_name("RANGE")
-        ->group(thresholds);
-    app.add_option("-c,--critical", options.critical,
-                   "CRITICAL when the CLOSE_WAIT count is outside RANGE (default 10)")
-        ->type_name("RANGE")
-        ->group(thresholds);
-    app.add_option("--established-warning", options.established_warning,
-                   "WARNING when the ESTABLISHED count is outside RANGE")
-        ->type_name("RANGE")
-        ->group(thresholds);
-    app.add_option("--established-critical", options.established_critical,
-                   "CRITICAL when the ESTABLISHED count is outside RANGE")
-        ->type_name("RANGE")
-        ->group(thresholds);
-    app.add_option("--stale-warning", options.stale_warning,
-                   "WARNING when the number of stale duplicate connections is outside RANGE")
-        ->type_name("RANGE")
-        ->group(thresholds);
-    app.add_option("--stale-critical", options.stale_critical,
-                   "CRITICAL when the number of stale duplicate connections is outside RANGE")
-        ->type_name("RANGE")
-        ->group(thresholds);
-    app.add_option("--growth-warning", options.growth_warning,
-                   "WARNING when ESTABLISHED or CLOSE_WAIT grew faster than N per hour since an "
-                   "earlier run (up to 1 h back; rated once 10 min apart)")
-        ->type_name("N/h")
-        ->group(thresholds);
-    app.add_option("--growth-critical", options.growth_critical,
-                   "CRITICAL when ESTABLISHED or CLOSE_WAIT grew faster than N per hour")
-        ->type_name("N/h")
-        ->group(thresholds);
+    const auto threshold = [&](const char* flags, std::string& value, const char* help,
+                               const char* type = "RANGE") {
+        app.add_option(flags, value, help)->type_name(type)->group(thresholds);
+    };
+    threshold("-w,--warning", options.warning,
+              "WARNING when the CLOSE_WAIT count is outside RANGE (default 0)");
+    threshold("-c,--critical", options.critical,
+              "CRITICAL when the CLOSE_WAIT count is outside RANGE (default 10)");
+    threshold("--established-warning", options.established_warning,
+              "WARNING when the ESTABLISHED count is outside RANGE");
+    threshold("--established-critical", options.established_critical,
+              "CRITICAL when the ESTABLISHED count is outside RANGE");
+    threshold("--stale-warning", options.stale_warning,
+              "WARNING when the number of stale duplicate connections is outside RANGE");
+    threshold("--stale-critical", options.stale_critical,
+              "CRITICAL when the number of stale duplicate connections is outside RANGE");
+    threshold("--growth-warning", options.growth_warning,
+              "WARNING when ESTABLISHED or CLOSE_WAIT grew faster than N per hour since an "
+              "earlier run (up to 1 h back; rated once 10 min apart)",
+              "N/h");
+    threshold("--growth-critical", options.growth_critical,
+              "CRITICAL when ESTABLISHED or CLOSE_WAIT grew faster than N per hour", "N/h");
     app.add_option("--state-file", options.state_file,
                    "Keep the previous run's counts and socket cookies in PATH (default "
                    "/var/lib/conncheck/SELECTOR.json as root, else "
