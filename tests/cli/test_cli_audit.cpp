@@ -68,7 +68,7 @@ struct Target {
                 return j["processes"][0]["states"]["close_wait"] == 1 &&
                        j["processes"][0]["states"]["time_wait"] == 2;
             },
-            5s, 20ms);
+            20s, 20ms);
         REQUIRE(ok);
         return j;
     }
@@ -168,7 +168,7 @@ TEST_CASE("the table names states, peers and findings, without escapes when not 
     CHECK(r.exit_code == 0);
     CHECK(r.out.find("CLOSE_WAIT") != std::string::npos);
     CHECK(r.out.find("close_wait") != std::string::npos);
-    CHECK(r.out.find("127.0.0.1:" + std::to_string(t.dropper.port)) != std::string::npos);
+    CHECK(r.out.find(endpoint_string(t.dropper)) != std::string::npos);
     CHECK(r.out.find('\x1b') == std::string::npos);
 }
 

@@ -72,7 +72,7 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
             r = audit(child.pid());
             return r.states[TcpState::close_wait] == 2 && r.states[TcpState::time_wait] == 2;
         },
-        5s);
+        20s);
     REQUIRE(settled);
     CHECK(r.states[TcpState::established] == 4);
     CHECK(r.states[TcpState::close_wait] == 2);
@@ -132,7 +132,7 @@ TEST_CASE("reconnect churn: TIME_WAIT toward the process's peer, attributed by p
             r = audit(child.pid());
             return r.states[TcpState::time_wait] == 12;
         },
-        5s));
+        20s));
     CHECK(r.states[TcpState::established] == 1);
     REQUIRE(has_finding(r, analysis::FindingKind::reconnect_churn));
     CHECK(r.findings.front().count == 12);
@@ -160,7 +160,7 @@ TEST_CASE("stale duplicates: a silent connection beside a live one to the same p
             r = audit(getpid(), config);
             return has_finding(r, analysis::FindingKind::stale_duplicate);
         },
-        5s, 50ms);
+        20s, 50ms);
     REQUIRE(found);
     for (const auto& f : r.findings) {
         if (f.kind != analysis::FindingKind::stale_duplicate) continue;
@@ -191,7 +191,7 @@ TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its 
     REQUIRE(cookie != 0);
 
     close(client);
-    REQUIRE(wait_until([&] { return tcp_state_of(server) == TCP_CLOSE_WAIT; }, 5s));
+    REQUIRE(wait_until([&] { return tcp_state_of(server) == TCP_CLOSE_WAIT; }, 20s));
     close(server);
     close(l.fd); // no live peer left: only the cookie can name the owner now
 
@@ -205,7 +205,7 @@ TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its 
                 if (s.cookie == cookie) found = &s;
             return found != nullptr && found->state == TcpState::time_wait;
         },
-        5s));
+        20s));
     CHECK(found->local.port == client_port);
     CHECK(second.processes.front().time_wait_exact >= 1);
     CHECK(found->inode == 0);

@@ -121,8 +121,7 @@ TEST_CASE("our own loopback sockets come back with states, inodes, cookies and t
         CHECK(server->inode == inode_of(trio.server));
         CHECK(client->uid == getuid());
         CHECK(client->local.family == family);
-        CHECK(client->remote.to_string() ==
-              (family == AF_INET ? "127.0.0.1:" : "[::1]:") + std::to_string(trio.listener.port));
+        CHECK(client->remote.to_string() == testsupport::endpoint_string(trio.listener));
 
         const std::set<std::uint64_t> cookies{listener->cookie, client->cookie, server->cookie};
         CHECK(cookies.size() == 3);

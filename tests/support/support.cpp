@@ -117,9 +117,21 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
     }
 }
 
+namespace {
+
+std::uint32_t next_loopback_address() {
+    // 127.0.0.0/8 is all loopback on Linux; start from the pid so concurrent test processes differ.
+    static std::uint32_t counter = static_cast<std::uint32_t>(getpid()) * 7919U;
+    const std::uint32_t n = counter++ % (250U * 250U * 250U);
+    return (127U << 24) | ((n / 62500U + 1U) << 16) | (((n / 250U) % 250U + 1U) << 8) | (n % 250U + 1U);
+}
+
+} // namespace
+
 Listener listen_loopback(int family, int backlog) {
     Listener l;
     l.family = family;
+    if (family == AF_INET) l.addr4 = next_loopback_address();
     l.fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (l.fd < 0) fail("socket");
     const int one = 1;
@@ -129,7 +141,7 @@ Listener listen_loopback(int family, int backlog) {
     if (family == AF_INET) {
         auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
         sin->sin_family = AF_INET;
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sin->sin_addr.s_addr = htonl(l.addr4);
         len = sizeof(sockaddr_in);
     } else {
         auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
@@ -153,7 +165,7 @@ int connect_to(const Listener& l) {
     if (l.family == AF_INET) {
         auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
         sin->sin_family = AF_INET;
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sin->sin_addr.s_addr = htonl(l.addr4);
         sin->sin_port = htons(l.port);
         len = sizeof(sockaddr_in);
     } else {
@@ -165,6 +177,15 @@ int connect_to(const Listener& l) {
     }
     if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) fail("connect");
     return fd;
+}
+
+std::string endpoint_string(const Listener& l) {
+    if (l.family == AF_INET6) return "[::1]:" + std::to_string(l.port);
+    in_addr a{};
+    a.s_addr = htonl(l.addr4);
+    char buf[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &a, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(l.port);
 }
 
 int accept_from(const Listener& l) {

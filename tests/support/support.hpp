@@ -37,10 +37,14 @@ struct Listener {
     int fd = -1;
     int family = 0;
     std::uint16_t port = 0;
+    std::uint32_t addr4 = 0; // host byte order, AF_INET only
 };
-// Listens on 127.0.0.1 or ::1, an ephemeral port.
+// Listens on an ephemeral port of ::1, or of an IPv4 loopback address of its own (127.x.y.z, a
+// new one per listener), so TIME_WAIT left toward an earlier test's listener can never be
+// attributed by peer endpoint to a later test's process.
 Listener listen_loopback(int family, int backlog = 1024);
 int connect_to(const Listener& listener); // blocking connect, returns the fd
+std::string endpoint_string(const Listener& listener); // "127.3.9.17:41234" or "[::1]:41234", as ss prints it
 int accept_from(const Listener& listener);
 
 // The kernel's state for the socket on fd (via getsockopt TCP_INFO), as the TCP_* number.
