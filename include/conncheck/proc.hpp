@@ -43,7 +43,8 @@ public:
     // Reads only /proc/PID/fd. Throws Error(no_such_process) or Error(permission_denied).
     [[nodiscard]] FdScan scan_fds(pid_t pid) const;
     [[nodiscard]] std::vector<pid_t> list_pids() const;
-    // comm equals `name`, or cmdline contains it. Never matches the calling process.
+    // comm equals `name`, or cmdline contains it. Never matches the calling process or its
+    // ancestors (a shell whose command line names the process).
     [[nodiscard]] std::vector<pid_t> find_by_name(std::string_view name) const;
     [[nodiscard]] std::uint64_t netns_inode(pid_t pid) const; // 0 when unreadable
     [[nodiscard]] std::uint64_t self_netns() const;

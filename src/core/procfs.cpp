@@ -184,11 +184,29 @@ std::vector<pid_t> ProcFs::list_pids() const {
     return pids;
 }
 
+namespace {
+
+// The parent pid from /proc/PID/stat ("PID (comm) S PPID ..."), 0 when unreadable.
+pid_t parent_of(const ProcFs& procfs, pid_t pid) {
+    auto stat = read_small_file(procfs.path(pid, "stat"));
+    if (!stat) return 0;
+    const auto close = stat->rfind(')');
+    if (close == std::string::npos || close + 4 >= stat->size()) return 0;
+    std::string_view rest(stat->data() + close + 4, stat->size() - close - 4);
+    return parse_number<pid_t>(rest.substr(0, rest.find(' '))).value_or(0);
+}
+
+} // namespace
+
 std::vector<pid_t> ProcFs::find_by_name(std::string_view name) const {
+    // Never ourselves nor our ancestors: the shell that cron runs as `sh -c 'conncheck check
+    // --name collector'` has the name in its own command line.
+    std::vector<pid_t> ancestors;
+    for (pid_t p = ::getpid(); p > 1 && ancestors.size() < 64; p = parent_of(*this, p))
+        ancestors.push_back(p);
     std::vector<pid_t> found;
-    const pid_t self = ::getpid();
     for (pid_t pid : list_pids()) {
-        if (pid == self) continue;
+        if (std::find(ancestors.begin(), ancestors.end(), pid) != ancestors.end()) continue;
         auto stat = read_small_file(path(pid, "stat"));
         if (!stat) continue; // exited meanwhile
         const auto open = stat->find('(');

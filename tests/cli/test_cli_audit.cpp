@@ -228,3 +228,10 @@ TEST_CASE("permission denied names the fix and exits 4") {
     CHECK(r.err.find("Permission denied") != std::string::npos);
     CHECK(r.err.find("run as root") != std::string::npos);
 }
+
+TEST_CASE("--name never matches conncheck's own shell") {
+    // The shell's command line contains the name; only the real holder may match.
+    const auto r = run({"/bin/sh", "-c", conncheck_bin() + " --name no-such-process-conncheck-shell; exit $?"}, 30s);
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("no process matches") != std::string::npos);
+}
