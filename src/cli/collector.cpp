@@ -73,32 +73,41 @@ void setup_collector(CLI::App& sub, CollectorOptions& options) {
     sub.description("Run the reference WebSocket market-data collector: connect, subscribe, count "
                     "messages, reconnect whenever the stream dies. Logs one line per connect, "
                     "disconnect and reconnect; prints its totals on SIGINT/SIGTERM.");
-    sub.add_option("--url", options.url, "ws:// or wss:// URL to connect to (required)");
+    sub.add_option("--url", options.url, "ws:// or wss:// URL to connect to (required)")
+        ->type_name("URL");
     sub.add_flag("--leaky", options.leaky,
                  "Keep the incident's bug: abandon each old connection without reading or "
                  "closing it (peers' FINs leave CLOSE_WAIT, silent streams ESTABLISHED zombies)");
     sub.add_option("--subscribe", options.subscribe,
-                   "Text message (e.g. JSON) sent after every connect");
+                   "Text message (e.g. JSON) sent after every connect")
+        ->type_name("TEXT");
     sub.add_option("--heartbeat-timeout", options.heartbeat_timeout,
                    "Reconnect when nothing was received for this long; also bounds connecting")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("DURATION");
     sub.add_option("--reconnect-delay", options.reconnect_delay,
                    "Base delay of the exponential backoff")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("DURATION");
     sub.add_option("--backoff", options.backoff, "Backoff factor per failed attempt (1 to 100)")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("FACTOR");
     sub.add_option("--max-delay", options.max_delay, "Cap of the backoff delay")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("DURATION");
     sub.add_option("--jitter", options.jitter,
                    "full: sleep a random time up to the backoff delay; none: sleep exactly it")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("full|none");
     sub.add_option("--close-timeout", options.close_timeout,
                    "Fixed mode: how long the close handshake may take before the TCP socket is "
                    "closed anyway")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("DURATION");
     sub.add_option("--min-lifetime", options.min_lifetime,
                    "A connection must live this long before the backoff attempt counter resets")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("DURATION");
     sub.add_flag("--insecure", options.insecure,
                  "wss:// without certificate and host-name verification. For testing only");
     sub.footer("Durations: 250ms, 1.5s, 10m, 2h; a bare number is seconds.\n"

@@ -49,17 +49,21 @@ void setup_exchange_sim(CLI::App& sub, ExchangeSimOptions& options) {
         "Prints 'exchange-sim listening on ADDR:PORT' once bound; runs until SIGINT/SIGTERM.");
     sub.add_option("--listen", options.listen,
                    "HOST:PORT to listen on; port 0 picks a free one. Keep it on loopback")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("HOST:PORT");
     sub.add_option("--rate", options.rate, "Trade messages per second per connection")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("N");
     sub.add_option("--fault-after", options.fault_after,
                    "How long into each connection the next fault strikes")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("DURATION");
     sub.add_option("--faults", options.faults,
                    "Comma-separated faults applied in turn: silent (stop sending, keep TCP "
                    "open), fin (FIN without a close frame), close (a proper close frame), rst "
                    "(abortive close)")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->type_name("LIST");
     sub.footer("Durations: 250ms, 1.5s, 10m; a bare number is seconds.");
 }
 
