@@ -10,9 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fmt/core.h>
 #include <fstream>
 #include <nlohmann/json.hpp>

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
 
 namespace conncheck::cli {
 
@@ -347,11 +349,9 @@ SignalGuard::SignalGuard() {
 }
 
 SignalGuard::~SignalGuard() {
+    // The handlers stay: a second Ctrl-C that arrived while the result was printed only sets the
+    // flag, instead of killing prove with its output still in stdout's buffer.
     signals_armed = false;
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int s : {SIGINT, SIGTERM, SIGHUP})
-        ::sigaction(s, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &wait_mask, nullptr);
 }
 
