@@ -35,7 +35,7 @@ void make_process(const std::string& root, int pid, const std::string& comm, con
 
 TEST_CASE("read_info parses stat, cmdline, limits and the namespace") {
     testsupport::TempDir tmp;
-    make_process(tmp.path(), 4242, "data (coll) ector", std::string("python3\0collector.py\0--x\0", 27), {});
+    make_process(tmp.path(), 4242, "data (coll) ector", std::string("python3\0collector.py\0--x\0", 25), {});
     proc::ProcFs procfs(tmp.path());
     const auto info = procfs.read_info(4242);
     CHECK(info.pid == 4242);
