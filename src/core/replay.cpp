@@ -50,32 +50,32 @@ std::string read_whole_file(const std::string& path) {
     return bytes;
 }
 
-// True when the datagram holds the NLMSG_DONE or NLMSG_ERROR that ends a dump attempt.
-bool ends_attempt(const char* data, std::size_t size) {
+// True when some well-formed message of the datagram satisfies `pred`; the walk stops at the
+// first malformed length.
+template <typename Pred> bool any_message(const char* data, std::size_t size, Pred pred) {
     std::size_t at = 0;
     while (size - at >= sizeof(nlmsghdr)) {
         nlmsghdr h;
         std::memcpy(&h, data + at, sizeof h);
         if (h.nlmsg_len < sizeof h || h.nlmsg_len > size - at) return false;
-        if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) return true;
+        if (pred(h)) return true;
         at += NLMSG_ALIGN(h.nlmsg_len);
         if (at >= size) return false;
     }
     return false;
 }
 
-// True when a message of the datagram carries NLM_F_DUMP_INTR: the attempt was retried.
+// The datagram holds the NLMSG_DONE or NLMSG_ERROR that ends a dump attempt.
+bool ends_attempt(const char* data, std::size_t size) {
+    return any_message(data, size, [](const nlmsghdr& h) {
+        return h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR;
+    });
+}
+
+// A message of the datagram carries NLM_F_DUMP_INTR: the attempt was retried.
 bool interrupted(const char* data, std::size_t size) {
-    std::size_t at = 0;
-    while (size - at >= sizeof(nlmsghdr)) {
-        nlmsghdr h;
-        std::memcpy(&h, data + at, sizeof h);
-        if (h.nlmsg_len < sizeof h || h.nlmsg_len > size - at) return false;
-        if ((h.nlmsg_flags & NLM_F_DUMP_INTR) != 0) return true;
-        at += NLMSG_ALIGN(h.nlmsg_len);
-        if (at >= size) return false;
-    }
-    return false;
+    return any_message(data, size,
+                       [](const nlmsghdr& h) { return (h.nlmsg_flags & NLM_F_DUMP_INTR) != 0; });
 }
 
 struct Record {
