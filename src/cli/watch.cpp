@@ -15,6 +15,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <fstream>
 #include <optional>
 #include <poll.h>
 #include <set>
@@ -133,6 +134,18 @@ double cpu_seconds() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
+// An exited process its parent has not reaped yet (a zombie) keeps its /proc entry but no fds:
+// watching it would record zeros instead of its last figures, and forever if nobody reaps it.
+bool is_running(const proc::ProcFs& procfs, pid_t pid) {
+    std::ifstream stat(procfs.path(pid, "stat"));
+    std::string line;
+    if (!std::getline(stat, line)) return false;
+    const auto paren = line.rfind(')'); // comm may contain ')' and spaces
+    if (paren == std::string::npos || paren + 2 >= line.size()) return false;
+    const char state = line[paren + 2];
+    return state != 'Z' && state != 'X' && state != 'x';
+}
+
 std::string last_figures(const watch::ProcessFrame& p) {
     std::string out;
     for (const auto& s : p.states) {
@@ -204,7 +217,7 @@ private:
 
     void mark_gone() {
         for (auto it = alive_.begin(); it != alive_.end();) {
-            if (!scanner_.procfs().exists(*it)) {
+            if (!is_running(scanner_.procfs(), *it)) {
                 session_.process_exited(*it, now_ms());
                 it = alive_.erase(it);
             } else {
