@@ -430,9 +430,15 @@ void setup_watch(CLI::App& app, WatchOptions& options) {
     app.add_option("--count", options.count,
                    "Stop after N scans (default: until q or the processes exit)")
         ->type_name("N")
-        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
     app.add_flag("--no-color", options.no_color, "No colour (also when NO_COLOR is set)");
     add_source_options(app, options.source);
+    app.footer(
+        "On a terminal: a full screen redrawn every interval. Keys: q or Ctrl-C quit, p pause "
+        "(scanning goes on), s cycle the peer sort. Off a terminal: one line per process per "
+        "interval, or one JSON object with --json. TIME_WAIT is attributed exactly to the "
+        "process when watch saw its live socket, else by peer. Exits 0 on q or once every "
+        "watched process has exited. See conncheck(1), WATCH.");
 }
 
 int run_watch(const WatchOptions& options) {
