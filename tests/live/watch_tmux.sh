@@ -23,7 +23,11 @@ cleanup() {
     kill "$target_pid" 2>/dev/null || true
     wait "$target_pid" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  # kill-server returns before the server and its shells are gone, and they may still write
+  # into $work: retry the removal for a bounded time instead of failing a passed test.
+  local tries=0
+  until rm -rf "$work" 2>/dev/null || ((++tries >= 50)); do sleep 0.1; done
+  [[ ! -e $work ]] || echo "warning: could not remove $work" >&2
 }
 trap cleanup EXIT
 
