@@ -73,6 +73,8 @@ void Terminal::enter() {
         termios raw = g_saved;
         // Keys arrive one by one and unechoed; ISIG stays, so Ctrl-C is SIGINT and Ctrl-Z SIGTSTP.
         raw.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO));
+        // Without XON/XOFF a stray Ctrl-S cannot freeze the screen (and block our writes).
+        raw.c_iflag &= static_cast<tcflag_t>(~IXON);
         raw.c_cc[VMIN] = 0;
         raw.c_cc[VTIME] = 0;
         ::tcsetattr(in_fd_, TCSANOW, &raw);

@@ -81,6 +81,9 @@ start_watch() {
 }
 watch_pid() { pgrep -P "$(tm display -p -t watch '#{pane_pid}')" | head -n 1; }
 
+# The terminal's modes before watch, to compare with what it leaves behind.
+tm send-keys -t watch "stty -g >$work/stty.before" Enter
+wait_for 5 "stty -g before watch" test -s "$work/stty.before"
 start_watch
 wait_for 5 "ESTABLISHED 0 at the start" shows '^ESTABLISHED +0 '
 if cursor_visible; then
@@ -129,6 +132,13 @@ fi
 tm send-keys -t watch 'echo restored-$((6*7)) rc=$?' Enter
 wait_for 5 "echo and line editing work again" shows '^PROMPT\$ echo restored-\$\(\(6\*7\)\) rc=\$\?$'
 wait_for 5 "the shell runs commands, watch exited 0" shows '^restored-42 rc=0$'
+tm send-keys -t watch "stty -g >$work/stty.after" Enter
+wait_for 5 "stty -g after watch" test -s "$work/stty.after"
+if ! cmp -s "$work/stty.before" "$work/stty.after"; then
+  echo "FAIL: terminal modes differ after q: $(cat "$work/stty.before") vs $(cat "$work/stty.after")"
+  exit 1
+fi
+echo "ok: termios restored exactly (stty -g)"
 
 # SIGTERM: the terminal is restored before the process dies of the signal.
 tm send-keys -t watch clear Enter
