@@ -71,7 +71,7 @@ mkfifo "$work/cmd"
 target_pid=$!
 wait_for 10 "watch_target to listen" test -s "$work/status"
 
-tm new-session -d -s watch -x 100 -y 32 "env -i PATH=$PATH HOME=$work TERM=screen PS1='PROMPT\$ ' bash --norc --noprofile -i"
+tm new-session -d -s watch -x 100 -y 32 "env -i PATH=$PATH HOME=$work HISTFILE=/dev/null TERM=screen PS1='PROMPT\$ ' bash --norc --noprofile -i"
 wait_for 10 "the shell prompt" shows '^PROMPT\$'
 
 start_watch() {
