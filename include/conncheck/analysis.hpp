@@ -23,8 +23,8 @@ struct StateCounts {
 };
 
 struct Config {
-    std::uint32_t idle_ms = 60'000;        // --idle: a connection silent this long is stale
-    std::uint32_t churn_per_minute = 10;   // TIME_WAIT toward one peer in 60 s that is churn
+    std::uint32_t idle_ms = 60'000;      // --idle: a connection silent this long is stale
+    std::uint32_t churn_per_minute = 10; // TIME_WAIT toward one peer in 60 s that is churn
     std::uint64_t close_wait_critical = 10;
     double fd_warning_ratio = 0.80;
     double fd_critical_ratio = 0.95;
@@ -46,9 +46,9 @@ struct PeerEvidence {
 struct Finding {
     FindingKind kind{};
     Severity severity = Severity::warning;
-    std::uint64_t count = 0;  // sockets (or fds) the finding is about
-    std::string summary;      // one line, no data from other processes in it
-    std::string advice;       // one line
+    std::uint64_t count = 0; // sockets (or fds) the finding is about
+    std::string summary;     // one line, no data from other processes in it
+    std::string advice;      // one line
     std::vector<PeerEvidence> peers;
     // Kind-specific numbers, snake_case names: "unread_bytes", "idle_max_seconds",
     // "closes_last_minute", "open_fds", "fd_limit", ...
@@ -77,7 +77,8 @@ struct ProcessReport {
 
 struct HostReport {
     bool host_wide = false;
-    std::vector<ProcessReport> processes; // host-wide: ranked, processes without TCP sockets dropped
+    std::vector<ProcessReport>
+        processes; // host-wide: ranked, processes without TCP sockets dropped
     scan::Unattributed unattributed;
     std::vector<std::string> warnings;
     std::string source;

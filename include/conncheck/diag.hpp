@@ -18,10 +18,10 @@ struct nlmsghdr;
 namespace conncheck::diag {
 
 struct DumpRequest {
-    std::uint8_t family = 0;                // AF_INET or AF_INET6
-    std::uint32_t states = all_states;      // bitmask of state_bit(); the kernel filters for us
-    bool want_info = true;                  // INET_DIAG_INFO (struct tcp_info)
-    bool want_mem = true;                   // INET_DIAG_SKMEMINFO
+    std::uint8_t family = 0;           // AF_INET or AF_INET6
+    std::uint32_t states = all_states; // bitmask of state_bit(); the kernel filters for us
+    bool want_info = true;             // INET_DIAG_INFO (struct tcp_info)
+    bool want_mem = true;              // INET_DIAG_SKMEMINFO
 };
 
 class DumpSink {
@@ -54,9 +54,9 @@ public:
 };
 
 struct NetlinkOptions {
-    int netns_fd = -1;          // open fd of /proc/PID/ns/net to dump that namespace, -1 for ours
-    std::string record_path;    // append every reply datagram here (replayable), empty for none
-    unsigned max_retries = 3;   // for NLM_F_DUMP_INTR and recv() ENOBUFS
+    int netns_fd = -1;        // open fd of /proc/PID/ns/net to dump that namespace, -1 for ours
+    std::string record_path;  // append every reply datagram here (replayable), empty for none
+    unsigned max_retries = 3; // for NLM_F_DUMP_INTR and recv() ENOBUFS
 };
 
 // Throws Error(source_unavailable) when the kernel has no sock_diag for TCP, and

@@ -21,10 +21,10 @@ struct ProcessInfo {
     std::string comm;    // raw, as the process set it
     std::string cmdline; // raw, arguments joined by single spaces; empty for kernel threads
     std::uint32_t uid = 0;
-    std::string user;             // name for uid, or the number
-    std::uint64_t netns = 0;      // inode of /proc/PID/ns/net, 0 when unreadable
+    std::string user;              // name for uid, or the number
+    std::uint64_t netns = 0;       // inode of /proc/PID/ns/net, 0 when unreadable
     std::uint64_t start_ticks = 0; // stat field 22: tells a restarted process from the old pid
-    std::uint64_t open_fds = 0;   // filled by scan_fds
+    std::uint64_t open_fds = 0;    // filled by scan_fds
     FdLimit fd_limit;
 };
 

@@ -12,6 +12,7 @@ inline constexpr int json_schema = 1;
 [[nodiscard]] nlohmann::json to_json(const analysis::ProcessReport& report);
 [[nodiscard]] nlohmann::json to_json(const analysis::HostReport& report);
 [[nodiscard]] nlohmann::json to_json(const Endpoint& endpoint); // "1.2.3.4:9443"
-[[nodiscard]] nlohmann::json states_json(const analysis::StateCounts& states); // every state, 0s too
+[[nodiscard]] nlohmann::json
+states_json(const analysis::StateCounts& states); // every state, 0s too
 
 } // namespace conncheck::report

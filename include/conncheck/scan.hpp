@@ -48,7 +48,7 @@ struct Unattributed {
 struct Snapshot {
     std::chrono::system_clock::time_point taken_at{};
     std::vector<ProcessSnapshot> processes;
-    Unattributed unattributed; // filled by host-wide scans
+    Unattributed unattributed;         // filled by host-wide scans
     std::vector<std::string> warnings; // interrupted dump, fallback source, unreadable processes
     std::string source;                // "netlink", "replay" or "proc_net"
     bool has_tcp_info = true;          // false: idle times and memory unknown

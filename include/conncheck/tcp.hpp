@@ -93,12 +93,12 @@ struct SkMemInfo {
 
 struct SocketRecord {
     TcpState state = TcpState::unknown;
-    std::uint8_t timer = 0;       // 0 off, 1 retransmit, 2 keepalive, 3 timewait, 4 zero-window probe
+    std::uint8_t timer = 0; // 0 off, 1 retransmit, 2 keepalive, 3 timewait, 4 zero-window probe
     std::uint32_t expires_ms = 0; // time left on `timer`
     std::uint32_t rqueue = 0;     // unread bytes (LISTEN: accept backlog)
     std::uint32_t wqueue = 0;     // unacked bytes (LISTEN: max backlog)
     std::uint32_t uid = 0;
-    std::uint64_t inode = 0; // 0 for TIME_WAIT, request and orphaned sockets
+    std::uint64_t inode = 0;  // 0 for TIME_WAIT, request and orphaned sockets
     std::uint64_t cookie = 0; // 0 when the source has none (/proc/net/tcp)
     Endpoint local;
     Endpoint remote;

@@ -34,9 +34,11 @@ std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::
     for (const auto& text : options.pids) {
         auto pid = proc::parse_pid(text);
         if (!pid)
-            throw Error(Errc::usage, fmt::format("invalid pid '{}': expected a positive whole number",
-                                                 text::sanitize(text, 40)));
-        if (!procfs.exists(*pid)) throw Error(Errc::no_such_process, fmt::format("no such process: {}", *pid));
+            throw Error(Errc::usage,
+                        fmt::format("invalid pid '{}': expected a positive whole number",
+                                    text::sanitize(text, 40)));
+        if (!procfs.exists(*pid))
+            throw Error(Errc::no_such_process, fmt::format("no such process: {}", *pid));
         pids.push_back(*pid);
     }
     if (!options.pidfile.empty()) {
@@ -50,8 +52,8 @@ std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::
     if (!options.name.empty()) {
         auto found = procfs.find_by_name(options.name);
         if (found.empty())
-            throw Error(Errc::no_such_process,
-                        fmt::format("no process matches --name '{}'", text::sanitize(options.name, 80)));
+            throw Error(Errc::no_such_process, fmt::format("no process matches --name '{}'",
+                                                           text::sanitize(options.name, 80)));
         pids.insert(pids.end(), found.begin(), found.end());
     }
     std::sort(pids.begin(), pids.end());
@@ -66,14 +68,15 @@ std::string selector_key(const SelectorOptions& options) {
         key += kind;
         key += '-';
         for (char c : value) {
-            const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                              c == '-' || c == '_' || c == '.';
+            const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
             key += safe ? c : '_';
         }
     };
     std::vector<std::string> pids = options.pids;
     std::sort(pids.begin(), pids.end());
-    for (const auto& p : pids) append("pid", p);
+    for (const auto& p : pids)
+        append("pid", p);
     if (!options.pidfile.empty()) append("pidfile", options.pidfile);
     if (!options.name.empty()) append("name", options.name);
     if (key.size() > 200) key.resize(200);
@@ -112,14 +115,21 @@ scan::Config make_scan_config(const SourceOptions& options) {
 
 int exit_code_for(Errc code) {
     switch (code) {
-    case Errc::usage: return exit_code::usage;
-    case Errc::no_such_process: return exit_code::no_such_process;
-    case Errc::permission_denied: return exit_code::permission;
-    case Errc::process_exited: return exit_code::process_exited;
-    case Errc::source_unavailable: return exit_code::source_unavailable;
-    case Errc::bad_file: return exit_code::bad_file;
+    case Errc::usage:
+        return exit_code::usage;
+    case Errc::no_such_process:
+        return exit_code::no_such_process;
+    case Errc::permission_denied:
+        return exit_code::permission;
+    case Errc::process_exited:
+        return exit_code::process_exited;
+    case Errc::source_unavailable:
+        return exit_code::source_unavailable;
+    case Errc::bad_file:
+        return exit_code::bad_file;
     case Errc::io:
-    case Errc::timeout: return exit_code::failure;
+    case Errc::timeout:
+        return exit_code::failure;
     }
     return exit_code::failure;
 }

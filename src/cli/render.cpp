@@ -13,9 +13,11 @@ using analysis::ProcessReport;
 using analysis::Severity;
 
 // The states an operator looks at first, then the rest in kernel order.
-constexpr TcpState primary_states[] = {TcpState::established, TcpState::close_wait, TcpState::time_wait};
+constexpr TcpState primary_states[] = {TcpState::established, TcpState::close_wait,
+                                       TcpState::time_wait};
 
-std::string idle_range(const std::optional<std::uint32_t>& lo, const std::optional<std::uint32_t>& hi) {
+std::string idle_range(const std::optional<std::uint32_t>& lo,
+                       const std::optional<std::uint32_t>& hi) {
     if (!lo || !hi) return "-";
     if (*lo / 1000 == *hi / 1000) return text::human_duration_ms(*hi);
     return text::human_duration_ms(*lo) + "-" + text::human_duration_ms(*hi);
@@ -34,15 +36,19 @@ std::string netns_label(const proc::ProcessInfo& info) {
 std::string severity_tag(Severity severity, bool color) {
     const std::string label = fmt::format("{:<8}", [&] {
         std::string s(analysis::severity_name(severity));
-        std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+        std::transform(s.begin(), s.end(), s.begin(),
+                       [](unsigned char c) { return std::toupper(c); });
         return s;
     }());
     if (!color) return label;
-    const char* code = severity == Severity::critical ? "31;1" : severity == Severity::warning ? "33;1" : "36";
+    const char* code = severity == Severity::critical  ? "31;1"
+                       : severity == Severity::warning ? "33;1"
+                                                       : "36";
     return fmt::format("\033[{}m{}\033[0m", code, label);
 }
 
-std::string render_findings(const std::vector<analysis::Finding>& findings, const RenderOptions& options) {
+std::string render_findings(const std::vector<analysis::Finding>& findings,
+                            const RenderOptions& options) {
     std::string out;
     for (const auto& f : findings) {
         out += fmt::format("  {} {:<16} {}\n", severity_tag(f.severity, options.color),
@@ -55,15 +61,17 @@ std::string render_findings(const std::vector<analysis::Finding>& findings, cons
 std::string render_process(const ProcessReport& r, const RenderOptions& options) {
     const auto width = static_cast<std::size_t>(std::max(options.width, 40));
     std::string out;
-    out += bold(fmt::format("pid {}  {}", r.info.pid, text::sanitize(r.info.comm, 32)), options.color);
-    out += fmt::format("  user {}  netns {}{}\n", text::sanitize(r.info.user, 32), netns_label(r.info),
-                       r.exited ? "  (exited)" : "");
+    out +=
+        bold(fmt::format("pid {}  {}", r.info.pid, text::sanitize(r.info.comm, 32)), options.color);
+    out += fmt::format("  user {}  netns {}{}\n", text::sanitize(r.info.user, 32),
+                       netns_label(r.info), r.exited ? "  (exited)" : "");
     if (!r.info.cmdline.empty())
         out += fmt::format("cmdline  {}\n", text::sanitize(r.info.cmdline, width - 9));
     if (r.info.fd_limit.soft > 0)
         out += fmt::format("fds      {} open / {} soft limit ({:.0f}%)\n", r.info.open_fds,
                            r.info.fd_limit.soft,
-                           100.0 * static_cast<double>(r.info.open_fds) / static_cast<double>(r.info.fd_limit.soft));
+                           100.0 * static_cast<double>(r.info.open_fds) /
+                               static_cast<double>(r.info.fd_limit.soft));
     else
         out += fmt::format("fds      {} open (no soft limit)\n", r.info.open_fds);
 
@@ -75,10 +83,12 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
                                 r.time_wait_by_peer);
         out += line + "\n";
     };
-    for (TcpState s : primary_states) state_line(s);
+    for (TcpState s : primary_states)
+        state_line(s);
     for (std::size_t i = 1; i < tcp_state_count; ++i) {
         const auto s = static_cast<TcpState>(i);
-        if (std::find(std::begin(primary_states), std::end(primary_states), s) == std::end(primary_states) &&
+        if (std::find(std::begin(primary_states), std::end(primary_states), s) ==
+                std::end(primary_states) &&
             r.states[s] > 0)
             state_line(s);
     }
@@ -92,19 +102,23 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
         for (std::size_t i = 0; i < shown; ++i) {
             const auto& p = r.peers[i];
             const std::uint64_t other = p.states.total() - p.states[TcpState::established] -
-                                        p.states[TcpState::close_wait] - p.states[TcpState::time_wait];
-            out += fmt::format("  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n",
-                               text::sanitize(p.remote.to_string(), 40), p.states[TcpState::established],
-                               p.states[TcpState::close_wait], p.states[TcpState::time_wait], other,
-                               idle_range(p.idle_min_ms, p.idle_max_ms), text::human_bytes(p.unread_bytes));
+                                        p.states[TcpState::close_wait] -
+                                        p.states[TcpState::time_wait];
+            out += fmt::format(
+                "  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n",
+                text::sanitize(p.remote.to_string(), 40), p.states[TcpState::established],
+                p.states[TcpState::close_wait], p.states[TcpState::time_wait], other,
+                idle_range(p.idle_min_ms, p.idle_max_ms), text::human_bytes(p.unread_bytes));
         }
         if (r.peers.size() > shown)
-            out += fmt::format("  ... {} more peers (--json lists them all)\n", r.peers.size() - shown);
+            out += fmt::format("  ... {} more peers (--json lists them all)\n",
+                               r.peers.size() - shown);
     }
 
     if (r.findings.empty()) {
-        out += fmt::format("\nNo leak signals: no CLOSE_WAIT, no stale duplicate connections, no reconnect "
-                           "churn, fds well below the limit.\n");
+        out += fmt::format(
+            "\nNo leak signals: no CLOSE_WAIT, no stale duplicate connections, no reconnect "
+            "churn, fds well below the limit.\n");
     } else {
         out += "\n" + bold("FINDINGS", options.color) + "\n" + render_findings(r.findings, options);
     }
@@ -113,44 +127,52 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
 
 std::string render_report(const analysis::HostReport& report, const RenderOptions& options) {
     std::string out;
-    const auto unix_seconds = std::chrono::duration_cast<std::chrono::seconds>(
-                                  report.taken_at.time_since_epoch())
-                                  .count();
-    out += fmt::format("conncheck {}  {}  source {}{}\n", CONNCHECK_VERSION, text::iso8601_utc(unix_seconds),
-                       report.source, report.has_tcp_info ? "" : " (no idle times or memory)");
-    for (const auto& w : report.warnings) out += fmt::format("warning: {}\n", text::sanitize(w));
+    const auto unix_seconds =
+        std::chrono::duration_cast<std::chrono::seconds>(report.taken_at.time_since_epoch())
+            .count();
+    out += fmt::format("conncheck {}  {}  source {}{}\n", CONNCHECK_VERSION,
+                       text::iso8601_utc(unix_seconds), report.source,
+                       report.has_tcp_info ? "" : " (no idle times or memory)");
+    for (const auto& w : report.warnings)
+        out += fmt::format("warning: {}\n", text::sanitize(w));
 
     if (!report.host_wide) {
-        for (const auto& p : report.processes) out += "\n" + render_process(p, options);
+        for (const auto& p : report.processes)
+            out += "\n" + render_process(p, options);
         return out;
     }
 
-    out += fmt::format("\n{} TCP sockets on this host; {} processes hold some\n\n", report.sockets_seen,
-                       report.processes.size());
-    out += fmt::format("  {:>7}  {:<16} {:>6} {:>10} {:>9} {:>6} {:>6}  {}\n", "PID", "COMM", "ESTAB",
-                       "CLOSE_WAIT", "TIME_WAIT", "STALE", "OTHER", "FINDINGS");
+    out += fmt::format("\n{} TCP sockets on this host; {} processes hold some\n\n",
+                       report.sockets_seen, report.processes.size());
+    out += fmt::format("  {:>7}  {:<16} {:>6} {:>10} {:>9} {:>6} {:>6}  {}\n", "PID", "COMM",
+                       "ESTAB", "CLOSE_WAIT", "TIME_WAIT", "STALE", "OTHER", "FINDINGS");
     for (const auto& p : report.processes) {
         const std::uint64_t other = p.states.total() - p.states[TcpState::established] -
                                     p.states[TcpState::close_wait] - p.states[TcpState::time_wait];
         std::string worst = "-";
         if (!p.findings.empty())
-            worst = fmt::format("{} ({})", p.findings.size(), analysis::kind_name(p.findings.front().kind));
+            worst = fmt::format("{} ({})", p.findings.size(),
+                                analysis::kind_name(p.findings.front().kind));
         out += fmt::format("  {:>7}  {:<16} {:>6} {:>10} {:>9} {:>6} {:>6}  {}\n", p.info.pid,
                            text::sanitize(p.info.comm, 16), p.states[TcpState::established],
-                           p.states[TcpState::close_wait], p.states[TcpState::time_wait], p.stale, other,
-                           worst);
+                           p.states[TcpState::close_wait], p.states[TcpState::time_wait], p.stale,
+                           other, worst);
     }
     const auto& u = report.unattributed;
     out += fmt::format("\nSockets no process could be named for:\n");
-    out += fmt::format("  {:>7}  TIME_WAIT   no owner in the kernel (inode 0), not toward any listed "
-                       "process's peers\n",
-                       u.time_wait);
-    out += fmt::format("  {:>7}  orphaned    closed by their process, still draining (FIN_WAIT, LAST_ACK)\n",
-                       u.orphaned);
-    out += fmt::format("  {:>7}  permission  held by {} processes whose fds we may not read (run as root)\n",
-                       u.permission, report.unreadable_processes);
-    out += fmt::format("  {:>7}  unknown     no readable process holds them (exited meanwhile, or kernel)\n",
-                       u.unknown);
+    out +=
+        fmt::format("  {:>7}  TIME_WAIT   no owner in the kernel (inode 0), not toward any listed "
+                    "process's peers\n",
+                    u.time_wait);
+    out += fmt::format(
+        "  {:>7}  orphaned    closed by their process, still draining (FIN_WAIT, LAST_ACK)\n",
+        u.orphaned);
+    out += fmt::format(
+        "  {:>7}  permission  held by {} processes whose fds we may not read (run as root)\n",
+        u.permission, report.unreadable_processes);
+    out += fmt::format(
+        "  {:>7}  unknown     no readable process holds them (exited meanwhile, or kernel)\n",
+        u.unknown);
     return out;
 }
 

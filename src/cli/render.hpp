@@ -13,8 +13,10 @@ struct RenderOptions {
     std::size_t max_peers = 15;
 };
 
-[[nodiscard]] std::string render_report(const analysis::HostReport& report, const RenderOptions& options);
-[[nodiscard]] std::string render_process(const analysis::ProcessReport& report, const RenderOptions& options);
+[[nodiscard]] std::string render_report(const analysis::HostReport& report,
+                                        const RenderOptions& options);
+[[nodiscard]] std::string render_process(const analysis::ProcessReport& report,
+                                         const RenderOptions& options);
 [[nodiscard]] std::string render_findings(const std::vector<analysis::Finding>& findings,
                                           const RenderOptions& options);
 [[nodiscard]] std::string severity_tag(analysis::Severity severity, bool color);

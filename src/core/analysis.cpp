@@ -18,7 +18,9 @@ void widen(std::optional<std::uint32_t>& lo, std::optional<std::uint32_t>& hi, s
     hi = hi ? std::max(*hi, v) : v;
 }
 
-double seconds(std::uint32_t ms) { return static_cast<double>(ms) / 1000.0; }
+double seconds(std::uint32_t ms) {
+    return static_cast<double>(ms) / 1000.0;
+}
 
 // Groups sockets by remote endpoint into PeerEvidence, biggest group first.
 std::vector<PeerEvidence> by_peer(const std::vector<const SocketRecord*>& sockets) {
@@ -31,9 +33,11 @@ std::vector<PeerEvidence> by_peer(const std::vector<const SocketRecord*>& socket
         if (s->info) widen(g.idle_min_ms, g.idle_max_ms, s->info->last_data_recv_ms);
     }
     std::vector<PeerEvidence> out;
-    for (auto& [_, g] : groups) out.push_back(std::move(g));
-    std::stable_sort(out.begin(), out.end(),
-                     [](const PeerEvidence& a, const PeerEvidence& b) { return a.count > b.count; });
+    for (auto& [_, g] : groups)
+        out.push_back(std::move(g));
+    std::stable_sort(out.begin(), out.end(), [](const PeerEvidence& a, const PeerEvidence& b) {
+        return a.count > b.count;
+    });
     return out;
 }
 
@@ -43,28 +47,38 @@ std::string plural(std::uint64_t n, std::string_view one, std::string_view many)
 
 } // namespace
 
-std::uint64_t StateCounts::total() const { return std::accumulate(n.begin(), n.end(), std::uint64_t{0}); }
+std::uint64_t StateCounts::total() const {
+    return std::accumulate(n.begin(), n.end(), std::uint64_t{0});
+}
 
 std::string_view severity_name(Severity s) {
     switch (s) {
-    case Severity::info: return "info";
-    case Severity::warning: return "warning";
-    case Severity::critical: return "critical";
+    case Severity::info:
+        return "info";
+    case Severity::warning:
+        return "warning";
+    case Severity::critical:
+        return "critical";
     }
     return "unknown";
 }
 
 std::string_view kind_name(FindingKind k) {
     switch (k) {
-    case FindingKind::close_wait: return "close_wait";
-    case FindingKind::stale_duplicate: return "stale_duplicate";
-    case FindingKind::reconnect_churn: return "reconnect_churn";
-    case FindingKind::fd_pressure: return "fd_pressure";
+    case FindingKind::close_wait:
+        return "close_wait";
+    case FindingKind::stale_duplicate:
+        return "stale_duplicate";
+    case FindingKind::reconnect_churn:
+        return "reconnect_churn";
+    case FindingKind::fd_pressure:
+        return "fd_pressure";
     }
     return "unknown";
 }
 
-std::optional<Finding> find_close_wait(const std::vector<SocketRecord>& sockets, const Config& config) {
+std::optional<Finding> find_close_wait(const std::vector<SocketRecord>& sockets,
+                                       const Config& config) {
     std::vector<const SocketRecord*> waiting;
     for (const auto& s : sockets)
         if (s.state == TcpState::close_wait) waiting.push_back(&s);
@@ -84,12 +98,16 @@ std::optional<Finding> find_close_wait(const std::vector<SocketRecord>& sockets,
         with_unread += s->rqueue > 0 ? 1 : 0;
         if (s->info) widen(idle_min, idle_max, s->info->last_data_recv_ms);
     }
-    f.summary = fmt::format("{} in CLOSE_WAIT: the peer closed and this process never called close()",
-                            plural(f.count, "socket", "sockets"));
-    if (idle_max) f.summary += fmt::format(", idle {:.0f}s to {:.0f}s", seconds(*idle_min), seconds(*idle_max));
+    f.summary =
+        fmt::format("{} in CLOSE_WAIT: the peer closed and this process never called close()",
+                    plural(f.count, "socket", "sockets"));
+    if (idle_max)
+        f.summary +=
+            fmt::format(", idle {:.0f}s to {:.0f}s", seconds(*idle_min), seconds(*idle_max));
     if (with_unread > 0) f.summary += fmt::format(", {} with unread data", with_unread);
-    f.advice = "Close the socket when a read returns EOF or the stream fails; every CLOSE_WAIT is a "
-               "leaked file descriptor.";
+    f.advice =
+        "Close the socket when a read returns EOF or the stream fails; every CLOSE_WAIT is a "
+        "leaked file descriptor.";
     f.figures.emplace_back("unread_bytes", static_cast<double>(unread));
     f.figures.emplace_back("sockets_with_unread_data", static_cast<double>(with_unread));
     if (idle_max) {
@@ -225,7 +243,8 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
         ++r.states[TcpState::time_wait];
         ++peer_row(s.remote).states[TcpState::time_wait];
     }
-    for (auto& [_, row] : peers) r.peers.push_back(std::move(row));
+    for (auto& [_, row] : peers)
+        r.peers.push_back(std::move(row));
     std::stable_sort(r.peers.begin(), r.peers.end(), [](const PeerRow& a, const PeerRow& b) {
         return a.states.total() > b.states.total();
     });
@@ -234,9 +253,10 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
     for (const auto& s : snapshot.sockets)
         if (s.state == TcpState::time_wait) time_wait.push_back(s);
 
-    for (auto f : {find_close_wait(snapshot.sockets, config),
-                   find_stale_duplicates(snapshot.sockets, config),
-                   find_reconnect_churn(time_wait, config), find_fd_pressure(snapshot.info, config)}) {
+    for (auto f :
+         {find_close_wait(snapshot.sockets, config),
+          find_stale_duplicates(snapshot.sockets, config), find_reconnect_churn(time_wait, config),
+          find_fd_pressure(snapshot.info, config)}) {
         if (!f) continue;
         if (f->kind == FindingKind::stale_duplicate) r.stale = f->count;
         r.findings.push_back(std::move(*f));

@@ -16,8 +16,9 @@ void throw_errno(const std::string& context, int err, Errc fallback) {
     if (err == EACCES || err == EPERM) code = Errc::permission_denied;
     std::string message = errno_message(context, err);
     if (code == Errc::permission_denied)
-        message += ::geteuid() == 0 ? " (refused even to root: a ptrace restriction or security module)"
-                                    : " (run as root or with CAP_SYS_PTRACE)";
+        message += ::geteuid() == 0
+                       ? " (refused even to root: a ptrace restriction or security module)"
+                       : " (run as root or with CAP_SYS_PTRACE)";
     throw Error(code, message);
 }
 

@@ -75,7 +75,8 @@ FdLimit parse_fd_limit(const std::string& limits) {
                           (eol == std::string::npos ? limits.size() : eol) - at - key.size());
     std::uint64_t* slots[2] = {&limit.soft, &limit.hard};
     for (auto* slot : slots) {
-        while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+        while (!line.empty() && line.front() == ' ')
+            line.remove_prefix(1);
         const auto end = line.find(' ');
         const auto word = line.substr(0, end);
         if (auto v = parse_number<std::uint64_t>(word)) *slot = *v; // "unlimited" stays 0
@@ -100,7 +101,7 @@ std::string ProcFs::path(pid_t pid, std::string_view leaf) const {
 }
 
 bool ProcFs::exists(pid_t pid) const {
-    struct stat st{};
+    struct stat st {};
     return ::stat(path(pid, "").c_str(), &st) == 0;
 }
 
@@ -119,7 +120,8 @@ ProcessInfo ProcFs::read_info(pid_t pid) const {
     std::string_view rest(stat->data() + close + 1, stat->size() - close - 1);
     int field = 2;
     while (!rest.empty() && field < 22) {
-        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        while (!rest.empty() && rest.front() == ' ')
+            rest.remove_prefix(1);
         const auto end = rest.find(' ');
         const auto word = rest.substr(0, end);
         ++field;
@@ -128,11 +130,12 @@ ProcessInfo ProcFs::read_info(pid_t pid) const {
     }
 
     if (auto cmdline = read_small_file(path(pid, "cmdline"))) {
-        while (!cmdline->empty() && cmdline->back() == '\0') cmdline->pop_back();
+        while (!cmdline->empty() && cmdline->back() == '\0')
+            cmdline->pop_back();
         std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
         info.cmdline = std::move(*cmdline);
     }
-    struct stat st{};
+    struct stat st {};
     if (::stat(path(pid, "").c_str(), &st) == 0) info.uid = st.st_uid;
     info.user = user_name(info.uid);
     info.netns = netns_inode(pid);
@@ -249,7 +252,8 @@ pid_t read_pidfile(const std::string& path) {
     std::string_view text(*content);
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
         text.remove_suffix(1);
-    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    while (!text.empty() && text.front() == ' ')
+        text.remove_prefix(1);
     auto pid = parse_pid(text);
     if (!pid) throw Error(Errc::bad_file, "pidfile " + path + " does not hold a pid");
     return *pid;

@@ -15,7 +15,9 @@ json seconds_or_null(const std::optional<std::uint32_t>& ms) {
     return static_cast<double>(*ms) / 1000.0;
 }
 
-json limit_or_null(std::uint64_t v) { return v == 0 ? json(nullptr) : json(v); }
+json limit_or_null(std::uint64_t v) {
+    return v == 0 ? json(nullptr) : json(v);
+}
 
 json finding_json(const analysis::Finding& f) {
     json evidence = json::object();
@@ -29,7 +31,8 @@ json finding_json(const analysis::Finding& f) {
     }
     evidence["count"] = f.count;
     evidence["peers"] = std::move(peers);
-    for (const auto& [name, value] : f.figures) evidence[name] = value;
+    for (const auto& [name, value] : f.figures)
+        evidence[name] = value;
     return {{"kind", analysis::kind_name(f.kind)},
             {"severity", analysis::severity_name(f.severity)},
             {"summary", f.summary},
@@ -39,7 +42,9 @@ json finding_json(const analysis::Finding& f) {
 
 } // namespace
 
-json to_json(const Endpoint& endpoint) { return endpoint.to_string(); }
+json to_json(const Endpoint& endpoint) {
+    return endpoint.to_string();
+}
 
 json states_json(const analysis::StateCounts& states) {
     json out = json::object();
@@ -65,30 +70,33 @@ json to_json(const analysis::ProcessReport& r) {
                          {"unread_bytes", p.unread_bytes}});
     }
     json findings = json::array();
-    for (const auto& f : r.findings) findings.push_back(finding_json(f));
-    return {{"pid", r.info.pid},
-            {"comm", text::sanitize(r.info.comm)},
-            {"cmdline", text::sanitize(r.info.cmdline)},
-            {"user", text::sanitize(r.info.user)},
-            {"uid", r.info.uid},
-            {"netns", r.info.netns},
-            {"exited", r.exited},
-            {"fds",
-             {{"open", r.info.open_fds},
-              {"soft_limit", limit_or_null(r.info.fd_limit.soft)},
-              {"hard_limit", limit_or_null(r.info.fd_limit.hard)}}},
-            {"sockets", r.states.total()},
-            {"states", states_json(r.states)},
-            {"time_wait_attribution", {{"exact", r.time_wait_exact}, {"by_peer", r.time_wait_by_peer}}},
-            {"kernel_memory_bytes", r.kernel_memory_bytes},
-            {"stale_duplicates", r.stale},
-            {"peers", std::move(peers)},
-            {"findings", std::move(findings)}};
+    for (const auto& f : r.findings)
+        findings.push_back(finding_json(f));
+    return {
+        {"pid", r.info.pid},
+        {"comm", text::sanitize(r.info.comm)},
+        {"cmdline", text::sanitize(r.info.cmdline)},
+        {"user", text::sanitize(r.info.user)},
+        {"uid", r.info.uid},
+        {"netns", r.info.netns},
+        {"exited", r.exited},
+        {"fds",
+         {{"open", r.info.open_fds},
+          {"soft_limit", limit_or_null(r.info.fd_limit.soft)},
+          {"hard_limit", limit_or_null(r.info.fd_limit.hard)}}},
+        {"sockets", r.states.total()},
+        {"states", states_json(r.states)},
+        {"time_wait_attribution", {{"exact", r.time_wait_exact}, {"by_peer", r.time_wait_by_peer}}},
+        {"kernel_memory_bytes", r.kernel_memory_bytes},
+        {"stale_duplicates", r.stale},
+        {"peers", std::move(peers)},
+        {"findings", std::move(findings)}};
 }
 
 json to_json(const analysis::HostReport& h) {
     json processes = json::array();
-    for (const auto& p : h.processes) processes.push_back(to_json(p));
+    for (const auto& p : h.processes)
+        processes.push_back(to_json(p));
     const auto unix_seconds =
         std::chrono::duration_cast<std::chrono::seconds>(h.taken_at.time_since_epoch()).count();
     return {{"schema", json_schema},

@@ -129,8 +129,8 @@ public:
         auto [lo, hi] = listeners_.equal_range(s.local.port);
         for (auto it = lo; it != hi; ++it) {
             const Endpoint& l = it->second.first;
-            const bool wildcard = std::all_of(l.addr.begin(), l.addr.end(),
-                                              [](std::uint8_t b) { return b == 0; });
+            const bool wildcard =
+                std::all_of(l.addr.begin(), l.addr.end(), [](std::uint8_t b) { return b == 0; });
             if (wildcard || l.addr == s.local.addr) {
                 snapshot_.processes[it->second.second].time_wait_by_peer.push_back(s);
                 return;
@@ -193,8 +193,9 @@ private:
 // A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
 // last report of each cookie, which is the newest state.
 void deduplicate(std::vector<SocketRecord>& sockets) {
-    std::stable_sort(sockets.begin(), sockets.end(),
-                     [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
+    std::stable_sort(
+        sockets.begin(), sockets.end(),
+        [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
     // Compact in place: a second vector would double the peak for a process with many sockets.
     std::size_t kept = 0;
     for (std::size_t i = 0; i < sockets.size(); ++i) {
@@ -218,17 +219,16 @@ public:
         try {
             diag::NetlinkOptions options;
             options.record_path = config_.record_path;
-            if (group.netns == 0 || group.netns == self_netns_)
-                return diag::open_netlink(options);
+            if (group.netns == 0 || group.netns == self_netns_) return diag::open_netlink(options);
             const std::string ns_path = procfs_.path(group.representative, "ns/net");
             FdHandle ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
             if (ns.get() < 0) throw_errno("cannot open " + ns_path, errno);
             options.netns_fd = ns.get();
             return diag::open_netlink(options);
         } catch (const Error& e) {
-            const bool may_fall_back = config_.source == SourceKind::automatic &&
-                                       (e.code() == Errc::source_unavailable ||
-                                        e.code() == Errc::permission_denied);
+            const bool may_fall_back =
+                config_.source == SourceKind::automatic &&
+                (e.code() == Errc::source_unavailable || e.code() == Errc::permission_denied);
             if (!may_fall_back) throw;
             snapshot_.warnings.push_back(std::string(e.what()) + "; read " +
                                          procfs_.path(group.representative, "net/tcp") +
@@ -249,9 +249,9 @@ private:
 
 void note_dump(Snapshot& snapshot, const diag::DumpStats& stats) {
     if (stats.inconsistent)
-        snapshot.warnings.push_back(
-            "the kernel's socket table kept changing during the dump (" +
-            std::to_string(stats.retries) + " retries): counts may be off by the sockets that changed");
+        snapshot.warnings.push_back("the kernel's socket table kept changing during the dump (" +
+                                    std::to_string(stats.retries) +
+                                    " retries): counts may be off by the sockets that changed");
     if (stats.malformed > 0)
         snapshot.warnings.push_back(std::to_string(stats.malformed) +
                                     " malformed sock_diag replies skipped");
@@ -274,20 +274,22 @@ void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owner
         live.mark();
         note_dump(snapshot, source->dump({family, live_states, true, true}, live));
     }
-    for (std::size_t idx : group.processes) deduplicate(snapshot.processes[idx].sockets);
+    for (std::size_t idx : group.processes)
+        deduplicate(snapshot.processes[idx].sockets);
 
     TimeWaitSink tw(snapshot, group, known);
     for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
         tw.mark();
-        note_dump(snapshot, source->dump({family, state_bit(TcpState::time_wait), false, false}, tw));
+        note_dump(snapshot,
+                  source->dump({family, state_bit(TcpState::time_wait), false, false}, tw));
     }
     for (std::size_t idx : group.processes) {
         auto& p = snapshot.processes[idx];
         deduplicate(p.sockets);
         // A TIME_WAIT that was live in this scan is counted exactly once, as TIME_WAIT.
-        p.time_wait_exact = static_cast<std::uint64_t>(std::count_if(
-            p.sockets.begin(), p.sockets.end(),
-            [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
+        p.time_wait_exact = static_cast<std::uint64_t>(
+            std::count_if(p.sockets.begin(), p.sockets.end(),
+                          [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
     }
 
     snapshot.sockets_seen += live.seen_ + tw.seen_;
@@ -318,7 +320,8 @@ std::vector<Group> group_by_netns(const Snapshot& snapshot) {
 // now: growing it by doubling during the dump would nearly double the peak memory.
 void add_owners(InodeOwners& owners, const proc::FdScan& fds, ProcessSnapshot& process,
                 std::size_t index) {
-    for (std::uint64_t inode : fds.socket_inodes) owners.emplace_back(inode, index);
+    for (std::uint64_t inode : fds.socket_inodes)
+        owners.emplace_back(inode, index);
     process.sockets.reserve(fds.socket_inodes.size());
 }
 

@@ -51,14 +51,16 @@ std::string_view state_label(TcpState s) {
 
 std::optional<TcpState> parse_state(std::string_view text) {
     std::string norm;
-    for (char c : text) norm += c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char c : text)
+        norm += c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     for (std::size_t i = 1; i < tcp_state_count; ++i)
         if (state_names[i].name == norm) return static_cast<TcpState>(i);
     return std::nullopt;
 }
 
 bool Endpoint::is_unspecified() const {
-    return port == 0 && std::all_of(addr.begin(), addr.end(), [](std::uint8_t b) { return b == 0; });
+    return port == 0 &&
+           std::all_of(addr.begin(), addr.end(), [](std::uint8_t b) { return b == 0; });
 }
 
 std::string Endpoint::address_string() const {
@@ -89,7 +91,8 @@ std::size_t EndpointHash::operator()(const Endpoint& e) const noexcept {
         h *= 1099511628211ULL;
     };
     mix(e.family);
-    for (auto b : e.addr) mix(b);
+    for (auto b : e.addr)
+        mix(b);
     mix(static_cast<std::uint8_t>(e.port >> 8));
     mix(static_cast<std::uint8_t>(e.port & 0xff));
     return h;

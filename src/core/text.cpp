@@ -119,12 +119,18 @@ bool parse_duration_ms(std::string_view text, std::uint64_t& out_ms) {
         return false;
     }
     double factor = 0;
-    if (unit.empty() || unit == "s") factor = 1000;
-    else if (unit == "ms") factor = 1;
-    else if (unit == "m" || unit == "min") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else if (unit == "d") factor = 86'400'000;
-    else return false;
+    if (unit.empty() || unit == "s")
+        factor = 1000;
+    else if (unit == "ms")
+        factor = 1;
+    else if (unit == "m" || unit == "min")
+        factor = 60'000;
+    else if (unit == "h")
+        factor = 3'600'000;
+    else if (unit == "d")
+        factor = 86'400'000;
+    else
+        return false;
     const double ms = value * factor;
     if (!std::isfinite(ms) || ms < 0 || ms > 1e15) return false;
     out_ms = static_cast<std::uint64_t>(std::llround(ms));

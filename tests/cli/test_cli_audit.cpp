@@ -18,7 +18,9 @@ CommandResult conncheck(std::vector<std::string> args, const std::vector<std::st
     return run(args, 30s, env);
 }
 
-std::size_t line_count(const std::string& s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n')); }
+std::size_t line_count(const std::string& s) {
+    return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
 
 // A pid no process has (and nothing will take during the test, in all likelihood).
 pid_t unused_pid() {
@@ -52,7 +54,8 @@ struct Target {
         close(accept_from(dropper));
     }
     ~Target() {
-        for (int fd : server_fds) close(fd);
+        for (int fd : server_fds)
+            close(fd);
         close(l.fd);
         close(dropper.fd);
     }
@@ -129,8 +132,10 @@ TEST_CASE("--name with no match exits 3") {
 }
 
 TEST_CASE("unknown flags and bad values exit 2 with one line") {
-    for (const std::vector<std::string>& args :
-         {std::vector<std::string>{"--bogus"}, {"--idle", "0"}, {"--idle", "soon"}, {"--source", "magic"}}) {
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"--bogus"},
+                                                 {"--idle", "0"},
+                                                 {"--idle", "soon"},
+                                                 {"--source", "magic"}}) {
         const auto r = conncheck(args);
         CHECK(r.exit_code == 2);
         CHECK(line_count(r.err) == 1);
@@ -191,7 +196,8 @@ TEST_CASE("--dump-netlink records what --replay reads back") {
     CHECK(replayed["processes"][0]["states"] == live["processes"][0]["states"]);
     CHECK(replayed["processes"][0]["states"]["time_wait"] == 2);
     write_file(tmp.path() + "/garbage.bin", "definitely not a recording");
-    const auto r = conncheck({"--pid", std::to_string(t.child.pid()), "--replay", tmp.path() + "/garbage.bin"});
+    const auto r = conncheck(
+        {"--pid", std::to_string(t.child.pid()), "--replay", tmp.path() + "/garbage.bin"});
     CHECK(r.exit_code == 7);
     CHECK(line_count(r.err) == 1);
 }
@@ -220,8 +226,8 @@ TEST_CASE("permission denied names the fix and exits 4") {
         return;
     }
     Target t;
-    const auto r = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", conncheck_bin(),
-                        "--pid", std::to_string(t.child.pid())},
+    const auto r = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        conncheck_bin(), "--pid", std::to_string(t.child.pid())},
                        30s);
     CHECK(r.exit_code == 4);
     CHECK(line_count(r.err) == 1);
@@ -231,7 +237,9 @@ TEST_CASE("permission denied names the fix and exits 4") {
 
 TEST_CASE("--name never matches conncheck's own shell") {
     // The shell's command line contains the name; only the real holder may match.
-    const auto r = run({"/bin/sh", "-c", conncheck_bin() + " --name no-such-process-conncheck-shell; exit $?"}, 30s);
+    const auto r =
+        run({"/bin/sh", "-c", conncheck_bin() + " --name no-such-process-conncheck-shell; exit $?"},
+            30s);
     CHECK(r.exit_code == 3);
     CHECK(r.err.find("no process matches") != std::string::npos);
 }

@@ -6,8 +6,8 @@
 #include "support.hpp"
 
 #include <algorithm>
-#include <doctest/doctest.h>
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -29,7 +29,8 @@ analysis::ProcessReport audit(pid_t pid, const analysis::Config& config = {},
 // Accepts every pending connection on `l`, returns the accepted fds.
 std::vector<int> accept_all(const Listener& l, std::size_t n) {
     std::vector<int> fds;
-    for (std::size_t i = 0; i < n; ++i) fds.push_back(accept_from(l));
+    for (std::size_t i = 0; i < n; ++i)
+        fds.push_back(accept_from(l));
     return fds;
 }
 
@@ -48,10 +49,13 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
         close(main4.fd);
         close(main6.fd);
         close(dropper.fd);
-        for (int i = 0; i < 3; ++i) (void)connect_to(main4);
+        for (int i = 0; i < 3; ++i)
+            (void)connect_to(main4);
         (void)connect_to(main6);
-        for (int i = 0; i < 2; ++i) (void)connect_to(dropper); // the server will close these
-        for (int i = 0; i < 2; ++i) close(connect_to(main4));  // we close first: TIME_WAIT here
+        for (int i = 0; i < 2; ++i)
+            (void)connect_to(dropper); // the server will close these
+        for (int i = 0; i < 2; ++i)
+            close(connect_to(main4)); // we close first: TIME_WAIT here
     });
 
     // The server side: closing the dropper's connections leaves the child in CLOSE_WAIT; closing
@@ -64,7 +68,8 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
             keep.push_back(fd);
     }
     keep.push_back(accept_from(main6));
-    for (int fd : accept_all(dropper, 2)) close(fd);
+    for (int fd : accept_all(dropper, 2))
+        close(fd);
 
     analysis::ProcessReport r;
     const bool settled = wait_until(
@@ -88,12 +93,15 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
     CHECK(r.findings.front().count == 2);
     CHECK_FALSE(has_finding(r, analysis::FindingKind::stale_duplicate));
     CHECK_FALSE(has_finding(r, analysis::FindingKind::reconnect_churn));
-    const bool v6_seen = std::any_of(r.peers.begin(), r.peers.end(), [&](const analysis::PeerRow& p) {
-        return p.remote.port == main6.port && p.remote.to_string().front() == '[';
-    });
+    const bool v6_seen =
+        std::any_of(r.peers.begin(), r.peers.end(), [&](const analysis::PeerRow& p) {
+            return p.remote.port == main6.port && p.remote.to_string().front() == '[';
+        });
     CHECK(v6_seen);
-    for (int fd : keep) close(fd);
-    for (int fd : {main4.fd, main6.fd, dropper.fd}) close(fd);
+    for (int fd : keep)
+        close(fd);
+    for (int fd : {main4.fd, main6.fd, dropper.fd})
+        close(fd);
 }
 
 TEST_CASE("a healthy process gets no findings") {
@@ -108,7 +116,8 @@ TEST_CASE("a healthy process gets no findings") {
     CHECK(r.states[TcpState::established] == 2);
     CHECK(r.states.total() == 2);
     CHECK(r.findings.empty());
-    for (int fd : accepted) close(fd);
+    for (int fd : accepted)
+        close(fd);
     close(l.fd);
 }
 
@@ -117,7 +126,8 @@ TEST_CASE("reconnect churn: TIME_WAIT toward the process's peer, attributed by p
     Child child([&] {
         close(l.fd);
         (void)connect_to(l); // the live connection
-        for (int i = 0; i < 12; ++i) close(connect_to(l));
+        for (int i = 0; i < 12; ++i)
+            close(connect_to(l));
     });
     auto accepted = accept_all(l, 13);
     for (int& fd : accepted) {
@@ -168,7 +178,8 @@ TEST_CASE("stale duplicates: a silent connection beside a live one to the same p
         CHECK(f.peers[0].remote.port == l.port);
         CHECK(f.count == 1);
     }
-    for (int fd : {zombie, zombie_server, live, live_server, l.fd}) close(fd);
+    for (int fd : {zombie, zombie_server, live, live_server, l.fd})
+        close(fd);
 }
 
 TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its cookie") {

@@ -36,14 +36,18 @@ CommandResult run(const std::vector<std::string>& argv, std::chrono::millisecond
     int err_pipe[2];
     if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) fail("pipe2");
     std::vector<std::string> env_storage;
-    for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
-    for (const auto& e : extra_env) env_storage.push_back(e);
+    for (char** e = environ; *e != nullptr; ++e)
+        env_storage.emplace_back(*e);
+    for (const auto& e : extra_env)
+        env_storage.push_back(e);
     std::vector<char*> envp;
-    for (auto& e : env_storage) envp.push_back(e.data());
+    for (auto& e : env_storage)
+        envp.push_back(e.data());
     envp.push_back(nullptr);
     std::vector<std::string> args = argv;
     std::vector<char*> argp;
-    for (auto& a : args) argp.push_back(a.data());
+    for (auto& a : args)
+        argp.push_back(a.data());
     argp.push_back(nullptr);
 
     const pid_t pid = fork();
@@ -97,7 +101,8 @@ CommandResult run(const std::vector<std::string>& argv, std::chrono::millisecond
 
 std::string conncheck_bin() {
     const char* bin = std::getenv("CONNCHECK_BIN");
-    if (bin == nullptr) throw std::runtime_error("CONNCHECK_BIN is not set (run through meson test)");
+    if (bin == nullptr)
+        throw std::runtime_error("CONNCHECK_BIN is not set (run through meson test)");
     return bin;
 }
 
@@ -123,7 +128,8 @@ std::uint32_t next_loopback_address() {
     // 127.0.0.0/8 is all loopback on Linux; start from the pid so concurrent test processes differ.
     static std::uint32_t counter = static_cast<std::uint32_t>(getpid()) * 7919U;
     const std::uint32_t n = counter++ % (250U * 250U * 250U);
-    return (127U << 24) | ((n / 62500U + 1U) << 16) | (((n / 250U) % 250U + 1U) << 8) | (n % 250U + 1U);
+    return (127U << 24) | ((n / 62500U + 1U) << 16) | (((n / 250U) % 250U + 1U) << 8) |
+           (n % 250U + 1U);
 }
 
 } // namespace
@@ -211,7 +217,8 @@ Child::Child(const std::function<void()>& body) {
         body();
         const char byte = 1;
         if (write(ready[1], &byte, 1) != 1) _exit(1);
-        for (;;) pause();
+        for (;;)
+            pause();
     }
     close(ready[1]);
     char byte = 0;
@@ -226,7 +233,9 @@ Child::Child(const std::function<void()>& body) {
     }
 }
 
-Child::~Child() { stop(); }
+Child::~Child() {
+    stop();
+}
 
 void Child::stop() {
     if (pid_ <= 0) return;

@@ -44,7 +44,8 @@ struct Listener {
 // attributed by peer endpoint to a later test's process.
 Listener listen_loopback(int family, int backlog = 1024);
 int connect_to(const Listener& listener); // blocking connect, returns the fd
-std::string endpoint_string(const Listener& listener); // "127.3.9.17:41234" or "[::1]:41234", as ss prints it
+std::string
+endpoint_string(const Listener& listener); // "127.3.9.17:41234" or "[::1]:41234", as ss prints it
 int accept_from(const Listener& listener);
 
 // The kernel's state for the socket on fd (via getsockopt TCP_INFO), as the TCP_* number.

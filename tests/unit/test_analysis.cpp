@@ -22,7 +22,8 @@ Endpoint v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d, std:
 
 std::uint64_t next_cookie = 1;
 
-SocketRecord sock(TcpState state, const Endpoint& remote, std::uint32_t idle_ms = 100, std::uint32_t rqueue = 0) {
+SocketRecord sock(TcpState state, const Endpoint& remote, std::uint32_t idle_ms = 100,
+                  std::uint32_t rqueue = 0) {
     SocketRecord s;
     s.state = state;
     s.local = v4(10, 0, 0, 1, static_cast<std::uint16_t>(40000 + next_cookie));
@@ -59,7 +60,8 @@ TEST_CASE("a healthy process gets no findings") {
     scan::ProcessSnapshot p;
     p.info.open_fds = 30;
     p.info.fd_limit.soft = 1024;
-    p.sockets = {sock(TcpState::established, exchange, 50), sock(TcpState::established, other_exchange, 80)};
+    p.sockets = {sock(TcpState::established, exchange, 50),
+                 sock(TcpState::established, other_exchange, 80)};
     const auto r = analysis::analyse_process(p, {});
     CHECK(r.findings.empty());
     CHECK(r.states[TcpState::established] == 2);
@@ -83,7 +85,8 @@ TEST_CASE("close_wait: every CLOSE_WAIT is a leak, with idle range and unread da
     CHECK(f->summary.find("1 with unread data") != std::string::npos);
 
     std::vector<SocketRecord> many;
-    for (int i = 0; i < 10; ++i) many.push_back(sock(TcpState::close_wait, exchange));
+    for (int i = 0; i < 10; ++i)
+        many.push_back(sock(TcpState::close_wait, exchange));
     CHECK(analysis::find_close_wait(many, {})->severity == Severity::critical);
     CHECK_FALSE(analysis::find_close_wait({sock(TcpState::established, exchange)}, {}).has_value());
 }
@@ -92,10 +95,10 @@ TEST_CASE("stale_duplicate: silent siblings of a live connection to the same pee
     analysis::Config config;
     config.idle_ms = 60'000;
     std::vector<SocketRecord> s = {
-        sock(TcpState::established, exchange, 200),       // live
-        sock(TcpState::established, exchange, 3'600'000), // zombie
-        sock(TcpState::established, exchange, 61'000),    // zombie
-        sock(TcpState::established, exchange, 60'000),    // exactly at the threshold: not stale
+        sock(TcpState::established, exchange, 200),           // live
+        sock(TcpState::established, exchange, 3'600'000),     // zombie
+        sock(TcpState::established, exchange, 61'000),        // zombie
+        sock(TcpState::established, exchange, 60'000),        // exactly at the threshold: not stale
         sock(TcpState::established, other_exchange, 999'999), // alone: quiet, not a duplicate
     };
     const auto f = analysis::find_stale_duplicates(s, config);
@@ -112,19 +115,23 @@ TEST_CASE("stale_duplicate needs a live sibling") {
     CHECK_FALSE(analysis::find_stale_duplicates(all_silent, {}).has_value());
     SocketRecord no_info = sock(TcpState::established, exchange, 100'000);
     no_info.info.reset();
-    CHECK_FALSE(analysis::find_stale_duplicates({sock(TcpState::established, exchange, 1), no_info}, {})
-                    .has_value());
+    CHECK_FALSE(
+        analysis::find_stale_duplicates({sock(TcpState::established, exchange, 1), no_info}, {})
+            .has_value());
 }
 
 TEST_CASE("reconnect_churn: TIME_WAIT per peer with the close times from idiag_expires") {
     std::vector<SocketRecord> tw;
-    for (std::uint32_t i = 0; i < 38; ++i) tw.push_back(time_wait(exchange, 58'000 - i * 1'500));
-    for (std::uint32_t i = 0; i < 3; ++i) tw.push_back(time_wait(other_exchange, 30'000));
+    for (std::uint32_t i = 0; i < 38; ++i)
+        tw.push_back(time_wait(exchange, 58'000 - i * 1'500));
+    for (std::uint32_t i = 0; i < 3; ++i)
+        tw.push_back(time_wait(other_exchange, 30'000));
     const auto f = analysis::find_reconnect_churn(tw, {});
     REQUIRE(f.has_value());
     CHECK(f->count == 38); // the quiet peer is below the threshold
     REQUIRE(f->peers.size() == 1);
-    CHECK(f->summary.find("38 connections to 1.2.3.4:9443 closed in the last 60 s") != std::string::npos);
+    CHECK(f->summary.find("38 connections to 1.2.3.4:9443 closed in the last 60 s") !=
+          std::string::npos);
     // expires 58 s -> closed 2 s ago; expires 2.5 s -> closed 57.5 s ago
     bool saw_newest = false;
     for (const auto& [name, value] : f->figures) {
@@ -159,11 +166,16 @@ TEST_CASE("the incident: states, peers, findings ordered by severity") {
     p.info.comm = "collector";
     p.info.open_fds = 112;
     p.info.fd_limit.soft = 1024;
-    for (int i = 0; i < 18; ++i) p.sockets.push_back(sock(TcpState::established, other_exchange, 100));
+    for (int i = 0; i < 18; ++i)
+        p.sockets.push_back(sock(TcpState::established, other_exchange, 100));
     p.sockets.push_back(sock(TcpState::established, exchange, 100));
-    for (int i = 0; i < 26; ++i) p.sockets.push_back(sock(TcpState::established, exchange, 7'200'000));
-    for (int i = 0; i < 12; ++i) p.sockets.push_back(sock(TcpState::close_wait, exchange, 3'000'000, 64));
-    for (int i = 0; i < 40; ++i) p.time_wait_by_peer.push_back(time_wait(exchange, 1'000 + 1'400 * static_cast<std::uint32_t>(i)));
+    for (int i = 0; i < 26; ++i)
+        p.sockets.push_back(sock(TcpState::established, exchange, 7'200'000));
+    for (int i = 0; i < 12; ++i)
+        p.sockets.push_back(sock(TcpState::close_wait, exchange, 3'000'000, 64));
+    for (int i = 0; i < 40; ++i)
+        p.time_wait_by_peer.push_back(
+            time_wait(exchange, 1'000 + 1'400 * static_cast<std::uint32_t>(i)));
     const auto r = analysis::analyse_process(p, {});
     CHECK(r.states[TcpState::established] == 45);
     CHECK(r.states[TcpState::close_wait] == 12);
@@ -194,8 +206,11 @@ TEST_CASE("host-wide ranking: CLOSE_WAIT, then stale, then ESTABLISHED; empty pr
     auto add = [&](pid_t pid, int est, int cw) {
         scan::ProcessSnapshot p;
         p.info.pid = pid;
-        for (int i = 0; i < est; ++i) p.sockets.push_back(sock(TcpState::established, v4(9, 9, 9, static_cast<std::uint8_t>(i), 1)));
-        for (int i = 0; i < cw; ++i) p.sockets.push_back(sock(TcpState::close_wait, exchange));
+        for (int i = 0; i < est; ++i)
+            p.sockets.push_back(
+                sock(TcpState::established, v4(9, 9, 9, static_cast<std::uint8_t>(i), 1)));
+        for (int i = 0; i < cw; ++i)
+            p.sockets.push_back(sock(TcpState::close_wait, exchange));
         snap.processes.push_back(p);
     };
     add(1, 50, 0);

@@ -13,8 +13,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void make_process(const std::string& root, int pid, const std::string& comm, const std::string& cmdline,
-                  const std::vector<std::string>& fd_links) {
+void make_process(const std::string& root, int pid, const std::string& comm,
+                  const std::string& cmdline, const std::vector<std::string>& fd_links) {
     const std::string dir = root + "/" + std::to_string(pid);
     fs::create_directories(dir + "/fd");
     fs::create_directories(dir + "/ns");
@@ -22,10 +22,11 @@ void make_process(const std::string& root, int pid, const std::string& comm, con
                                                ") S 1 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 "
                                                "123456 1000000 100 18446744073709551615\n");
     testsupport::write_file(dir + "/cmdline", cmdline);
-    testsupport::write_file(dir + "/limits",
-                            "Limit                     Soft Limit           Hard Limit           Units     \n"
-                            "Max cpu time              unlimited            unlimited            seconds   \n"
-                            "Max open files            1024                 524288               files     \n");
+    testsupport::write_file(
+        dir + "/limits",
+        "Limit                     Soft Limit           Hard Limit           Units     \n"
+        "Max cpu time              unlimited            unlimited            seconds   \n"
+        "Max open files            1024                 524288               files     \n");
     fs::create_symlink("net:[4026531999]", dir + "/ns/net");
     for (std::size_t i = 0; i < fd_links.size(); ++i)
         fs::create_symlink(fd_links[i], dir + "/fd/" + std::to_string(i));
@@ -35,7 +36,8 @@ void make_process(const std::string& root, int pid, const std::string& comm, con
 
 TEST_CASE("read_info parses stat, cmdline, limits and the namespace") {
     testsupport::TempDir tmp;
-    make_process(tmp.path(), 4242, "data (coll) ector", std::string("python3\0collector.py\0--x\0", 25), {});
+    make_process(tmp.path(), 4242, "data (coll) ector",
+                 std::string("python3\0collector.py\0--x\0", 25), {});
     proc::ProcFs procfs(tmp.path());
     const auto info = procfs.read_info(4242);
     CHECK(info.pid == 4242);
@@ -52,7 +54,8 @@ TEST_CASE("read_info parses stat, cmdline, limits and the namespace") {
 TEST_CASE("scan_fds collects socket inodes only and counts every fd") {
     testsupport::TempDir tmp;
     make_process(tmp.path(), 7, "c", "c",
-                 {"/dev/null", "socket:[100]", "socket:[42]", "pipe:[9]", "socket:[100]", "anon_inode:[eventfd]"});
+                 {"/dev/null", "socket:[100]", "socket:[42]", "pipe:[9]", "socket:[100]",
+                  "anon_inode:[eventfd]"});
     proc::ProcFs procfs(tmp.path());
     const auto fds = procfs.scan_fds(7);
     CHECK(fds.open_fds == 6);
@@ -74,7 +77,8 @@ TEST_CASE("a missing process is no_such_process") {
 TEST_CASE("list_pids and find_by_name") {
     testsupport::TempDir tmp;
     make_process(tmp.path(), 10, "collector", "collector --a", {});
-    make_process(tmp.path(), 11, "python3", std::string("python3\0/opt/data-collector.py\0", 31), {});
+    make_process(tmp.path(), 11, "python3", std::string("python3\0/opt/data-collector.py\0", 31),
+                 {});
     make_process(tmp.path(), 12, "sshd", "sshd", {});
     fs::create_directories(tmp.path() + "/self");
     fs::create_directories(tmp.path() + "/sys");

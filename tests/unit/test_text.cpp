@@ -18,10 +18,11 @@ TEST_CASE("sanitize escapes control bytes, escape sequences and invalid UTF-8") 
     CHECK(text::sanitize(std::string("a\0b", 3)) == "a\\x00b");
     CHECK(text::sanitize("tab\there") == "tab\\x09here");
     CHECK(text::sanitize("\xff\xfe") == "\\xff\\xfe");
-    CHECK(text::sanitize("\xc0\xaf") == "\\xc0\\xaf");         // overlong '/'
+    CHECK(text::sanitize("\xc0\xaf") == "\\xc0\\xaf");          // overlong '/'
     CHECK(text::sanitize("\xed\xa0\x80") == "\\xed\\xa0\\x80"); // a surrogate
-    CHECK(text::sanitize("\xc2\x9b" "1m") == "\\xc2\\x9b1m");   // C1 CSI
-    CHECK(text::sanitize("\xe2\x82") == "\\xe2\\x82");          // cut short
+    CHECK(text::sanitize("\xc2\x9b"
+                         "1m") == "\\xc2\\x9b1m");     // C1 CSI
+    CHECK(text::sanitize("\xe2\x82") == "\\xe2\\x82"); // cut short
 }
 
 TEST_CASE("sanitize cuts to a width with an ellipsis") {
