@@ -1,13 +1,10 @@
 // The dispatcher: builds the command line, runs the chosen front end, maps errors to exit codes.
 #include "audit.hpp"
 #include "common.hpp"
-// issue-3 includes
 #include "collector.hpp"
 #include "exchange_sim.hpp"
 #include "prove.hpp"
-// issue-4 includes
 #include "watch.hpp"
-// issue-5 includes
 #include "check.hpp"
 #include "export.hpp"
 
@@ -36,7 +33,6 @@ int main(int argc, char** argv) {
 
     AuditOptions audit;
     setup_audit(app, audit);
-    // issue-3 setup
     CollectorOptions collector;
     CLI::App* collector_cmd = app.add_subcommand("collector");
     setup_collector(*collector_cmd, collector);
@@ -49,13 +45,11 @@ int main(int argc, char** argv) {
                  "--cmd, yours) side by side against misbehaving local exchange simulators and "
                  "compare their sockets");
     setup_prove(*prove_cmd, prove);
-    // issue-4 setup
     WatchOptions watch;
     CLI::App* watch_cmd = app.add_subcommand(
         "watch", "Watch processes' TCP connections live: counts per state, trends, churn, "
                  "exact TIME_WAIT attribution, peers and findings, redrawn every interval");
     setup_watch(*watch_cmd, watch);
-    // issue-5 setup
     CheckOptions check;
     CLI::App* check_sub = app.add_subcommand(
         "check", "Monitoring Plugins check (Nagios, Icinga, cron): OK/WARNING/CRITICAL/UNKNOWN "
@@ -79,13 +73,10 @@ int main(int argc, char** argv) {
     }
 
     try {
-        // issue-3 run
         if (collector_cmd->parsed()) return run_collector(collector);
         if (exchange_sim_cmd->parsed()) return run_exchange_sim(exchange_sim);
         if (prove_cmd->parsed()) return run_prove(prove);
-        // issue-4 run
         if (watch_cmd->parsed()) return run_watch(watch);
-        // issue-5 run
         if (check_sub->parsed()) return run_check(check);
         if (export_sub->parsed()) return run_export(export_options);
         return run_audit(audit);
