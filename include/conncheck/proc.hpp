@@ -28,6 +28,19 @@ struct ProcessInfo {
     FdLimit fd_limit;
 };
 
+// A process's cgroup v2 membership.
+struct Cgroup {
+    std::string path;      // as /proc/PID/cgroup shows it: "/system.slice/nginx.service"
+    std::string directory; // that cgroup's directory under the cgroup2 mount, empty when unknown
+    std::uint64_t id = 0;  // inode of `directory`: the id sockets carry (INET_DIAG_BC_CGROUP_COND,
+                           // bpf_get_current_cgroup_id); 0 when unknown
+};
+
+struct Cgroup2Mount {
+    std::string mount_point; // "/sys/fs/cgroup", or "/sys/fs/cgroup/unified" on a hybrid layout
+    std::string root;        // the cgroup shown at mount_point: "/" unless bind-mounted deeper
+};
+
 struct FdScan {
     std::vector<std::uint64_t> socket_inodes; // sorted, unique
     std::uint64_t open_fds = 0;
@@ -48,6 +61,11 @@ public:
     [[nodiscard]] std::vector<pid_t> find_by_name(std::string_view name) const;
     [[nodiscard]] std::uint64_t netns_inode(pid_t pid) const; // 0 when unreadable
     [[nodiscard]] std::uint64_t self_netns() const;
+    // The process's cgroup v2 path, directory and id. nullopt when it has no cgroup v2 line (a
+    // cgroup v1 only host) or is gone. Without a cgroup2 mount the directory and id stay empty.
+    [[nodiscard]] std::optional<Cgroup> cgroup(pid_t pid) const;
+    // Where cgroup2 is mounted, from root/self/mountinfo. nullopt when it is not mounted.
+    [[nodiscard]] std::optional<Cgroup2Mount> cgroup2_mount() const;
     [[nodiscard]] std::string path(pid_t pid, std::string_view leaf) const; // root/PID/leaf
     [[nodiscard]] bool exists(pid_t pid) const;
 
@@ -61,6 +79,11 @@ private:
 [[nodiscard]] pid_t read_pidfile(const std::string& path);
 // "net:[4026531840]" -> 4026531840, 0 when it is not of that form.
 [[nodiscard]] std::uint64_t parse_ns_link(std::string_view link);
+// The "0::PATH" line of /proc/PID/cgroup -> PATH; nullopt when there is none.
+[[nodiscard]] std::optional<std::string> parse_cgroup2_path(std::string_view proc_pid_cgroup);
+// The mount point of the first cgroup2 file system in a mountinfo text (octal escapes decoded)
+// and the cgroup path it is rooted at.
+[[nodiscard]] std::optional<Cgroup2Mount> parse_cgroup2_mount(std::string_view mountinfo);
 // "socket:[12345]" -> 12345, nullopt otherwise.
 [[nodiscard]] std::optional<std::uint64_t> parse_socket_link(std::string_view link);
 

@@ -237,6 +237,95 @@ std::uint64_t ProcFs::self_netns() const {
     return link ? parse_ns_link(*link) : netns_inode(::getpid());
 }
 
+std::optional<Cgroup> ProcFs::cgroup(pid_t pid) const {
+    auto content = read_small_file(path(pid, "cgroup"));
+    if (!content) return std::nullopt;
+    auto cgroup_path = parse_cgroup2_path(*content);
+    if (!cgroup_path) return std::nullopt;
+    Cgroup cg;
+    cg.path = std::move(*cgroup_path);
+    auto mount = cgroup2_mount();
+    if (!mount) return cg;
+    // A path outside the mount's root ("/.." from another cgroup namespace, or beside a
+    // bind-mounted subtree) has no directory here.
+    std::string_view rel(cg.path);
+    if (mount->root != "/") {
+        if (rel.substr(0, mount->root.size()) != mount->root ||
+            (rel.size() > mount->root.size() && rel[mount->root.size()] != '/'))
+            return cg;
+        rel.remove_prefix(mount->root.size());
+    }
+    if (rel.find("/..") != std::string_view::npos) return cg;
+    std::string dir = mount->mount_point;
+    if (!rel.empty() && rel != "/") dir += rel;
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return cg;
+    cg.directory = std::move(dir);
+    cg.id = st.st_ino; // kernfs numbers its inodes by cgroup id
+    return cg;
+}
+
+std::optional<Cgroup2Mount> ProcFs::cgroup2_mount() const {
+    auto mountinfo = read_small_file(root_ + "/self/mountinfo");
+    return mountinfo ? parse_cgroup2_mount(*mountinfo) : std::nullopt;
+}
+
+std::optional<std::string> parse_cgroup2_path(std::string_view content) {
+    // One "hierarchy-id:controllers:path" line per hierarchy; cgroup v2 is "0::path".
+    while (!content.empty()) {
+        const auto eol = content.find('\n');
+        const std::string_view line = content.substr(0, eol);
+        content.remove_prefix(eol == std::string_view::npos ? content.size() : eol + 1);
+        if (line.substr(0, 3) == "0::" && line.size() > 3 && line[3] == '/')
+            return std::string(line.substr(3));
+    }
+    return std::nullopt;
+}
+
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_mountinfo(std::string_view field) {
+    std::string out;
+    out.reserve(field.size());
+    const auto octal = [&](std::size_t k) { return field[k] >= '0' && field[k] <= '7'; };
+    for (std::size_t i = 0; i < field.size(); ++i) {
+        if (field[i] == '\\' && i + 3 < field.size() && octal(i + 1) && octal(i + 2) &&
+            octal(i + 3)) {
+            out += static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
+                                     (field[i + 3] - '0'));
+            i += 3;
+            continue;
+        }
+        out += field[i];
+    }
+    return out;
+}
+
+} // namespace
+
+std::optional<Cgroup2Mount> parse_cgroup2_mount(std::string_view mountinfo) {
+    // "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw": id, parent,
+    // major:minor, root, mount point, options, optional fields up to "-", then the fs type.
+    while (!mountinfo.empty()) {
+        const auto eol = mountinfo.find('\n');
+        std::string_view line = mountinfo.substr(0, eol);
+        mountinfo.remove_prefix(eol == std::string_view::npos ? mountinfo.size() : eol + 1);
+        std::vector<std::string_view> fields;
+        while (!line.empty()) {
+            const auto end = line.find(' ');
+            if (end != 0) fields.push_back(line.substr(0, end));
+            line.remove_prefix(end == std::string_view::npos ? line.size() : end + 1);
+        }
+        const auto dash = std::find(fields.begin(), fields.end(), std::string_view("-"));
+        if (fields.size() < 5 || dash == fields.end() || dash - fields.begin() < 6 ||
+            dash + 1 == fields.end() || *(dash + 1) != "cgroup2")
+            continue;
+        return Cgroup2Mount{unescape_mountinfo(fields[4]), unescape_mountinfo(fields[3])};
+    }
+    return std::nullopt;
+}
+
 std::optional<pid_t> parse_pid(std::string_view text) {
     if (text.empty() || text.size() > 10 || text.front() == '0') return std::nullopt;
     for (char c : text)

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace conncheck;
@@ -118,4 +119,83 @@ TEST_CASE("links and pidfiles") {
         CHECK(e.code() == Errc::bad_file);
     }
     CHECK_THROWS_AS((void)proc::read_pidfile(tmp.path() + "/missing.pid"), Error);
+}
+
+TEST_CASE("parse_cgroup2_path takes the cgroup v2 line") {
+    CHECK(proc::parse_cgroup2_path("0::/system.slice/nginx.service\n") ==
+          "/system.slice/nginx.service");
+    CHECK(proc::parse_cgroup2_path("9:name=systemd:/\n4:memory:/x\n0::/user.slice\n") ==
+          "/user.slice");
+    CHECK(proc::parse_cgroup2_path("0::/") == "/");
+    CHECK_FALSE(proc::parse_cgroup2_path("4:memory:/x\n1:cpu:/\n").has_value());
+    CHECK_FALSE(proc::parse_cgroup2_path("").has_value());
+    CHECK_FALSE(proc::parse_cgroup2_path("0::\n").has_value());
+}
+
+TEST_CASE("parse_cgroup2_mount finds unified, hybrid and escaped mounts") {
+    const auto unified = proc::parse_cgroup2_mount(
+        "22 1 0:21 / /sys rw - sysfs sysfs rw\n"
+        "26 22 0:23 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n");
+    REQUIRE(unified.has_value());
+    CHECK(unified->mount_point == "/sys/fs/cgroup");
+    CHECK(unified->root == "/");
+
+    const auto hybrid = proc::parse_cgroup2_mount(
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n");
+    REQUIRE(hybrid.has_value());
+    CHECK(hybrid->mount_point == "/sys/fs/cgroup/unified");
+
+    const auto escaped =
+        proc::parse_cgroup2_mount("50 1 0:40 /lxc/c\\0401 /mnt/my\\040cg rw - cgroup2 none rw\n");
+    REQUIRE(escaped.has_value());
+    CHECK(escaped->mount_point == "/mnt/my cg");
+    CHECK(escaped->root == "/lxc/c 1");
+
+    CHECK_FALSE(proc::parse_cgroup2_mount("32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw\n")
+                    .has_value());
+    CHECK_FALSE(proc::parse_cgroup2_mount("41 31 0:38 / /x rw cgroup2 cgroup2 rw\n").has_value());
+    CHECK_FALSE(proc::parse_cgroup2_mount("").has_value());
+}
+
+TEST_CASE("ProcFs::cgroup joins the process's path with the cgroup2 mount") {
+    testsupport::TempDir tmp;
+    const std::string proc_root = tmp.path() + "/proc";
+    const std::string mount = tmp.path() + "/cgroup";
+    fs::create_directories(mount + "/system.slice/app.service");
+    fs::create_directories(proc_root + "/self");
+    testsupport::write_file(proc_root + "/self/mountinfo",
+                            "41 31 0:38 / " + mount + " rw,relatime - cgroup2 cgroup2 rw\n");
+    make_process(proc_root, 10, "app", "app", {});
+    testsupport::write_file(proc_root + "/10/cgroup", "1:cpu:/\n0::/system.slice/app.service\n");
+    make_process(proc_root, 11, "old", "old", {});
+    testsupport::write_file(proc_root + "/11/cgroup", "1:cpu:/\n");
+    make_process(proc_root, 12, "gone", "gone", {});
+    testsupport::write_file(proc_root + "/12/cgroup", "0::/system.slice/removed.service\n");
+    make_process(proc_root, 13, "root", "root", {});
+    testsupport::write_file(proc_root + "/13/cgroup", "0::/\n");
+
+    proc::ProcFs procfs(proc_root);
+    const auto cg = procfs.cgroup(10);
+    REQUIRE(cg.has_value());
+    CHECK(cg->path == "/system.slice/app.service");
+    CHECK(cg->directory == mount + "/system.slice/app.service");
+    struct stat st {};
+    REQUIRE(::stat((mount + "/system.slice/app.service").c_str(), &st) == 0);
+    CHECK(cg->id == st.st_ino);
+
+    CHECK_FALSE(procfs.cgroup(11).has_value()); // cgroup v1 only
+    CHECK_FALSE(procfs.cgroup(99).has_value()); // no such process
+
+    const auto removed = procfs.cgroup(12);
+    REQUIRE(removed.has_value());
+    CHECK(removed->directory.empty());
+    CHECK(removed->id == 0);
+
+    const auto top = procfs.cgroup(13);
+    REQUIRE(top.has_value());
+    CHECK(top->directory == mount);
+    REQUIRE(::stat(mount.c_str(), &st) == 0);
+    CHECK(top->id == st.st_ino);
 }
