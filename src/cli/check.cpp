@@ -1,10 +1,10 @@
 #include "check.hpp"
 
 #include "conncheck/analysis.hpp"
-#include "conncheck/ranges.hpp"
 #include "conncheck/scan.hpp"
 #include "conncheck/statefile.hpp"
 #include "conncheck/text.hpp"
+#include "conncheck/thresholds.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -21,8 +21,8 @@ namespace conncheck::cli {
 
 namespace {
 
-using ranges::Range;
-using ranges::Status;
+using thresholds::Range;
+using thresholds::Status;
 
 // Shorter spans turn one connection more or less into a rate of dozens per hour: growth is shown
 // from the second run on, but only rated (and alerted on) over at least this long.
@@ -92,17 +92,17 @@ std::string plugin_text(std::string_view raw, std::size_t width = std::string::n
 std::optional<Range> range_option(const std::string& text, std::string_view flag) {
     if (text.empty()) return std::nullopt; // an explicitly empty RANGE switches it off
     try {
-        return ranges::parse_range(text);
+        return thresholds::parse_range(text);
     } catch (const Error& e) {
         throw Error(Errc::usage, fmt::format("{}: {}", flag, e.what()));
     }
 }
 
-std::optional<ranges::GrowthThreshold> growth_option(const std::string& text,
-                                                     std::string_view flag) {
+std::optional<thresholds::GrowthThreshold> growth_option(const std::string& text,
+                                                         std::string_view flag) {
     if (text.empty()) return std::nullopt;
     try {
-        return ranges::parse_growth(text);
+        return thresholds::parse_growth(text);
     } catch (const Error& e) {
         throw Error(Errc::usage, fmt::format("{}: {}", flag, e.what()));
     }
@@ -115,8 +115,8 @@ struct Thresholds {
     std::optional<Range> established_critical;
     std::optional<Range> stale_warning;
     std::optional<Range> stale_critical;
-    std::optional<ranges::GrowthThreshold> growth_warning;
-    std::optional<ranges::GrowthThreshold> growth_critical;
+    std::optional<thresholds::GrowthThreshold> growth_warning;
+    std::optional<thresholds::GrowthThreshold> growth_critical;
 };
 
 Thresholds parse_thresholds(const CheckOptions& o) {
@@ -181,13 +181,13 @@ public:
 
         const auto cw = r.states[TcpState::close_wait];
         const auto est = r.states[TcpState::established];
-        const auto cw_status = ranges::evaluate(static_cast<double>(cw), t_.close_wait_warning,
-                                                t_.close_wait_critical);
-        const auto est_status = ranges::evaluate(static_cast<double>(est), t_.established_warning,
-                                                 t_.established_critical);
+        const auto cw_status = thresholds::evaluate(static_cast<double>(cw), t_.close_wait_warning,
+                                                    t_.close_wait_critical);
+        const auto est_status = thresholds::evaluate(
+            static_cast<double>(est), t_.established_warning, t_.established_critical);
         const auto stale_status =
-            ranges::evaluate(static_cast<double>(r.stale), t_.stale_warning, t_.stale_critical);
-        e.status = ranges::worst(cw_status, ranges::worst(est_status, stale_status));
+            thresholds::evaluate(static_cast<double>(r.stale), t_.stale_warning, t_.stale_critical);
+        e.status = thresholds::worst(cw_status, thresholds::worst(est_status, stale_status));
         e.summary.push_back(annotated(fmt::format("{} CLOSE_WAIT", cw), cw_status,
                                       range_text(t_.close_wait_warning),
                                       range_text(t_.close_wait_critical)));
@@ -203,8 +203,8 @@ public:
         const auto count = [&](const char* label, std::uint64_t value,
                                const std::optional<Range>& warn, const std::optional<Range>& crit,
                                std::optional<double> max = std::nullopt) {
-            e.perf.push_back(ranges::perfdata(label + suffix, static_cast<double>(value), "",
-                                              range_text(warn), range_text(crit), 0.0, max));
+            e.perf.push_back(thresholds::perfdata(label + suffix, static_cast<double>(value), "",
+                                                  range_text(warn), range_text(crit), 0.0, max));
         };
         count("close_wait", cw, t_.close_wait_warning, t_.close_wait_critical);
         count("established", est, t_.established_warning, t_.established_critical);
@@ -283,13 +283,13 @@ private:
                     status = Status::critical;
                 else if (t_.growth_warning && t_.growth_warning->alerts(rate))
                     status = Status::warning;
-                e.perf.push_back(ranges::perfdata(
+                e.perf.push_back(thresholds::perfdata(
                     g.perf + suffix, rate, "",
                     t_.growth_warning ? t_.growth_warning->as_range() : std::string(),
                     t_.growth_critical ? t_.growth_critical->as_range() : std::string(),
                     std::nullopt, std::nullopt));
             }
-            e.status = ranges::worst(e.status, status);
+            e.status = thresholds::worst(e.status, status);
             if (g.delta == 0) continue;
             std::string text = fmt::format("{} {:+} in {}", g.label, g.delta, span_text);
             if (rated) text += ": " + rate_text(rate);
@@ -433,9 +433,9 @@ int check(const CheckOptions& o) {
 
     Status overall = Status::ok;
     for (const auto& e : evaluations)
-        overall = ranges::worst(overall, e.status);
+        overall = thresholds::worst(overall, e.status);
     std::stable_sort(evaluations.begin(), evaluations.end(), [](const auto& a, const auto& b) {
-        return ranges::worst(a.status, b.status) == a.status && a.status != b.status;
+        return thresholds::worst(a.status, b.status) == a.status && a.status != b.status;
     });
     std::vector<std::string> parts;
     std::vector<std::string> perf;
@@ -443,7 +443,7 @@ int check(const CheckOptions& o) {
         parts.push_back(fmt::format("{}: {}", e.name, fmt::join(e.summary, ", ")));
         perf.insert(perf.end(), e.perf.begin(), e.perf.end());
     }
-    fmt::print("CONNCHECK {} - {} | {}\n", ranges::status_name(overall), fmt::join(parts, "; "),
+    fmt::print("CONNCHECK {} - {} | {}\n", thresholds::status_name(overall), fmt::join(parts, "; "),
                fmt::join(perf, " "));
     if (o.verbose > 0) {
         for (const auto& e : evaluations)

@@ -1,13 +1,13 @@
 // Threshold ranges against the table in the Monitoring Plugins development guidelines, edges
 // included: both ends of a range are inclusive.
 #include "conncheck/error.hpp"
-#include "conncheck/ranges.hpp"
+#include "conncheck/thresholds.hpp"
 
 #include <doctest/doctest.h>
 #include <string>
 
 using namespace conncheck;
-using namespace conncheck::ranges;
+using namespace conncheck::thresholds;
 
 namespace {
 

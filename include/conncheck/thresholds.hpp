@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace conncheck::ranges {
+namespace conncheck::thresholds {
 
 // `10` alerts outside 0..10, `10:` below 10, `~:10` above 10, `10:20` outside 10..20, `@10:20`
 // inside 10..20. Both ends are inclusive: 10 does not alert for `10`, it does for `@10:20`.
@@ -59,4 +59,4 @@ enum class Status { ok = 0, warning = 1, critical = 2, unknown = 3 };
 // A number as perfdata and plugin text print it: no exponent, no trailing zeros ("12", "1.7").
 [[nodiscard]] std::string format_number(double value, int max_decimals = 3);
 
-} // namespace conncheck::ranges
+} // namespace conncheck::thresholds

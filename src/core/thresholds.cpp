@@ -1,4 +1,4 @@
-#include "conncheck/ranges.hpp"
+#include "conncheck/thresholds.hpp"
 
 #include "conncheck/error.hpp"
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <fmt/core.h>
 
-namespace conncheck::ranges {
+namespace conncheck::thresholds {
 
 namespace {
 
@@ -158,4 +158,4 @@ std::string perfdata(std::string_view label, double value, std::string_view uom,
                        min ? format_number(*min) : "", max ? format_number(*max) : "");
 }
 
-} // namespace conncheck::ranges
+} // namespace conncheck::thresholds
