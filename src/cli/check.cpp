@@ -1,6 +1,7 @@
 #include "check.hpp"
 
 #include "conncheck/analysis.hpp"
+#include "conncheck/check/evaluator.hpp"
 #include "conncheck/scan.hpp"
 #include "conncheck/statefile.hpp"
 #include "conncheck/text.hpp"
@@ -23,10 +24,6 @@ namespace {
 
 using thresholds::Range;
 using thresholds::Status;
-
-// Shorter spans turn one connection more or less into a rate of dozens per hour: growth is shown
-// from the second run on, but only rated (and alerted on) over at least this long.
-constexpr std::int64_t min_growth_span_ms = 10 * 60 * 1000;
 
 // --- the timeout: the scan is fast, but a hung /proc read or a held lock must not hang the
 // monitoring system's worker; SIGALRM prints the UNKNOWN line itself and exits.
@@ -108,30 +105,23 @@ std::optional<thresholds::GrowthThreshold> growth_option(const std::string& text
     }
 }
 
-struct Thresholds {
-    std::optional<Range> close_wait_warning;
-    std::optional<Range> close_wait_critical;
-    std::optional<Range> established_warning;
-    std::optional<Range> established_critical;
-    std::optional<Range> stale_warning;
-    std::optional<Range> stale_critical;
-    std::optional<thresholds::GrowthThreshold> growth_warning;
-    std::optional<thresholds::GrowthThreshold> growth_critical;
-};
-
-Thresholds parse_thresholds(const CheckOptions& o) {
-    return Thresholds{range_option(o.warning, "--warning"),
-                      range_option(o.critical, "--critical"),
-                      range_option(o.established_warning, "--established-warning"),
-                      range_option(o.established_critical, "--established-critical"),
-                      range_option(o.stale_warning, "--stale-warning"),
-                      range_option(o.stale_critical, "--stale-critical"),
-                      growth_option(o.growth_warning, "--growth-warning"),
-                      growth_option(o.growth_critical, "--growth-critical")};
+check::Thresholds parse_thresholds(const CheckOptions& o) {
+    return check::Thresholds{range_option(o.warning, "--warning"),
+                             range_option(o.critical, "--critical"),
+                             range_option(o.established_warning, "--established-warning"),
+                             range_option(o.established_critical, "--established-critical"),
+                             range_option(o.stale_warning, "--stale-warning"),
+                             range_option(o.stale_critical, "--stale-critical"),
+                             growth_option(o.growth_warning, "--growth-warning"),
+                             growth_option(o.growth_critical, "--growth-critical")};
 }
 
 std::string range_text(const std::optional<Range>& r) {
     return r ? r->text : std::string();
+}
+
+std::string growth_text(const std::optional<thresholds::GrowthThreshold>& g) {
+    return g ? g->text : std::string();
 }
 
 // "12 CLOSE_WAIT (crit 10)"
@@ -151,168 +141,93 @@ std::string rate_text(double per_hour) {
                                    : fmt::format("{:+.2f}/h", per_hour);
 }
 
-// What one process contributes to the output.
-struct Evaluation {
-    Status status = Status::ok;
-    std::string name; // "collector[4242]"
-    std::vector<std::string> summary;
-    std::vector<std::string> perf;
-    std::vector<std::string> details;
-};
+// "collector[4242]"
+std::string process_name(const analysis::ProcessReport& r) {
+    return fmt::format("{}[{}]", plugin_text(r.info.comm, 32), r.info.pid);
+}
 
-class Evaluator {
-public:
-    Evaluator(const Thresholds& t, bool several, std::int64_t now_ms)
-        : t_(t), several_(several), now_ms_(now_ms) {}
-
-    // `previous`: the same process instance in the state file; `replaced`: the instance this one
-    // replaced (a restart), when known.
-    Evaluation evaluate(const analysis::ProcessReport& r, const statefile::ProcessState* previous,
-                        const statefile::ProcessState* replaced, bool first_run) const {
-        Evaluation e;
-        e.name = fmt::format("{}[{}]", plugin_text(r.info.comm, 32), r.info.pid);
-        const std::string suffix = several_ ? fmt::format("_{}", r.info.pid) : std::string();
-        if (replaced != nullptr)
-            e.summary.push_back(
-                replaced->pid == r.info.pid
-                    ? std::string("restarted since the last run (same pid, new "
-                                  "process)")
-                    : fmt::format("restarted since the last run (was pid {})", replaced->pid));
-
-        const auto cw = r.states[TcpState::close_wait];
-        const auto est = r.states[TcpState::established];
-        const auto cw_status = thresholds::evaluate(static_cast<double>(cw), t_.close_wait_warning,
-                                                    t_.close_wait_critical);
-        const auto est_status = thresholds::evaluate(
-            static_cast<double>(est), t_.established_warning, t_.established_critical);
-        const auto stale_status =
-            thresholds::evaluate(static_cast<double>(r.stale), t_.stale_warning, t_.stale_critical);
-        e.status = thresholds::worst(cw_status, thresholds::worst(est_status, stale_status));
-        e.summary.push_back(annotated(fmt::format("{} CLOSE_WAIT", cw), cw_status,
-                                      range_text(t_.close_wait_warning),
-                                      range_text(t_.close_wait_critical)));
-        e.summary.push_back(annotated(fmt::format("{} ESTABLISHED", est), est_status,
-                                      range_text(t_.established_warning),
-                                      range_text(t_.established_critical)));
-        if (stale_status != Status::ok)
-            e.summary.push_back(annotated(fmt::format("{} stale", r.stale), stale_status,
-                                          range_text(t_.stale_warning),
-                                          range_text(t_.stale_critical)));
-
-        // A count: minimum 0, thresholds as typed.
-        const auto count = [&](const char* label, std::uint64_t value,
-                               const std::optional<Range>& warn, const std::optional<Range>& crit,
-                               std::optional<double> max = std::nullopt) {
-            e.perf.push_back(thresholds::perfdata(label + suffix, static_cast<double>(value), "",
-                                                  range_text(warn), range_text(crit), 0.0, max));
-        };
-        count("close_wait", cw, t_.close_wait_warning, t_.close_wait_critical);
-        count("established", est, t_.established_warning, t_.established_critical);
-        count("time_wait", r.states[TcpState::time_wait], std::nullopt, std::nullopt);
-        count("stale", r.stale, t_.stale_warning, t_.stale_critical);
-        const auto limit = r.info.fd_limit.soft;
-        count("fds", r.info.open_fds, std::nullopt, std::nullopt,
-              limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
-
-        describe(r, e);
-        if (previous != nullptr)
-            growth(r, *previous, suffix, e);
-        else if (replaced != nullptr)
-            e.details.push_back("  growth: none measured, the process restarted since the last "
-                                "run (its counts start afresh)");
-        else if (first_run)
-            e.details.push_back("  growth: none yet, this is the first run with this state file");
-        else
-            e.details.push_back("  growth: none yet, a new process since the last run");
-        return e;
+// The status line's part for one process: counts, then what grew.
+std::vector<std::string> summary(const check::ProcessVerdict& v, const check::Thresholds& t) {
+    const auto& r = v.report;
+    std::vector<std::string> out;
+    if (v.replaced_pid)
+        out.push_back(
+            *v.replaced_pid == r.info.pid
+                ? std::string("restarted since the last run (same pid, new process)")
+                : fmt::format("restarted since the last run (was pid {})", *v.replaced_pid));
+    out.push_back(annotated(fmt::format("{} CLOSE_WAIT", r.states[TcpState::close_wait]),
+                            v.close_wait, range_text(t.close_wait_warning),
+                            range_text(t.close_wait_critical)));
+    out.push_back(annotated(fmt::format("{} ESTABLISHED", r.states[TcpState::established]),
+                            v.established, range_text(t.established_warning),
+                            range_text(t.established_critical)));
+    if (v.stale != Status::ok)
+        out.push_back(annotated(fmt::format("{} stale", r.stale), v.stale,
+                                range_text(t.stale_warning), range_text(t.stale_critical)));
+    const auto& g = v.growth;
+    if (g.basis != check::GrowthBasis::measured) return out;
+    const std::string span = text::human_duration_ms(static_cast<std::uint64_t>(g.span_ms));
+    for (const auto& [label, count] :
+         {std::pair{"ESTABLISHED", g.established}, std::pair{"CLOSE_WAIT", g.close_wait}}) {
+        if (count.delta == 0) continue;
+        std::string part = fmt::format("{} {:+} in {}", label, count.delta, span);
+        if (g.rated) part += ": " + rate_text(count.per_hour);
+        out.push_back(annotated(part, count.status, growth_text(t.growth_warning),
+                                growth_text(t.growth_critical)));
     }
+    return out;
+}
 
-private:
-    void describe(const analysis::ProcessReport& r, Evaluation& e) const {
-        std::vector<std::string> states;
-        for (std::size_t i = 1; i < tcp_state_count; ++i) {
-            const auto s = static_cast<TcpState>(i);
-            if (r.states[s] != 0)
-                states.push_back(fmt::format("{} {}", r.states[s], state_label(s)));
-        }
-        e.details.push_back(fmt::format(
-            "{} (user {}): {}; TIME_WAIT by cookie {}, by peer {}; {} stale; {} open fds{}; "
-            "socket memory {}",
-            e.name, plugin_text(r.info.user, 32),
-            states.empty() ? std::string("no TCP sockets")
-                           : fmt::format("{}", fmt::join(states, ", ")),
-            r.time_wait_exact, r.time_wait_by_peer, r.stale, r.info.open_fds,
-            r.info.fd_limit.soft == 0 ? std::string() : fmt::format(" of {}", r.info.fd_limit.soft),
-            text::human_bytes(r.kernel_memory_bytes)));
-        for (const auto& f : r.findings)
-            e.details.push_back(fmt::format("  {} {}: {}", analysis::severity_name(f.severity),
-                                            analysis::kind_name(f.kind), plugin_text(f.summary)));
-    }
-
-    void growth(const analysis::ProcessReport& r, const statefile::ProcessState& previous,
-                const std::string& suffix, Evaluation& e) const {
-        const auto base = statefile::growth_base(previous.history, now_ms_);
-        if (!base) return;
-        const std::int64_t span = now_ms_ - base->taken_at_ms;
-        if (span <= 0) {
-            e.details.push_back("  growth: not measured, the clock moved back since the last run");
-            return;
-        }
-        const std::string span_text = text::human_duration_ms(static_cast<std::uint64_t>(span));
-        const bool rated = span >= min_growth_span_ms;
-        const double hours = static_cast<double>(span) / 3'600'000.0;
-        struct Tracked {
-            const char* label;
-            const char* perf;
-            std::int64_t delta;
-        };
-        const auto delta = [](std::uint64_t now, std::uint64_t then) {
-            return static_cast<std::int64_t>(now) - static_cast<std::int64_t>(then);
-        };
-        const Tracked tracked[] = {
-            {"ESTABLISHED", "established_growth",
-             delta(r.states[TcpState::established], base->established)},
-            {"CLOSE_WAIT", "close_wait_growth",
-             delta(r.states[TcpState::close_wait], base->close_wait)},
-        };
-        for (const auto& g : tracked) {
-            const double rate = static_cast<double>(g.delta) / hours;
-            Status status = Status::ok;
-            if (rated) {
-                if (t_.growth_critical && t_.growth_critical->alerts(rate))
-                    status = Status::critical;
-                else if (t_.growth_warning && t_.growth_warning->alerts(rate))
-                    status = Status::warning;
-                e.perf.push_back(thresholds::perfdata(
-                    g.perf + suffix, rate, "",
-                    t_.growth_warning ? t_.growth_warning->as_range() : std::string(),
-                    t_.growth_critical ? t_.growth_critical->as_range() : std::string(),
-                    std::nullopt, std::nullopt));
-            }
-            e.status = thresholds::worst(e.status, status);
-            if (g.delta == 0) continue;
-            std::string text = fmt::format("{} {:+} in {}", g.label, g.delta, span_text);
-            if (rated) text += ": " + rate_text(rate);
-            e.summary.push_back(
-                annotated(text, status, t_.growth_warning ? t_.growth_warning->text : std::string(),
-                          t_.growth_critical ? t_.growth_critical->text : std::string()));
-        }
-        e.details.push_back(fmt::format(
+std::string growth_detail(const check::Growth& g) {
+    switch (g.basis) {
+    case check::GrowthBasis::measured:
+        return fmt::format(
             "  growth over {} (since {}): ESTABLISHED {:+}, CLOSE_WAIT {:+}, stale {:+}, fds "
             "{:+}{}",
-            span_text, text::iso8601_utc(base->taken_at_ms / 1000),
-            delta(r.states[TcpState::established], base->established),
-            delta(r.states[TcpState::close_wait], base->close_wait), delta(r.stale, base->stale),
-            delta(r.info.open_fds, base->fds),
-            rated ? std::string()
-                  : fmt::format(" (rated per hour once the span reaches {})",
-                                text::human_duration_ms(min_growth_span_ms))));
+            text::human_duration_ms(static_cast<std::uint64_t>(g.span_ms)),
+            text::iso8601_utc(g.since_ms / 1000), g.established.delta, g.close_wait.delta,
+            g.stale_delta, g.fds_delta,
+            g.rated ? std::string()
+                    : fmt::format(" (rated per hour once the span reaches {})",
+                                  text::human_duration_ms(check::min_growth_span_ms)));
+    case check::GrowthBasis::no_history:
+        return {};
+    case check::GrowthBasis::clock_moved_back:
+        return "  growth: not measured, the clock moved back since the last run";
+    case check::GrowthBasis::restarted:
+        return "  growth: none measured, the process restarted since the last run (its counts "
+               "start afresh)";
+    case check::GrowthBasis::first_run:
+        return "  growth: none yet, this is the first run with this state file";
+    case check::GrowthBasis::new_process:
+        return "  growth: none yet, a new process since the last run";
     }
+    return {};
+}
 
-    const Thresholds& t_;
-    bool several_;
-    std::int64_t now_ms_;
-};
+// The long text -v prints for one process.
+std::vector<std::string> details(const check::ProcessVerdict& v) {
+    const auto& r = v.report;
+    std::vector<std::string> states;
+    for (std::size_t i = 1; i < tcp_state_count; ++i) {
+        const auto s = static_cast<TcpState>(i);
+        if (r.states[s] != 0) states.push_back(fmt::format("{} {}", r.states[s], state_label(s)));
+    }
+    std::vector<std::string> out;
+    out.push_back(fmt::format(
+        "{} (user {}): {}; TIME_WAIT by cookie {}, by peer {}; {} stale; {} open fds{}; "
+        "socket memory {}",
+        process_name(r), plugin_text(r.info.user, 32),
+        states.empty() ? std::string("no TCP sockets") : fmt::format("{}", fmt::join(states, ", ")),
+        r.time_wait_exact, r.time_wait_by_peer, r.stale, r.info.open_fds,
+        r.info.fd_limit.soft == 0 ? std::string() : fmt::format(" of {}", r.info.fd_limit.soft),
+        text::human_bytes(r.kernel_memory_bytes)));
+    for (const auto& f : r.findings)
+        out.push_back(fmt::format("  {} {}: {}", analysis::severity_name(f.severity),
+                                  analysis::kind_name(f.kind), plugin_text(f.summary)));
+    if (auto growth = growth_detail(v.growth); !growth.empty()) out.push_back(std::move(growth));
+    return out;
+}
 
 int unknown(std::string_view message) {
     fmt::print("CONNCHECK UNKNOWN - {}\n", plugin_text(message));
@@ -320,45 +235,99 @@ int unknown(std::string_view message) {
     return static_cast<int>(Status::unknown);
 }
 
-int check(const CheckOptions& o) {
-    const auto started = std::chrono::steady_clock::now();
-    const Thresholds thresholds = parse_thresholds(o);
+// What one run works with once its arguments are parsed and the state file is locked.
+struct Prepared {
+    check::Thresholds thresholds;
+    std::string key;
+    std::string state_path;
+    std::optional<statefile::Lock> lock;
+    std::optional<statefile::State> previous;
+};
+
+std::uint64_t parse_timeout(const CheckOptions& o) {
     std::uint64_t timeout_ms = 0;
     if (!text::parse_duration_ms(o.timeout, timeout_ms) || timeout_ms == 0)
         throw Error(Errc::usage, fmt::format("--timeout: '{}' is not a positive duration (10s, "
                                              "1500ms, 1m)",
                                              text::sanitize(o.timeout, 40)));
+    return timeout_ms;
+}
+
+// Takes the state file's lock and reads it, waiting for an overlapping run until shortly before
+// our own deadline, then saying so plainly rather than letting the timer cut us off with a vaguer
+// message.
+void lock_and_load(Prepared& p, std::chrono::steady_clock::time_point started,
+                   std::uint64_t timeout_ms) {
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started);
+    const auto margin = std::chrono::milliseconds(std::min<std::uint64_t>(timeout_ms / 10, 500));
+    const auto lock_wait = std::max(std::chrono::milliseconds(0),
+                                    std::chrono::milliseconds(timeout_ms) - elapsed - margin);
+    p.lock.emplace(statefile::Lock::acquire(p.state_path, lock_wait));
+    p.previous = statefile::load(p.state_path, p.key);
+}
+
+void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdict& verdict,
+                   const scan::Snapshot& snapshot, std::int64_t now_ms) {
+    std::vector<const check::ProcessVerdict*> order;
+    for (const auto& v : verdict.processes)
+        order.push_back(&v);
+    std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+        return thresholds::worst(a->status, b->status) == a->status && a->status != b->status;
+    });
+    std::vector<std::string> parts;
+    std::vector<std::string> perf;
+    for (const auto* v : order) {
+        parts.push_back(fmt::format("{}: {}", process_name(v->report),
+                                    fmt::join(summary(*v, p.thresholds), ", ")));
+        for (const auto& d : v->perfdata)
+            perf.push_back(
+                thresholds::perfdata(d.label, d.value, "", d.warn, d.crit, d.min, d.max));
+    }
+    fmt::print("CONNCHECK {} - {} | {}\n", thresholds::status_name(verdict.status),
+               fmt::join(parts, "; "), fmt::join(perf, " "));
+    if (o.verbose > 0) {
+        for (const auto* v : order)
+            for (const auto& d : details(*v))
+                fmt::print("{}\n", d);
+        for (const auto& gone : verdict.gone)
+            fmt::print("{}[{}] is gone since the last run\n", plugin_text(gone.comm, 32), gone.pid);
+        for (const auto& w : snapshot.warnings)
+            fmt::print("warning: {}\n", plugin_text(w));
+        fmt::print(
+            "state file {}{}\n", plugin_text(p.state_path),
+            p.previous
+                ? fmt::format(", previous run {} ago",
+                              text::human_duration_ms(static_cast<std::uint64_t>(
+                                  std::max<std::int64_t>(0, now_ms - p.previous->taken_at_ms))))
+                : std::string(", first run"));
+    }
+    std::fflush(stdout);
+}
+
+int check_once(const CheckOptions& o) {
+    const auto started = std::chrono::steady_clock::now();
+    Prepared p;
+    p.thresholds = parse_thresholds(o);
+    const std::uint64_t timeout_ms = parse_timeout(o);
     if (!has_selector(o.selector))
         throw Error(Errc::usage, "check needs the process to watch: --pid, --pidfile or --name");
     arm_timeout(timeout_ms, o.timeout);
 
     scan::Scanner scanner(make_scan_config(o.source));
     const std::vector<pid_t> pids = resolve_selector(o.selector, scanner.procfs());
-    const std::string key = selector_key(o.selector);
-    const std::string state_path =
-        o.state_file.empty() ? statefile::default_path(key) : o.state_file;
-    statefile::make_parent_dirs(state_path);
+    p.key = selector_key(o.selector);
+    p.state_path = o.state_file.empty() ? statefile::default_path(p.key) : o.state_file;
+    statefile::make_parent_dirs(p.state_path);
+    lock_and_load(p, started, timeout_ms);
 
-    // Wait for an overlapping run until shortly before our own deadline, then say so plainly
-    // rather than let the timer cut us off with a vaguer message.
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - started);
-    const auto margin = std::chrono::milliseconds(std::min<std::uint64_t>(timeout_ms / 10, 500));
-    const auto lock_wait = std::max(std::chrono::milliseconds(0),
-                                    std::chrono::milliseconds(timeout_ms) - elapsed - margin);
-    const auto lock = statefile::Lock::acquire(state_path, lock_wait);
-    const auto previous = statefile::load(state_path, key);
-
-    // Instances are pid + start time: a pid the kernel reused is another process.
     scan::CookieOwners known;
-    if (previous)
-        for (const pid_t pid : pids) {
-            const auto start_ticks = scanner.procfs().read_info(pid).start_ticks;
-            for (const auto& p : previous->processes)
-                if (p.pid == pid && p.start_ticks == start_ticks)
-                    for (const auto cookie : p.cookies)
-                        known.emplace(cookie, pid);
-        }
+    if (p.previous) {
+        std::vector<check::Instance> instances;
+        for (const pid_t pid : pids)
+            instances.push_back({pid, scanner.procfs().read_info(pid).start_ticks});
+        known = check::known_cookies(*p.previous, instances);
+    }
     const scan::Snapshot snapshot = scanner.scan_pids(pids, &known);
     const auto now = snapshot.taken_at == std::chrono::system_clock::time_point{}
                          ? std::chrono::system_clock::now()
@@ -366,103 +335,18 @@ int check(const CheckOptions& o) {
     const std::int64_t now_ms = unix_ms(now);
 
     const analysis::Config config;
-
-    std::vector<const statefile::ProcessState*> unmatched;
-    if (previous)
-        for (const auto& p : previous->processes)
-            unmatched.push_back(&p);
-    const auto take = [&unmatched](auto predicate) -> const statefile::ProcessState* {
-        const auto it = std::find_if(unmatched.begin(), unmatched.end(), predicate);
-        if (it == unmatched.end()) return nullptr;
-        const auto* found = *it;
-        unmatched.erase(it);
-        return found;
-    };
-
-    statefile::State next;
-    next.selector = key;
-    next.taken_at_ms = now_ms;
-    std::vector<analysis::ProcessReport> reports;
-    std::vector<const statefile::ProcessState*> same;
-    for (const auto& ps : snapshot.processes) {
-        reports.push_back(analysis::analyse_process(ps, config));
-        const auto& info = ps.info;
-        same.push_back(take([&](const statefile::ProcessState* p) {
-            return p->pid == info.pid && p->start_ticks == info.start_ticks;
-        }));
-    }
-    // A restart: a new instance where an old one of the same name is gone. With one process on
-    // each side the names need not match (an exec may change comm).
-    std::vector<const statefile::ProcessState*> replaced(reports.size(), nullptr);
-    for (std::size_t i = 0; i < reports.size(); ++i)
-        if (same[i] == nullptr)
-            replaced[i] = take(
-                [&](const statefile::ProcessState* p) { return p->comm == reports[i].info.comm; });
-    if (reports.size() == 1 && same[0] == nullptr && replaced[0] == nullptr &&
-        unmatched.size() == 1) {
-        replaced[0] = unmatched.front();
-        unmatched.clear();
-    }
-
-    Evaluator evaluator(thresholds, reports.size() > 1, now_ms);
-    std::vector<Evaluation> evaluations;
-    for (std::size_t i = 0; i < reports.size(); ++i) {
-        const auto& r = reports[i];
-        evaluations.push_back(evaluator.evaluate(r, same[i], replaced[i], !previous.has_value()));
-        statefile::ProcessState state;
-        state.pid = r.info.pid;
-        state.start_ticks = r.info.start_ticks;
-        state.comm = r.info.comm;
-        state.states = r.states;
-        state.stale = r.stale;
-        state.fds = r.info.open_fds;
-        for (const auto& s : snapshot.processes[i].sockets)
-            if (s.cookie != 0) state.cookies.push_back(s.cookie);
-        if (same[i] != nullptr) state.history = same[i]->history;
-        statefile::add_sample(state.history,
-                              statefile::Sample{now_ms, r.states[TcpState::established],
-                                                r.states[TcpState::close_wait], r.stale,
-                                                r.info.open_fds});
-        next.processes.push_back(std::move(state));
-    }
+    std::vector<check::Observed> observed;
+    for (const auto& ps : snapshot.processes)
+        observed.push_back({analysis::analyse_process(ps, config), check::cookies_of(ps)});
+    const check::Verdict verdict =
+        check::evaluate(observed, p.previous, p.thresholds, check::Run{p.key, now_ms});
     {
         const AlarmBlock hold;
-        statefile::save(state_path, next);
+        statefile::save(p.state_path, verdict.next);
     }
     disarm_timeout();
-
-    Status overall = Status::ok;
-    for (const auto& e : evaluations)
-        overall = thresholds::worst(overall, e.status);
-    std::stable_sort(evaluations.begin(), evaluations.end(), [](const auto& a, const auto& b) {
-        return thresholds::worst(a.status, b.status) == a.status && a.status != b.status;
-    });
-    std::vector<std::string> parts;
-    std::vector<std::string> perf;
-    for (const auto& e : evaluations) {
-        parts.push_back(fmt::format("{}: {}", e.name, fmt::join(e.summary, ", ")));
-        perf.insert(perf.end(), e.perf.begin(), e.perf.end());
-    }
-    fmt::print("CONNCHECK {} - {} | {}\n", thresholds::status_name(overall), fmt::join(parts, "; "),
-               fmt::join(perf, " "));
-    if (o.verbose > 0) {
-        for (const auto& e : evaluations)
-            for (const auto& d : e.details)
-                fmt::print("{}\n", d);
-        for (const auto* gone : unmatched)
-            fmt::print("{}[{}] is gone since the last run\n", plugin_text(gone->comm, 32),
-                       gone->pid);
-        for (const auto& w : snapshot.warnings)
-            fmt::print("warning: {}\n", plugin_text(w));
-        fmt::print(
-            "state file {}{}\n", plugin_text(state_path),
-            previous ? fmt::format(", previous run {} ago",
-                                   text::human_duration_ms(static_cast<std::uint64_t>(
-                                       std::max<std::int64_t>(0, now_ms - previous->taken_at_ms))))
-                     : std::string(", first run"));
-    }
-    std::fflush(stdout);
-    return static_cast<int>(overall);
+    print_verdict(o, p, verdict, snapshot, now_ms);
+    return static_cast<int>(verdict.status);
 }
 
 } // namespace
@@ -515,7 +399,7 @@ void setup_check(CLI::App& app, CheckOptions& options) {
 
 int run_check(const CheckOptions& options) {
     try {
-        return check(options);
+        return check_once(options);
     } catch (const Error& e) {
         disarm_timeout();
         return unknown(e.what());

@@ -1,0 +1,225 @@
+#include "conncheck/check/evaluator.hpp"
+
+#include <algorithm>
+#include <fmt/core.h>
+
+namespace conncheck::check {
+
+namespace {
+
+using thresholds::Range;
+
+std::string range_text(const std::optional<Range>& r) {
+    return r ? r->text : std::string();
+}
+
+std::string growth_range(const std::optional<thresholds::GrowthThreshold>& g) {
+    return g ? g->as_range() : std::string();
+}
+
+std::int64_t difference(std::uint64_t now, std::uint64_t then) {
+    return static_cast<std::int64_t>(now) - static_cast<std::int64_t>(then);
+}
+
+// The previous run's instances, matched to this run's: the same instance, or the one it
+// replaced (a restart); what is left over is gone.
+struct Matching {
+    std::vector<const statefile::ProcessState*> same;
+    std::vector<const statefile::ProcessState*> replaced;
+    std::vector<Gone> gone;
+};
+
+Matching match(const std::vector<Observed>& observed,
+               const std::optional<statefile::State>& previous) {
+    std::vector<const statefile::ProcessState*> unmatched;
+    if (previous)
+        for (const auto& p : previous->processes)
+            unmatched.push_back(&p);
+    const auto take = [&unmatched](auto predicate) -> const statefile::ProcessState* {
+        const auto it = std::find_if(unmatched.begin(), unmatched.end(), predicate);
+        if (it == unmatched.end()) return nullptr;
+        const auto* found = *it;
+        unmatched.erase(it);
+        return found;
+    };
+    Matching m;
+    for (const auto& o : observed) {
+        const auto& info = o.report.info;
+        m.same.push_back(take([&](const statefile::ProcessState* p) {
+            return p->pid == info.pid && p->start_ticks == info.start_ticks;
+        }));
+    }
+    // A restart: a new instance where an old one of the same name is gone. With one process on
+    // each side the names need not match (an exec may change comm).
+    m.replaced.assign(observed.size(), nullptr);
+    for (std::size_t i = 0; i < observed.size(); ++i)
+        if (m.same[i] == nullptr)
+            m.replaced[i] = take([&](const statefile::ProcessState* p) {
+                return p->comm == observed[i].report.info.comm;
+            });
+    if (observed.size() == 1 && m.same[0] == nullptr && m.replaced[0] == nullptr &&
+        unmatched.size() == 1) {
+        m.replaced[0] = unmatched.front();
+        unmatched.clear();
+    }
+    for (const auto* p : unmatched)
+        m.gone.push_back(Gone{p->pid, p->comm});
+    return m;
+}
+
+class Judge {
+public:
+    Judge(const Thresholds& t, bool several, std::int64_t now_ms)
+        : t_(t), several_(several), now_ms_(now_ms) {}
+
+    ProcessVerdict judge(const analysis::ProcessReport& r, const statefile::ProcessState* same,
+                         const statefile::ProcessState* replaced, bool first_run) const {
+        ProcessVerdict v;
+        v.report = r;
+        if (replaced != nullptr) v.replaced_pid = replaced->pid;
+        const auto cw = r.states[TcpState::close_wait];
+        const auto est = r.states[TcpState::established];
+        v.close_wait = thresholds::evaluate(static_cast<double>(cw), t_.close_wait_warning,
+                                            t_.close_wait_critical);
+        v.established = thresholds::evaluate(static_cast<double>(est), t_.established_warning,
+                                             t_.established_critical);
+        v.stale =
+            thresholds::evaluate(static_cast<double>(r.stale), t_.stale_warning, t_.stale_critical);
+        v.status = thresholds::worst(v.close_wait, thresholds::worst(v.established, v.stale));
+
+        // A count: minimum 0, thresholds as typed.
+        const auto count = [&](const char* label, std::uint64_t value,
+                               const std::optional<Range>& warn, const std::optional<Range>& crit,
+                               std::optional<double> max = std::nullopt) {
+            v.perfdata.push_back(Perfdata{label_of(label, r.info.pid), static_cast<double>(value),
+                                          range_text(warn), range_text(crit), 0.0, max});
+        };
+        count("close_wait", cw, t_.close_wait_warning, t_.close_wait_critical);
+        count("established", est, t_.established_warning, t_.established_critical);
+        count("time_wait", r.states[TcpState::time_wait], std::nullopt, std::nullopt);
+        count("stale", r.stale, t_.stale_warning, t_.stale_critical);
+        const auto limit = r.info.fd_limit.soft;
+        count("fds", r.info.open_fds, std::nullopt, std::nullopt,
+              limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
+
+        if (same != nullptr)
+            growth(r, *same, v);
+        else if (replaced != nullptr)
+            v.growth.basis = GrowthBasis::restarted;
+        else
+            v.growth.basis = first_run ? GrowthBasis::first_run : GrowthBasis::new_process;
+        return v;
+    }
+
+private:
+    std::string label_of(std::string_view base, pid_t pid) const {
+        return several_ ? fmt::format("{}_{}", base, pid) : std::string(base);
+    }
+
+    CountGrowth rate(std::int64_t delta, double hours, bool rated) const {
+        CountGrowth g;
+        g.delta = delta;
+        g.per_hour = static_cast<double>(delta) / hours;
+        if (!rated) return g;
+        if (t_.growth_critical && t_.growth_critical->alerts(g.per_hour))
+            g.status = Status::critical;
+        else if (t_.growth_warning && t_.growth_warning->alerts(g.per_hour))
+            g.status = Status::warning;
+        return g;
+    }
+
+    void growth(const analysis::ProcessReport& r, const statefile::ProcessState& same,
+                ProcessVerdict& v) const {
+        Growth& g = v.growth;
+        const auto base = statefile::growth_base(same.history, now_ms_);
+        if (!base) {
+            g.basis = GrowthBasis::no_history;
+            return;
+        }
+        g.span_ms = now_ms_ - base->taken_at_ms;
+        g.since_ms = base->taken_at_ms;
+        if (g.span_ms <= 0) {
+            g.basis = GrowthBasis::clock_moved_back;
+            return;
+        }
+        g.basis = GrowthBasis::measured;
+        g.rated = g.span_ms >= min_growth_span_ms;
+        const double hours = static_cast<double>(g.span_ms) / 3'600'000.0;
+        g.established =
+            rate(difference(r.states[TcpState::established], base->established), hours, g.rated);
+        g.close_wait =
+            rate(difference(r.states[TcpState::close_wait], base->close_wait), hours, g.rated);
+        g.stale_delta = difference(r.stale, base->stale);
+        g.fds_delta = difference(r.info.open_fds, base->fds);
+        if (g.rated)
+            for (const auto& [label, count] : {std::pair{"established_growth", g.established},
+                                               std::pair{"close_wait_growth", g.close_wait}})
+                v.perfdata.push_back(Perfdata{
+                    label_of(label, r.info.pid), count.per_hour, growth_range(t_.growth_warning),
+                    growth_range(t_.growth_critical), std::nullopt, std::nullopt});
+        v.status = thresholds::worst(v.status,
+                                     thresholds::worst(g.established.status, g.close_wait.status));
+    }
+
+    const Thresholds& t_;
+    bool several_;
+    std::int64_t now_ms_;
+};
+
+statefile::ProcessState next_state(const Observed& o, const statefile::ProcessState* same,
+                                   std::int64_t now_ms) {
+    const auto& r = o.report;
+    statefile::ProcessState state;
+    state.pid = r.info.pid;
+    state.start_ticks = r.info.start_ticks;
+    state.comm = r.info.comm;
+    state.states = r.states;
+    state.stale = r.stale;
+    state.fds = r.info.open_fds;
+    state.cookies = o.cookies;
+    if (same != nullptr) state.history = same->history;
+    statefile::add_sample(state.history, statefile::Sample{now_ms, r.states[TcpState::established],
+                                                           r.states[TcpState::close_wait], r.stale,
+                                                           r.info.open_fds});
+    return state;
+}
+
+} // namespace
+
+std::vector<std::uint64_t> cookies_of(const scan::ProcessSnapshot& process) {
+    std::vector<std::uint64_t> cookies;
+    for (const auto& s : process.sockets)
+        if (s.cookie != 0) cookies.push_back(s.cookie);
+    return cookies;
+}
+
+scan::CookieOwners known_cookies(const statefile::State& previous,
+                                 const std::vector<Instance>& instances) {
+    scan::CookieOwners known;
+    for (const auto& instance : instances)
+        for (const auto& p : previous.processes)
+            if (p.pid == instance.pid && p.start_ticks == instance.start_ticks)
+                for (const auto cookie : p.cookies)
+                    known.emplace(cookie, instance.pid);
+    return known;
+}
+
+Verdict evaluate(const std::vector<Observed>& observed,
+                 const std::optional<statefile::State>& previous, const Thresholds& thresholds,
+                 const Run& run) {
+    const Matching m = match(observed, previous);
+    const Judge judge(thresholds, observed.size() > 1, run.now_ms);
+    Verdict v;
+    v.gone = m.gone;
+    v.next.selector = run.selector;
+    v.next.taken_at_ms = run.now_ms;
+    for (std::size_t i = 0; i < observed.size(); ++i) {
+        v.processes.push_back(
+            judge.judge(observed[i].report, m.same[i], m.replaced[i], !previous.has_value()));
+        v.status = thresholds::worst(v.status, v.processes.back().status);
+        v.next.processes.push_back(next_state(observed[i], m.same[i], run.now_ms));
+    }
+    return v;
+}
+
+} // namespace conncheck::check
