@@ -1,0 +1,65 @@
+// What the kernel reports about the traced processes' connections, as plain data: decoded from the
+// eBPF ring buffer by decode_event(), built by hand in tests.
+#pragma once
+
+#include "conncheck/tcp.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace conncheck::trace {
+
+enum class EventKind : std::uint8_t {
+    opened,    // connect() reached SYN_SENT, or accept() returned the socket
+    state,     // a TCP state change
+    reset,     // a RST arrived
+    resumed,   // data arrived after at least the configured silence
+    destroyed, // the kernel freed the socket
+    exit,      // the last thread of a traced process is exiting
+};
+
+// "opened", "state", ... (JSON "type" values).
+[[nodiscard]] std::string_view kind_name(EventKind kind);
+
+struct Event {
+    EventKind kind = EventKind::state;
+    std::uint64_t time_ns = 0;    // CLOCK_MONOTONIC
+    std::uint64_t connection = 0; // numbers this trace's connections from 1; 0 for exit
+    std::uint64_t cookie = 0;     // 0 while the kernel has assigned none
+    pid_t pid = 0;                // the process holding the socket
+    pid_t tid = 0;                // the thread that ran the event; 0 in softirq or another task
+    std::string thread;           // that thread's comm, raw: sanitize before printing
+    TcpState old_state = TcpState::unknown;
+    TcpState new_state = TcpState::unknown;
+    Endpoint local;
+    Endpoint remote;
+    bool accepted = false;        // opened by accept()
+    int socket_error = 0;         // sk_err: ECONNRESET, ETIMEDOUT...
+    std::uint64_t silence_ns = 0; // resumed: how long no data had arrived
+
+    // opened only: the user stack at the system call, innermost first (frame-pointer walk),
+    // the stack pointer and the bytes at it; stack_error is a negative errno when there is none.
+    std::vector<std::uint64_t> stack;
+    std::uint64_t stack_pointer = 0;
+    std::vector<std::uint8_t> stack_bytes;
+    int stack_error = 0;
+};
+
+// TIME_WAIT is not a state change of the socket itself: the kernel hands the connection to a
+// TIME_WAIT socket (same cookie) and moves the original to CLOSE. This is that move: from
+// FIN_WAIT1, FIN_WAIT2 or CLOSING to CLOSE without a socket error.
+[[nodiscard]] bool hands_to_time_wait(const Event& event);
+// Linux's TCP_TIMEWAIT_LEN.
+inline constexpr std::uint64_t time_wait_ns = 60'000'000'000ULL;
+
+// Decodes one ring-buffer record (struct cc_event or cc_open_event, src/bpf/trace_event.h).
+// nullopt when it is too short for its kind or the kind is unknown.
+[[nodiscard]] std::optional<Event> decode_event(std::span<const std::byte> record);
+
+} // namespace conncheck::trace

@@ -1,0 +1,57 @@
+// The kernel seam of `trace`: loads the eBPF program (src/bpf/trace.bpf.c), tells it which
+// processes to follow and hands back their connections' events. Nothing about other processes
+// crosses to user space: the program filters in the kernel.
+#pragma once
+
+#include "conncheck/trace/event.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <sys/types.h>
+#include <unordered_map>
+
+namespace conncheck::trace {
+
+struct ProbeConfig {
+    std::uint32_t max_connections = 65536;        // tracked at once; more are counted, not followed
+    std::uint64_t silence_ns = 10'000'000'000ULL; // report data resumed after this; 0 never
+};
+
+struct ProbeCounters {
+    std::uint64_t untracked_connections = 0; // opened while max_connections were tracked
+    std::uint64_t lost_events = 0;           // the ring buffer was full
+};
+
+class Probe {
+public:
+    // Loads and attaches. Throws Error(source_unavailable) saying why tracing cannot work here:
+    // built without eBPF, no kernel BTF, missing CAP_BPF and CAP_PERFMON, or the kernel refused.
+    explicit Probe(const ProbeConfig& config);
+    ~Probe();
+    Probe(const Probe&) = delete;
+    Probe& operator=(const Probe&) = delete;
+
+    // Follows the connections `pid` opens from now on.
+    void add_target(pid_t pid);
+    // A file descriptor that becomes readable when events are waiting (for poll()).
+    [[nodiscard]] int wait_fd() const;
+    // Hands every waiting event to `sink`, in the order the kernel wrote them; returns how many.
+    std::size_t drain(const std::function<void(const Event&)>& sink);
+    [[nodiscard]] ProbeCounters counters() const;
+    // When data last arrived on each connection still tracked (CLOCK_MONOTONIC ns; the open time
+    // when none has), by connection number.
+    [[nodiscard]] std::unordered_map<std::uint64_t, std::uint64_t> last_data() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Why tracing cannot work on this machine, or nullopt-like empty string when it can: checked
+// before loading anything (built without eBPF, no BTF, missing capabilities).
+[[nodiscard]] std::string unavailable_reason();
+
+} // namespace conncheck::trace

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The kernel half of `conncheck trace`: follows the TCP sockets a set of processes open, from
+ * connect()/accept() to their destruction, and sends one record per event to user space. Sockets
+ * are tracked by address in `tracked`, registered while a target thread is running: state changes
+ * caused by incoming packets run in softirq, where the current task is whoever was on the CPU. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "trace_event.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+/* Data after at least this much silence is reported (CC_EV_RESUMED); 0 reports none. */
+const volatile __u64 silence_ns = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u8);
+} targets SEC(".maps");
+
+/* Sized by the loader (the tracked-connection cap) before load. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct tracked_sock);
+} tracked SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+/* Connections not tracked because `tracked` was full, and records lost to a full ring buffer. */
+__u64 untracked_connections = 0;
+__u64 lost_events = 0;
+__u64 next_id = 0;
+
+static __always_inline bool is_target(__u32 tgid) {
+    return bpf_map_lookup_elem(&targets, &tgid) != 0;
+}
+
+static __always_inline void fill_endpoints(struct cc_event *e, struct sock *sk) {
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    e->family = (__u8)family;
+    e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    if (family == AF_INET) {
+        __be32 local = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+        __be32 remote = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+        __builtin_memcpy(e->local_addr, &local, sizeof(local));
+        __builtin_memcpy(e->remote_addr, &remote, sizeof(remote));
+    } else if (family == AF_INET6) {
+        BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+        BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    }
+}
+
+/* The current task's ids and name, when it belongs to the process owning the socket. */
+static __always_inline void fill_task(struct cc_event *e, __u32 owner) {
+    __u64 id = bpf_get_current_pid_tgid();
+    if ((__u32)(id >> 32) != owner)
+        return;
+    e->tid = (__u32)id;
+    e->flags |= CC_FLAG_TASK;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+/* Called with a trusted socket pointer: gives an accepted socket its cookie. */
+static __always_inline void assign_cookie(struct sock *sk, struct tracked_sock *t) {
+    if (!t->cookie)
+        t->cookie = bpf_get_socket_cookie(sk);
+}
+
+static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, __u8 kind,
+                                 __u8 old_state, __u8 new_state, __u64 aux) {
+    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        __sync_fetch_and_add(&lost_events, 1);
+        return;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->time_ns = bpf_ktime_get_ns();
+    e->id = t->id;
+    e->cookie = t->cookie;
+    e->aux = aux;
+    e->tgid = t->tgid;
+    e->kind = kind;
+    e->old_state = old_state;
+    e->new_state = new_state;
+    e->sk_err = BPF_CORE_READ(sk, sk_err);
+    fill_endpoints(e, sk);
+    fill_task(e, t->tgid);
+    bpf_ringbuf_submit(e, 0);
+}
+
+/* Registers a socket the current (target) thread just opened and reports it with its user stack. */
+/* `cookie` is 0 where sk is not a trusted pointer and the socket has none yet. */
+static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie, __u32 tgid,
+                                        __u8 state, __u32 flags) {
+    struct tracked_sock t = {};
+    t.cookie = cookie;
+    t.last_data_ns = bpf_ktime_get_ns();
+    t.tgid = tgid;
+    t.id = __sync_fetch_and_add(&next_id, 1) + 1;
+    __u64 key = (__u64)sk;
+    if (bpf_map_update_elem(&tracked, &key, &t, BPF_NOEXIST) != 0) {
+        /* Already tracked (a second connect() on a socket whose first one failed) is not a new
+         * connection; anything else is a full map. */
+        if (!bpf_map_lookup_elem(&tracked, &key))
+            __sync_fetch_and_add(&untracked_connections, 1);
+        return;
+    }
+
+    struct cc_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        __sync_fetch_and_add(&lost_events, 1);
+        return;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->base.time_ns = t.last_data_ns;
+    e->base.id = t.id;
+    e->base.cookie = t.cookie;
+    e->base.tgid = tgid;
+    e->base.kind = CC_EV_OPENED;
+    e->base.new_state = state;
+    e->base.flags = flags;
+    fill_endpoints(&e->base, sk);
+    fill_task(&e->base, tgid);
+
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    __u64 sp = PT_REGS_SP_CORE(regs);
+    e->base.aux = sp;
+    e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
+    long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
+    e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
+    bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
+    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return 0;
+    __u64 key = (__u64)sk;
+    struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
+    if (!t) {
+        /* connect() moves the socket to SYN_SENT in the calling thread. */
+        if (new_state != TCP_SYN_SENT)
+            return 0;
+        __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        if (is_target(tgid))
+            open_socket(ctx, sk, bpf_get_socket_cookie(sk), tgid, TCP_SYN_SENT, 0);
+        return 0;
+    }
+    assign_cookie(sk, t);
+    emit(sk, t, CC_EV_STATE, (__u8)old_state, (__u8)new_state, 0);
+    return 0;
+}
+
+/* accept() and accept4() return an fd; its socket is the child the listener created in softirq.
+ * fexit on inet_csk_accept does not load on every kernel (no ftrace trampolines), and the
+ * per-syscall tracepoints need tracefs mounted: the raw sys_exit tracepoint needs neither, and the
+ * process filter is its first test. */
+#if defined(__TARGET_ARCH_x86)
+#define CC_NR_ACCEPT 43
+#define CC_NR_ACCEPT4 288
+#define CC_SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define CC_NR_ACCEPT 202
+#define CC_NR_ACCEPT4 242
+#define CC_SYSCALL_NR(regs) BPF_CORE_READ((struct user_pt_regs *)regs, syscallno)
+#else
+#error "the accept syscall numbers of this architecture are missing"
+#endif
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
+    if (ret < 0)
+        return 0;
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!is_target(tgid))
+        return 0;
+    long nr = CC_SYSCALL_NR(regs);
+    if (nr != CC_NR_ACCEPT && nr != CC_NR_ACCEPT4)
+        return 0;
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+    struct file *file = 0;
+    if (bpf_probe_read_kernel(&file, sizeof(file), &fds[ret]) != 0 || !file)
+        return 0;
+    struct socket *sock = BPF_CORE_READ(file, private_data);
+    if (!sock)
+        return 0;
+    struct sock *sk = BPF_CORE_READ(sock, sk);
+    if (sk && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
+        open_socket(ctx, sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), tgid,
+                    BPF_CORE_READ(sk, __sk_common.skc_state), CC_FLAG_ACCEPTED);
+    return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, struct sock *sk) {
+    __u64 key = (__u64)sk;
+    struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
+    if (!t)
+        return 0;
+    assign_cookie(sk, t);
+    emit(sk, t, CC_EV_RESET, 0, BPF_CORE_READ(sk, __sk_common.skc_state), 0);
+    return 0;
+}
+
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(on_data_ready, struct sock *sk) {
+    __u64 key = (__u64)sk;
+    struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
+    if (!t)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    __u64 silent = now - t->last_data_ns;
+    t->last_data_ns = now;
+    if (silence_ns && silent >= silence_ns) {
+        assign_cookie(sk, t);
+        emit(sk, t, CC_EV_RESUMED, 0, BPF_CORE_READ(sk, __sk_common.skc_state), silent);
+    }
+    return 0;
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(on_destroy, struct sock *sk) {
+    __u64 key = (__u64)sk;
+    struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
+    if (!t)
+        return 0;
+    assign_cookie(sk, t);
+    emit(sk, t, CC_EV_DESTROYED, 0, BPF_CORE_READ(sk, __sk_common.skc_state), 0);
+    bpf_map_delete_elem(&tracked, &key);
+    return 0;
+}
+
+/* The whole process is exiting: what it still holds is closed by the kernel from here on. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_process_exit, struct task_struct *task) {
+    __u32 tgid = BPF_CORE_READ(task, tgid);
+    if (!is_target(tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
+        return 0;
+    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        __sync_fetch_and_add(&lost_events, 1);
+        return 0;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->time_ns = bpf_ktime_get_ns();
+    e->tgid = tgid;
+    e->tid = BPF_CORE_READ(task, pid);
+    e->kind = CC_EV_EXIT;
+    e->flags = CC_FLAG_TASK;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}

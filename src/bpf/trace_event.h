@@ -1,0 +1,64 @@
+/* The records trace.bpf.c writes to its ring buffer, shared with the loader
+ * (src/core/trace/probe.cpp) and the decoder (src/core/trace/decode.cpp). Plain C with fixed-size
+ * fields: the BPF side sees these through vmlinux.h, user space through <linux/types.h>. */
+#ifndef CONNCHECK_TRACE_EVENT_H
+#define CONNCHECK_TRACE_EVENT_H
+
+#define CC_STACK_FRAMES 32
+/* Raw bytes from the user stack pointer at the syscall: enough for libc's wrapper frame, so the
+ * loader can recover the caller's return address from the unwind tables (the wrapper itself
+ * keeps no frame pointer). */
+#define CC_STACK_BYTES 128
+
+enum cc_event_kind {
+    CC_EV_OPENED = 1,    /* connect() reached SYN_SENT, or accept() returned the socket */
+    CC_EV_STATE = 2,     /* any TCP state change of a tracked socket */
+    CC_EV_RESET = 3,     /* a RST arrived on a tracked socket */
+    CC_EV_RESUMED = 4,   /* data arrived after at least silence_ns without any */
+    CC_EV_DESTROYED = 5, /* the kernel freed the socket (tcp_destroy_sock) */
+    CC_EV_EXIT = 6,      /* the last thread of a target process is exiting */
+};
+
+enum cc_event_flags {
+    CC_FLAG_ACCEPTED = 1, /* opened by accept() */
+    CC_FLAG_TASK = 2,     /* a thread of the target process was running (tid, comm are its) */
+};
+
+struct cc_event {
+    __u64 time_ns; /* CLOCK_MONOTONIC */
+    __u64 id;      /* numbers the connections of one trace from 1 */
+    __u64 cookie;  /* the socket cookie, 0 while the kernel has assigned none */
+    __u64 aux; /* RESUMED: ns of silence; OPENED: user stack pointer */
+    __u32 tgid;
+    __u32 tid;
+    __u8 kind;
+    __u8 family;
+    __u8 old_state;
+    __u8 new_state;
+    __u16 local_port; /* host byte order */
+    __u16 remote_port;
+    __u8 local_addr[16]; /* IPv4 in the first 4 bytes */
+    __u8 remote_addr[16];
+    char comm[16];
+    __u32 flags;
+    __s32 sk_err;
+};
+
+struct cc_open_event {
+    struct cc_event base;
+    __s32 stack_size;       /* bytes of stack[] filled, or a negative errno */
+    __s32 stack_bytes_size; /* bytes of stack_bytes[] filled, or a negative errno */
+    __u64 stack[CC_STACK_FRAMES];
+    __u8 stack_bytes[CC_STACK_BYTES];
+};
+
+/* The value of the `tracked` map, keyed by the socket's address. */
+struct tracked_sock {
+    __u64 id;           /* this trace's number for the connection: cookies may not exist yet */
+    __u64 cookie;       /* 0 until a hook with a trusted socket pointer assigns it */
+    __u64 last_data_ns; /* the open time until data arrives */
+    __u32 tgid;
+    __u32 pad;
+};
+
+#endif

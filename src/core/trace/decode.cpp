@@ -1,0 +1,127 @@
+#include "conncheck/trace/event.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <linux/types.h>
+
+extern "C" {
+#include "trace_event.h"
+}
+
+namespace conncheck::trace {
+
+std::string_view kind_name(EventKind kind) {
+    switch (kind) {
+    case EventKind::opened:
+        return "opened";
+    case EventKind::state:
+        return "state";
+    case EventKind::reset:
+        return "reset";
+    case EventKind::resumed:
+        return "resumed";
+    case EventKind::destroyed:
+        return "destroyed";
+    case EventKind::exit:
+        return "exit";
+    }
+    return "unknown";
+}
+
+bool hands_to_time_wait(const Event& event) {
+    if (event.kind != EventKind::state || event.new_state != TcpState::close ||
+        event.socket_error != 0)
+        return false;
+    return event.old_state == TcpState::fin_wait1 || event.old_state == TcpState::fin_wait2 ||
+           event.old_state == TcpState::closing;
+}
+
+namespace {
+
+TcpState to_state(std::uint8_t value) {
+    return value < tcp_state_count ? static_cast<TcpState>(value) : TcpState::unknown;
+}
+
+Endpoint to_endpoint(std::uint8_t family, const std::uint8_t (&addr)[16], std::uint16_t port) {
+    Endpoint e;
+    e.family = family;
+    e.port = port;
+    // The kernel keeps an IPv4 address in the first four bytes; Endpoint wants it there too.
+    std::copy(std::begin(addr), std::end(addr), e.addr.begin());
+    return e;
+}
+
+std::string comm_of(const char (&comm)[16]) {
+    return std::string(comm, ::strnlen(comm, sizeof comm));
+}
+
+} // namespace
+
+std::optional<Event> decode_event(std::span<const std::byte> record) {
+    cc_event raw{};
+    if (record.size() < sizeof raw) return std::nullopt;
+    std::memcpy(&raw, record.data(), sizeof raw);
+
+    Event e;
+    switch (raw.kind) {
+    case CC_EV_OPENED:
+        e.kind = EventKind::opened;
+        break;
+    case CC_EV_STATE:
+        e.kind = EventKind::state;
+        break;
+    case CC_EV_RESET:
+        e.kind = EventKind::reset;
+        break;
+    case CC_EV_RESUMED:
+        e.kind = EventKind::resumed;
+        break;
+    case CC_EV_DESTROYED:
+        e.kind = EventKind::destroyed;
+        break;
+    case CC_EV_EXIT:
+        e.kind = EventKind::exit;
+        break;
+    default:
+        return std::nullopt;
+    }
+    e.time_ns = raw.time_ns;
+    e.connection = raw.id;
+    e.cookie = raw.cookie;
+    e.pid = static_cast<pid_t>(raw.tgid);
+    if ((raw.flags & CC_FLAG_TASK) != 0) {
+        e.tid = static_cast<pid_t>(raw.tid);
+        e.thread = comm_of(raw.comm);
+    }
+    e.old_state = to_state(raw.old_state);
+    e.new_state = to_state(raw.new_state);
+    if (e.kind != EventKind::exit) {
+        e.local = to_endpoint(raw.family, raw.local_addr, raw.local_port);
+        e.remote = to_endpoint(raw.family, raw.remote_addr, raw.remote_port);
+    }
+    e.accepted = (raw.flags & CC_FLAG_ACCEPTED) != 0;
+    e.socket_error = raw.sk_err;
+    if (e.kind == EventKind::resumed) e.silence_ns = raw.aux;
+
+    if (e.kind == EventKind::opened) {
+        cc_open_event open{};
+        if (record.size() < sizeof open) return std::nullopt;
+        std::memcpy(&open, record.data(), sizeof open);
+        e.stack_pointer = raw.aux;
+        if (open.stack_size < 0) {
+            e.stack_error = open.stack_size;
+        } else {
+            const auto frames = std::min<std::size_t>(
+                static_cast<std::size_t>(open.stack_size) / sizeof(__u64), CC_STACK_FRAMES);
+            e.stack.assign(open.stack, open.stack + frames);
+        }
+        if (open.stack_bytes_size > 0) {
+            const auto bytes = std::min<std::size_t>(
+                static_cast<std::size_t>(open.stack_bytes_size), CC_STACK_BYTES);
+            e.stack_bytes.assign(open.stack_bytes, open.stack_bytes + bytes);
+        }
+    }
+    return e;
+}
+
+} // namespace conncheck::trace

@@ -1,0 +1,157 @@
+#include "conncheck/trace/probe.hpp"
+
+#include "conncheck/error.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fmt/core.h>
+#include <linux/capability.h>
+#include <span>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+extern "C" {
+#include "trace_event.h"
+}
+#include "trace.skel.h"
+
+namespace conncheck::trace {
+
+namespace {
+
+// libbpf explains a failed load on its log callback; the last warning becomes the error's detail
+// instead of going to stderr.
+std::string g_last_libbpf_warning;
+
+int capture_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+    if (level != LIBBPF_WARN) return 0;
+    char line[512];
+    std::vsnprintf(line, sizeof line, format, args);
+    g_last_libbpf_warning = line;
+    while (!g_last_libbpf_warning.empty() && g_last_libbpf_warning.back() == '\n')
+        g_last_libbpf_warning.pop_back();
+    return 0;
+}
+
+bool has_capability(const __user_cap_data_struct (&data)[2], int cap) {
+    return (data[cap / 32].effective & (1U << (cap % 32))) != 0;
+}
+
+} // namespace
+
+std::string unavailable_reason() {
+    if (::access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+        return "eBPF tracing needs the kernel's BTF type information, and "
+               "/sys/kernel/btf/vmlinux is missing (a kernel built without CONFIG_DEBUG_INFO_BTF)";
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capget, &header, data) == 0 && !has_capability(data, CAP_SYS_ADMIN) &&
+        !(has_capability(data, CAP_BPF) && has_capability(data, CAP_PERFMON)))
+        return "eBPF tracing needs CAP_BPF and CAP_PERFMON (or root)";
+    return {};
+}
+
+struct Probe::Impl {
+    trace_bpf* skel = nullptr;
+    ring_buffer* events = nullptr;
+    const std::function<void(const Event&)>* sink = nullptr;
+    std::size_t delivered = 0;
+
+    ~Impl() {
+        ring_buffer__free(events);
+        trace_bpf__destroy(skel);
+    }
+
+    static int on_record(void* ctx, void* data, std::size_t size) {
+        auto* self = static_cast<Impl*>(ctx);
+        const auto record = std::span(static_cast<const std::byte*>(data), size);
+        if (const auto event = decode_event(record); event && self->sink) {
+            (*self->sink)(*event);
+            ++self->delivered;
+        }
+        return 0;
+    }
+};
+
+namespace {
+
+[[noreturn]] void refused(const std::string& what, int err) {
+    std::string detail = g_last_libbpf_warning.empty() ? std::strerror(err) : g_last_libbpf_warning;
+    if (err == EPERM || err == EACCES)
+        throw Error(Errc::source_unavailable,
+                    fmt::format("the kernel refused to {} ({}); eBPF tracing needs CAP_BPF and "
+                                "CAP_PERFMON (or root)",
+                                what, detail));
+    throw Error(Errc::source_unavailable, fmt::format("cannot {}: {}", what, detail));
+}
+
+} // namespace
+
+Probe::Probe(const ProbeConfig& config) : impl_(std::make_unique<Impl>()) {
+    if (const std::string reason = unavailable_reason(); !reason.empty())
+        throw Error(Errc::source_unavailable, reason);
+    libbpf_set_print(capture_libbpf);
+    g_last_libbpf_warning.clear();
+
+    impl_->skel = trace_bpf__open();
+    if (!impl_->skel) refused("open the eBPF program", errno);
+    impl_->skel->rodata->silence_ns = config.silence_ns;
+    if (bpf_map__set_max_entries(impl_->skel->maps.tracked, config.max_connections) != 0)
+        refused("size the connection map", errno);
+    if (const int err = trace_bpf__load(impl_->skel); err != 0)
+        refused("load the eBPF program", -err);
+    if (const int err = trace_bpf__attach(impl_->skel); err != 0)
+        refused("attach the eBPF program", -err);
+    impl_->events = ring_buffer__new(bpf_map__fd(impl_->skel->maps.events), Impl::on_record,
+                                     impl_.get(), nullptr);
+    if (!impl_->events) refused("open the event ring buffer", errno);
+}
+
+Probe::~Probe() = default;
+
+void Probe::add_target(pid_t pid) {
+    const __u32 key = static_cast<__u32>(pid);
+    const __u8 yes = 1;
+    if (bpf_map__update_elem(impl_->skel->maps.targets, &key, sizeof key, &yes, sizeof yes,
+                             BPF_ANY) != 0)
+        throw_errno(fmt::format("cannot trace process {}", pid), errno);
+}
+
+int Probe::wait_fd() const {
+    return ring_buffer__epoll_fd(impl_->events);
+}
+
+std::size_t Probe::drain(const std::function<void(const Event&)>& sink) {
+    impl_->sink = &sink;
+    impl_->delivered = 0;
+    const int n = ring_buffer__consume(impl_->events);
+    impl_->sink = nullptr;
+    if (n < 0) throw_errno("cannot read the event ring buffer", -n);
+    return impl_->delivered;
+}
+
+ProbeCounters Probe::counters() const {
+    const volatile auto* bss = impl_->skel->bss;
+    return {bss->untracked_connections, bss->lost_events};
+}
+
+std::unordered_map<std::uint64_t, std::uint64_t> Probe::last_data() const {
+    std::unordered_map<std::uint64_t, std::uint64_t> out;
+    const int fd = bpf_map__fd(impl_->skel->maps.tracked);
+    __u64 key = 0;
+    __u64 next = 0;
+    const void* previous = nullptr;
+    while (bpf_map_get_next_key(fd, previous, &next) == 0) {
+        tracked_sock value{};
+        if (bpf_map_lookup_elem(fd, &next, &value) == 0) out[value.id] = value.last_data_ns;
+        key = next;
+        previous = &key;
+    }
+    return out;
+}
+
+} // namespace conncheck::trace

@@ -1,0 +1,130 @@
+// Ring-buffer records as the eBPF program writes them (src/bpf/trace_event.h), decoded.
+#include "conncheck/trace/event.hpp"
+
+#include <arpa/inet.h>
+#include <cstring>
+#include <doctest/doctest.h>
+#include <linux/types.h>
+#include <vector>
+
+extern "C" {
+#include "trace_event.h"
+}
+
+using namespace conncheck;
+using namespace conncheck::trace;
+
+namespace {
+
+template <typename T>
+std::vector<std::byte> bytes_of(const T& value, std::size_t size = sizeof(T)) {
+    std::vector<std::byte> out(size);
+    std::memcpy(out.data(), &value, std::min(size, sizeof(T)));
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("an opened record: endpoints, thread, stack and the bytes at the stack pointer") {
+    cc_open_event raw{};
+    raw.base.time_ns = 123;
+    raw.base.id = 7;
+    raw.base.cookie = 0xabc;
+    raw.base.aux = 0x7ffd0000;
+    raw.base.tgid = 42;
+    raw.base.tid = 43;
+    raw.base.kind = CC_EV_OPENED;
+    raw.base.family = AF_INET;
+    raw.base.new_state = 2;
+    raw.base.local_port = 0;
+    raw.base.remote_port = 9443;
+    const std::uint8_t remote[4] = {10, 1, 2, 3};
+    std::memcpy(raw.base.remote_addr, remote, 4);
+    std::strcpy(raw.base.comm, "ws-client");
+    raw.base.flags = CC_FLAG_TASK;
+    raw.stack_size = 3 * 8;
+    raw.stack[0] = 0x1000;
+    raw.stack[1] = 0x2000;
+    raw.stack[2] = 0x3000;
+    raw.stack_bytes_size = CC_STACK_BYTES;
+    raw.stack_bytes[0] = 0x5a;
+
+    const auto e = decode_event(bytes_of(raw));
+    REQUIRE(e);
+    CHECK(e->kind == EventKind::opened);
+    CHECK(e->connection == 7);
+    CHECK(e->cookie == 0xabc);
+    CHECK(e->pid == 42);
+    CHECK(e->tid == 43);
+    CHECK(e->thread == "ws-client");
+    CHECK(e->new_state == TcpState::syn_sent);
+    CHECK(e->remote.to_string() == "10.1.2.3:9443");
+    CHECK(e->stack == std::vector<std::uint64_t>{0x1000, 0x2000, 0x3000});
+    CHECK(e->stack_pointer == 0x7ffd0000);
+    CHECK(e->stack_bytes.size() == CC_STACK_BYTES);
+    CHECK(e->stack_bytes[0] == 0x5a);
+    CHECK(!e->accepted);
+}
+
+TEST_CASE("a state change in softirq carries no thread; a failed stack is an error") {
+    cc_event raw{};
+    raw.kind = CC_EV_STATE;
+    raw.family = AF_INET6;
+    raw.old_state = 1;
+    raw.new_state = 8;
+    raw.tid = 99; // whoever ran the softirq: not reported without CC_FLAG_TASK
+    std::strcpy(raw.comm, "swapper/0");
+    const auto e = decode_event(bytes_of(raw));
+    REQUIRE(e);
+    CHECK(e->tid == 0);
+    CHECK(e->thread.empty());
+    CHECK(e->old_state == TcpState::established);
+    CHECK(e->new_state == TcpState::close_wait);
+
+    cc_open_event open{};
+    open.base.kind = CC_EV_OPENED;
+    open.stack_size = -14;
+    open.stack_bytes_size = -14;
+    const auto o = decode_event(bytes_of(open));
+    REQUIRE(o);
+    CHECK(o->stack.empty());
+    CHECK(o->stack_error == -14);
+    CHECK(o->stack_bytes.empty());
+}
+
+TEST_CASE("short records, unknown kinds and out-of-range sizes are refused or clamped") {
+    cc_event raw{};
+    raw.kind = CC_EV_DESTROYED;
+    CHECK(!decode_event(bytes_of(raw, sizeof raw - 1)));
+    raw.kind = 200;
+    CHECK(!decode_event(bytes_of(raw)));
+    raw.kind = CC_EV_OPENED; // an opened record needs the stack part too
+    CHECK(!decode_event(bytes_of(raw)));
+    raw.kind = CC_EV_STATE;
+    raw.new_state = 77;
+    CHECK(decode_event(bytes_of(raw))->new_state == TcpState::unknown);
+
+    cc_open_event open{};
+    open.base.kind = CC_EV_OPENED;
+    open.stack_size = 1 << 30;
+    open.stack_bytes_size = 1 << 30;
+    const auto o = decode_event(bytes_of(open));
+    REQUIRE(o);
+    CHECK(o->stack.size() == CC_STACK_FRAMES);
+    CHECK(o->stack_bytes.size() == CC_STACK_BYTES);
+}
+
+TEST_CASE("TIME_WAIT hand-off: FIN_WAIT1/2 or CLOSING to CLOSE, without a socket error") {
+    Event e;
+    e.kind = EventKind::state;
+    e.new_state = TcpState::close;
+    for (auto from : {TcpState::fin_wait1, TcpState::fin_wait2, TcpState::closing}) {
+        e.old_state = from;
+        CHECK(hands_to_time_wait(e));
+    }
+    e.socket_error = 104;
+    CHECK(!hands_to_time_wait(e));
+    e.socket_error = 0;
+    e.old_state = TcpState::last_ack;
+    CHECK(!hands_to_time_wait(e));
+}
