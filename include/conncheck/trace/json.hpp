@@ -1,0 +1,28 @@
+// `trace --json`: one object per event, one per line, and the ledger last ("type": "ledger").
+// Times are UTC wall-clock strings with milliseconds; the kernel's monotonic timestamps are turned
+// into them with one offset taken when the trace starts.
+#pragma once
+
+#include "conncheck/trace/event.hpp"
+#include "conncheck/trace/ledger.hpp"
+#include "conncheck/trace/probe.hpp"
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace conncheck::trace {
+
+// CLOCK_REALTIME minus CLOCK_MONOTONIC now, in ns.
+[[nodiscard]] std::int64_t wall_clock_offset_ns();
+// "2026-11-28T09:40:11.203Z" for a CLOCK_MONOTONIC time.
+[[nodiscard]] std::string wall_time(std::uint64_t monotonic_ns, std::int64_t offset_ns);
+
+[[nodiscard]] nlohmann::json call_site_json(const CallSite& site);
+// `site` is used for opened events only.
+[[nodiscard]] nlohmann::json event_json(const Event& event, const CallSite& site,
+                                        std::int64_t offset_ns);
+[[nodiscard]] nlohmann::json ledger_json(const LedgerReport& report, const ProbeCounters& counters,
+                                         std::int64_t offset_ns);
+
+} // namespace conncheck::trace

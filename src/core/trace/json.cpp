@@ -1,0 +1,175 @@
+#include "conncheck/trace/json.hpp"
+
+#include "conncheck/text.hpp"
+
+#include <ctime>
+#include <fmt/core.h>
+
+namespace conncheck::trace {
+
+std::int64_t wall_clock_offset_ns() {
+    timespec mono{};
+    timespec real{};
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    ::clock_gettime(CLOCK_REALTIME, &real);
+    const auto ns = [](const timespec& t) {
+        return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+    };
+    return ns(real) - ns(mono);
+}
+
+std::string wall_time(std::uint64_t monotonic_ns, std::int64_t offset_ns) {
+    const std::int64_t wall = static_cast<std::int64_t>(monotonic_ns) + offset_ns;
+    const std::time_t seconds = static_cast<std::time_t>(wall / 1'000'000'000);
+    const auto millis = (wall % 1'000'000'000) / 1'000'000;
+    std::tm tm{};
+    ::gmtime_r(&seconds, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+}
+
+namespace {
+
+nlohmann::json optional_time(const std::optional<std::uint64_t>& ns, std::int64_t offset) {
+    return ns ? nlohmann::json(wall_time(*ns, offset)) : nlohmann::json(nullptr);
+}
+
+nlohmann::json optional_seconds(const std::optional<std::uint64_t>& ns) {
+    return ns ? nlohmann::json(static_cast<double>(*ns) / 1e9) : nlohmann::json(nullptr);
+}
+
+std::string peer_string(const PeerKey& peer) {
+    return peer.accepted ? peer.endpoint.address_string() : peer.endpoint.to_string();
+}
+
+nlohmann::json connection_json(const Connection& c, std::int64_t offset) {
+    return {
+        {"connection", c.id},
+        {"cookie", c.cookie},
+        {"pid", c.pid},
+        {"tid", c.tid},
+        {"thread", text::sanitize(c.thread)},
+        {"local", c.local.to_string()},
+        {"remote", c.remote.to_string()},
+        {"accepted", c.accepted},
+        {"state", state_name(c.state)},
+        {"opened", wall_time(c.opened_ns, offset)},
+        {"last_data", wall_time(c.last_data_ns, offset)},
+        {"peer_closed", optional_time(c.peer_closed_ns, offset)},
+        {"closed_by_exit", c.closed_by_exit},
+    };
+}
+
+} // namespace
+
+nlohmann::json call_site_json(const CallSite& site) {
+    nlohmann::json frames = nlohmann::json::array();
+    for (const auto& f : site.frames)
+        frames.push_back(text::sanitize(f));
+    return {{"frames", frames},
+            {"stops", site.stops.empty() ? nlohmann::json(nullptr) : nlohmann::json(site.stops)}};
+}
+
+nlohmann::json event_json(const Event& e, const CallSite& site, std::int64_t offset) {
+    nlohmann::json j = {
+        {"type", kind_name(e.kind)},
+        {"time", wall_time(e.time_ns, offset)},
+        {"pid", e.pid},
+    };
+    if (e.tid != 0) {
+        j["tid"] = e.tid;
+        j["thread"] = text::sanitize(e.thread);
+    }
+    if (e.kind == EventKind::exit) return j;
+    j["connection"] = e.connection;
+    j["cookie"] = e.cookie;
+    j["local"] = e.local.to_string();
+    j["remote"] = e.remote.to_string();
+    switch (e.kind) {
+    case EventKind::opened:
+        j["accepted"] = e.accepted;
+        j["state"] = state_name(e.new_state);
+        j["call_site"] = call_site_json(site);
+        break;
+    case EventKind::state:
+        j["from"] = state_name(e.old_state);
+        j["to"] = state_name(e.new_state);
+        if (hands_to_time_wait(e)) {
+            j["time_wait"] = true;
+            j["time_wait_expires"] = wall_time(e.time_ns + time_wait_ns, offset);
+        }
+        if (e.socket_error != 0) j["socket_error"] = e.socket_error;
+        break;
+    case EventKind::resumed:
+        j["silent_seconds"] = static_cast<double>(e.silence_ns) / 1e9;
+        j["state"] = state_name(e.new_state);
+        break;
+    case EventKind::reset:
+    case EventKind::destroyed:
+        j["state"] = state_name(e.new_state);
+        break;
+    case EventKind::exit:
+        break;
+    }
+    return j;
+}
+
+nlohmann::json ledger_json(const LedgerReport& r, const ProbeCounters& counters,
+                           std::int64_t offset) {
+    nlohmann::json leaks = nlohmann::json::array();
+    for (const auto& g : r.groups) {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& l : g.leaks) {
+            nlohmann::json item = connection_json(l.connection, offset);
+            item["kind"] = leak_name(l.kind);
+            item["since"] = wall_time(l.since_ns, offset);
+            item["for_seconds"] =
+                static_cast<double>(r.end_ns - std::min(r.end_ns, l.since_ns)) / 1e9;
+            if (l.kind == LeakKind::zombie)
+                item["successor"] = {{"connection", l.successor},
+                                     {"cookie", l.successor_cookie},
+                                     {"opened", wall_time(l.successor_opened_ns, offset)}};
+            list.push_back(std::move(item));
+        }
+        leaks.push_back({{"call_site", call_site_json(g.call_site)},
+                         {"thread", text::sanitize(g.thread)},
+                         {"peer", peer_string(g.peer)},
+                         {"connections", std::move(list)}});
+    }
+    nlohmann::json peers = nlohmann::json::array();
+    for (const auto& p : r.peers)
+        peers.push_back({
+            {"peer", peer_string(p.peer)},
+            {"accepted", p.peer.accepted},
+            {"opened", p.opened},
+            {"ended", p.ended},
+            {"held", p.held},
+            {"opens_per_minute", p.opens_per_minute},
+            {"ends_per_minute", p.ends_per_minute},
+            {"time_wait_handed", p.time_wait_handed},
+            {"time_wait_now", p.time_wait_now},
+            {"oldest_held_opened", optional_time(p.oldest_held_opened_ns, offset)},
+            {"reconnect_seconds",
+             {{"min", optional_seconds(p.reconnect_min_ns)},
+              {"median", optional_seconds(p.reconnect_median_ns)},
+              {"max", optional_seconds(p.reconnect_max_ns)}}},
+        });
+    nlohmann::json exited = nlohmann::json::object();
+    for (const auto& [pid, ns] : r.exited)
+        exited[std::to_string(pid)] = wall_time(ns, offset);
+    return {
+        {"type", "ledger"},
+        {"start", wall_time(r.start_ns, offset)},
+        {"end", wall_time(r.end_ns, offset)},
+        {"seconds", static_cast<double>(r.end_ns - std::min(r.end_ns, r.start_ns)) / 1e9},
+        {"connections", r.connections},
+        {"held", r.held},
+        {"untracked_connections", counters.untracked_connections},
+        {"lost_events", counters.lost_events},
+        {"exited", exited},
+        {"leaks", leaks},
+        {"peers", peers},
+    };
+}
+
+} // namespace conncheck::trace

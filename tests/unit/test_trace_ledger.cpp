@@ -1,0 +1,281 @@
+// The ledger on hand-built event streams: which held connections are leaks, grouped how, and the
+// per-peer account; and the JSON each event and the ledger become.
+#include "conncheck/trace/json.hpp"
+#include "conncheck/trace/ledger.hpp"
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <string>
+
+using namespace conncheck;
+using namespace conncheck::trace;
+
+namespace {
+
+constexpr std::uint64_t s = 1'000'000'000ULL;
+
+Endpoint v4(const char* addr, std::uint16_t port) {
+    Endpoint e;
+    e.family = AF_INET;
+    ::inet_pton(AF_INET, addr, e.addr.data());
+    e.port = port;
+    return e;
+}
+
+Endpoint v6(const char* addr, std::uint16_t port) {
+    Endpoint e;
+    e.family = AF_INET6;
+    ::inet_pton(AF_INET6, addr, e.addr.data());
+    e.port = port;
+    return e;
+}
+
+const Endpoint exchange = v4("10.1.2.3", 9443);
+
+Event opened(std::uint64_t id, std::uint64_t t, Endpoint remote = exchange,
+             std::uint16_t local_port = 0) {
+    Event e;
+    e.kind = EventKind::opened;
+    e.time_ns = t;
+    e.connection = id;
+    e.cookie = 0x100 + id;
+    e.pid = 42;
+    e.tid = 43;
+    e.thread = "ws-client";
+    e.remote = remote;
+    e.local = v4("10.0.0.5", local_port);
+    e.new_state = TcpState::syn_sent;
+    return e;
+}
+
+Event change(std::uint64_t id, std::uint64_t t, TcpState from, TcpState to, pid_t tid = 0,
+             int error = 0) {
+    Event e;
+    e.kind = EventKind::state;
+    e.time_ns = t;
+    e.connection = id;
+    e.cookie = 0x100 + id;
+    e.pid = 42;
+    e.tid = tid;
+    e.old_state = from;
+    e.new_state = to;
+    e.remote = exchange;
+    e.local = v4("10.0.0.5", static_cast<std::uint16_t>(40000 + id));
+    e.socket_error = error;
+    return e;
+}
+
+Event simple(EventKind kind, std::uint64_t id, std::uint64_t t) {
+    Event e = change(id, t, TcpState::unknown, TcpState::unknown);
+    e.kind = kind;
+    return e;
+}
+
+const CallSite feed_site{{"connect (libc.so.6)", "open_feed (client.cpp:42)"}, ""};
+const CallSite rest_site{{"connect (libc.so.6)", "fetch_snapshot (rest.cpp:7)"}, ""};
+
+void establish(Ledger& l, std::uint64_t id, std::uint64_t t, const CallSite& site = feed_site) {
+    l.add(opened(id, t), site);
+    l.add(change(id, t + 1000, TcpState::syn_sent, TcpState::established));
+}
+
+// Our close, peer answers, our socket ends in TIME_WAIT, then is freed.
+void close_actively(Ledger& l, std::uint64_t id, std::uint64_t t) {
+    l.add(change(id, t, TcpState::established, TcpState::fin_wait1, 43));
+    l.add(change(id, t + 100, TcpState::fin_wait1, TcpState::fin_wait2));
+    l.add(change(id, t + 200, TcpState::fin_wait2, TcpState::close));
+    l.add(simple(EventKind::destroyed, id, t + 300));
+}
+
+} // namespace
+
+TEST_CASE("a peer's FIN never answered is a CLOSE_WAIT leak at the call site that opened it") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    establish(l, 2, 2 * s, rest_site);
+    l.add(change(1, 10 * s, TcpState::established, TcpState::close_wait));
+    // The second one went to CLOSE_WAIT too, but was then closed: no leak.
+    l.add(change(2, 11 * s, TcpState::established, TcpState::close_wait));
+    l.add(change(2, 12 * s, TcpState::close_wait, TcpState::last_ack, 43));
+    l.add(change(2, 12 * s + 100, TcpState::last_ack, TcpState::close));
+    l.add(simple(EventKind::destroyed, 2, 12 * s + 200));
+
+    const LedgerReport r = l.report(100 * s);
+    CHECK(r.connections == 2);
+    CHECK(r.held == 1);
+    REQUIRE(r.groups.size() == 1);
+    CHECK(r.groups[0].call_site == feed_site);
+    CHECK(r.groups[0].thread == "ws-client");
+    CHECK(r.groups[0].peer.endpoint == exchange);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    const Leak& leak = r.groups[0].leaks[0];
+    CHECK(leak.kind == LeakKind::close_wait);
+    CHECK(leak.connection.id == 1);
+    CHECK(leak.since_ns == 10 * s);
+    // The local port learnt after SYN_SENT.
+    CHECK(leak.connection.local.port == 40001);
+}
+
+TEST_CASE("a silent connection replaced by a newer one to the same peer is a zombie") {
+    LedgerConfig config;
+    config.zombie_silence_ns = 5 * s;
+    Ledger l(0, config);
+    establish(l, 1, 1 * s);
+    l.add(simple(EventKind::resumed, 1, 3 * s)); // data until 3 s, then silence
+    establish(l, 2, 9 * s);                      // reconnect without closing #1
+    l.add(simple(EventKind::resumed, 2, 30 * s));
+    l.note_last_data(2, 39 * s);
+
+    const LedgerReport r = l.report(40 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    const Leak& z = r.groups[0].leaks[0];
+    CHECK(z.kind == LeakKind::zombie);
+    CHECK(z.connection.id == 1);
+    CHECK(z.since_ns == 3 * s);
+    CHECK(z.successor == 2);
+    CHECK(z.successor_cookie == 0x102);
+    CHECK(z.successor_opened_ns == 9 * s);
+}
+
+TEST_CASE("parallel connections still getting data, or not silent long enough, are no zombies") {
+    LedgerConfig config;
+    config.zombie_silence_ns = 5 * s;
+    Ledger l(0, config);
+    establish(l, 1, 1 * s);
+    establish(l, 2, 2 * s);
+    // Both received data after the other opened: a pool, not a reconnect.
+    l.note_last_data(1, 20 * s);
+    l.note_last_data(2, 20 * s);
+    establish(l, 3, 21 * s);
+    establish(l, 4, 22 * s); // #3 is silent since 21 s, only 3 s at the end
+    const LedgerReport r = l.report(24 * s);
+    CHECK(r.groups.empty());
+    CHECK(r.held == 4);
+}
+
+TEST_CASE("TIME_WAIT is attributed per peer exactly, and expires after 60 s") {
+    Ledger l(0);
+    const Endpoint other = v4("10.9.9.9", 80);
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        establish(l, id, id * s);
+        close_actively(l, id, id * s + 500);
+    }
+    Event far = opened(4, 70 * s, other);
+    l.add(far);
+    l.add(change(4, 70 * s + 1, TcpState::syn_sent, TcpState::established));
+    // A reset in FIN_WAIT2 closes with an error: no TIME_WAIT socket is left.
+    l.add(change(4, 71 * s, TcpState::established, TcpState::fin_wait1, 43));
+    l.add(change(4, 71 * s + 1, TcpState::fin_wait1, TcpState::fin_wait2));
+    l.add(simple(EventKind::reset, 4, 72 * s));
+    l.add(change(4, 72 * s + 1, TcpState::fin_wait2, TcpState::close, 0, 104));
+
+    const LedgerReport r = l.report(62 * s + 300);
+    CHECK(r.groups.empty());
+    REQUIRE(r.peers.size() == 2);
+    const PeerSummary& p = r.peers[0];
+    CHECK(p.peer.endpoint == exchange);
+    CHECK(p.opened == 3);
+    CHECK(p.ended == 3);
+    CHECK(p.held == 0);
+    CHECK(p.time_wait_handed == 3);
+    // Closed at 1.5 s, 2.5 s, 3.5 s (+200 ns): at 62.0000003 s the first has expired.
+    CHECK(p.time_wait_now == 2);
+    CHECK(*p.reconnect_min_ns == 1 * s);
+    CHECK(*p.reconnect_max_ns == 1 * s);
+    CHECK(r.peers[1].time_wait_handed == 0);
+}
+
+TEST_CASE("a process that exits: what it held then is the ledger, not what the kernel did after") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    l.add(change(1, 2 * s, TcpState::established, TcpState::close_wait));
+    establish(l, 2, 3 * s);
+    close_actively(l, 2, 4 * s);
+    Event exit;
+    exit.kind = EventKind::exit;
+    exit.pid = 42;
+    exit.time_ns = 5 * s;
+    l.add(exit);
+    l.add(change(1, 5 * s + 10, TcpState::close_wait, TcpState::last_ack, 43));
+    l.add(simple(EventKind::destroyed, 1, 5 * s + 20));
+
+    const LedgerReport r = l.report(6 * s);
+    CHECK(r.exited.at(42) == 5 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    CHECK(r.groups[0].leaks[0].connection.id == 1);
+    CHECK(r.groups[0].leaks[0].connection.closed_by_exit);
+}
+
+TEST_CASE("accepted connections group by the client's address; IPv4-mapped is IPv4") {
+    Ledger l(0);
+    for (std::uint64_t id = 1; id <= 2; ++id) {
+        Event e = opened(id, id * s, v6("::ffff:10.7.7.7", static_cast<std::uint16_t>(5000 + id)));
+        e.accepted = true;
+        e.new_state = TcpState::established;
+        l.add(e);
+    }
+    const LedgerReport r = l.report(10 * s);
+    REQUIRE(r.peers.size() == 1);
+    CHECK(r.peers[0].opened == 2);
+    CHECK(r.peers[0].peer.accepted);
+    CHECK(r.peers[0].peer.endpoint == v4("10.7.7.7", 0));
+}
+
+TEST_CASE("a connection reset by the peer and never closed here is a leak too") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    l.add(simple(EventKind::reset, 1, 2 * s));
+    l.add(change(1, 2 * s + 1, TcpState::established, TcpState::close, 0, 104));
+    establish(l, 2, 3 * s);
+    l.add(simple(EventKind::reset, 2, 4 * s));
+    l.add(change(2, 4 * s + 1, TcpState::established, TcpState::close, 0, 104));
+    l.add(simple(EventKind::destroyed, 2, 5 * s)); // closed: no leak
+    const LedgerReport r = l.report(10 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    CHECK(r.groups[0].leaks[0].kind == LeakKind::reset);
+    CHECK(r.groups[0].leaks[0].since_ns == 2 * s);
+    CHECK(r.groups[0].leaks[0].connection.id == 1);
+}
+
+TEST_CASE("events of a connection whose open was not seen are counted, not invented") {
+    Ledger l(0);
+    l.add(change(9, 1 * s, TcpState::established, TcpState::close_wait));
+    const LedgerReport r = l.report(2 * s);
+    CHECK(r.connections == 0);
+    CHECK(r.unknown_events == 1);
+}
+
+TEST_CASE("JSON: one object per event, the ledger typed \"ledger\" with leaks and peers") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    l.add(change(1, 10 * s, TcpState::established, TcpState::close_wait));
+    const std::int64_t offset = 1'795'000'000LL * 1'000'000'000LL; // a fixed wall clock
+    Event tw = change(1, 2 * s, TcpState::fin_wait2, TcpState::close);
+    const auto tw_json = event_json(tw, {}, offset);
+    CHECK(tw_json["type"] == "state");
+    CHECK(tw_json["time_wait"] == true);
+    CHECK(tw_json["time_wait_expires"] == wall_time(62 * s, offset));
+    Event evil = opened(5, 1 * s);
+    evil.thread = "bad\x1b[31m";
+    const auto open_json = event_json(evil, feed_site, offset);
+    CHECK(open_json["thread"] == "bad\\x1b[31m");
+    CHECK(open_json["call_site"]["frames"][1] == "open_feed (client.cpp:42)");
+    CHECK(open_json["remote"] == "10.1.2.3:9443");
+
+    const auto j = ledger_json(l.report(70 * s), ProbeCounters{3, 4}, offset);
+    CHECK(j["type"] == "ledger");
+    CHECK(j["untracked_connections"] == 3);
+    CHECK(j["lost_events"] == 4);
+    REQUIRE(j["leaks"].size() == 1);
+    CHECK(j["leaks"][0]["connections"][0]["kind"] == "close_wait");
+    CHECK(j["leaks"][0]["connections"][0]["since"] == wall_time(10 * s, offset));
+    CHECK(j["leaks"][0]["connections"][0]["for_seconds"] == 60.0);
+    CHECK(j["peers"][0]["peer"] == "10.1.2.3:9443");
+}
+
+TEST_CASE("wall_time: UTC with milliseconds") {
+    CHECK(wall_time(1'500'000, 1'700'000'000LL * 1'000'000'000LL) == "2023-11-14T22:13:20.001Z");
+}
