@@ -1,12 +1,13 @@
 // The dispatcher: builds the command line, runs the chosen front end, maps errors to exit codes.
 #include "audit.hpp"
-#include "common.hpp"
-#include "collector.hpp"
-#include "exchange_sim.hpp"
-#include "prove.hpp"
-#include "watch.hpp"
 #include "check.hpp"
+#include "collector.hpp"
+#include "common.hpp"
+#include "exchange_sim.hpp"
 #include "export.hpp"
+#include "prove.hpp"
+#include "trace.hpp"
+#include "watch.hpp"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -50,6 +51,11 @@ int main(int argc, char** argv) {
         "watch", "Watch processes' TCP connections live: counts per state, trends, churn, "
                  "exact TIME_WAIT attribution, peers and findings, redrawn every interval");
     setup_watch(*watch_cmd, watch);
+    TraceOptions trace;
+    CLI::App* trace_cmd = app.add_subcommand(
+        "trace", "Follow the life of every connection a process opens (eBPF) and, at the end, "
+                 "the ledger: the leaked ones grouped by the code that opened them");
+    setup_trace(*trace_cmd, trace);
     CheckOptions check;
     CLI::App* check_sub = app.add_subcommand(
         "check", "Monitoring Plugins check (Nagios, Icinga, cron): OK/WARNING/CRITICAL/UNKNOWN "
@@ -77,6 +83,7 @@ int main(int argc, char** argv) {
         if (exchange_sim_cmd->parsed()) return run_exchange_sim(exchange_sim);
         if (prove_cmd->parsed()) return run_prove(prove);
         if (watch_cmd->parsed()) return run_watch(watch);
+        if (trace_cmd->parsed()) return run_trace(trace);
         if (check_sub->parsed()) return run_check(check);
         if (export_sub->parsed()) return run_export(export_options);
         return run_audit(audit);

@@ -1,0 +1,362 @@
+#include "trace.hpp"
+
+#include "conncheck/error.hpp"
+#include "conncheck/proc.hpp"
+#include "conncheck/text.hpp"
+#include "conncheck/trace/json.hpp"
+#include "conncheck/trace/ledger.hpp"
+#include "conncheck/trace/probe.hpp"
+#include "conncheck/trace/symbolize.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <vector>
+
+namespace conncheck::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+
+void on_signal(int sig) {
+    g_stop = sig;
+}
+
+// SIGINT, SIGTERM and SIGHUP end the trace (and print the ledger). They stay blocked except while
+// waiting in ppoll(), so none can slip in between a check and the wait.
+class StopSignals {
+public:
+    StopSignals() {
+        g_stop = 0;
+        sigset_t set;
+        sigemptyset(&set);
+        for (int i = 0; i < 3; ++i) {
+            struct sigaction sa {};
+            sa.sa_handler = on_signal;
+            sigemptyset(&sa.sa_mask);
+            ::sigaction(signals_[i], &sa, &previous_[i]);
+            sigaddset(&set, signals_[i]);
+        }
+        ::sigprocmask(SIG_BLOCK, &set, &blocked_before_);
+    }
+    ~StopSignals() {
+        ::sigprocmask(SIG_SETMASK, &blocked_before_, nullptr);
+        for (int i = 0; i < 3; ++i)
+            ::sigaction(signals_[i], &previous_[i], nullptr);
+    }
+    StopSignals(const StopSignals&) = delete;
+    StopSignals& operator=(const StopSignals&) = delete;
+    [[nodiscard]] const sigset_t& wait_mask() const { return blocked_before_; }
+
+private:
+    const int signals_[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction previous_[3] = {};
+    sigset_t blocked_before_{};
+};
+
+std::uint64_t monotonic_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+           static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t parse_duration(const std::string& flag, const std::string& value) {
+    std::uint64_t ms = 0;
+    if (!text::parse_duration_ms(value, ms) || ms == 0)
+        throw Error(Errc::usage, fmt::format("invalid {} '{}': expected a duration such as 500ms, "
+                                             "30s, 10m or 2h",
+                                             flag, text::sanitize(value, 40)));
+    return ms;
+}
+
+// HH:MM:SS.mmm (UTC) of a wall_time() string.
+std::string clock_of(const std::string& iso) {
+    return iso.substr(11, 12);
+}
+
+std::string site_line(const trace::CallSite& site) {
+    if (site.frames.empty()) return site.stops.empty() ? "(no stack)" : site.stops;
+    std::string out;
+    // The first frame is the system call's libc wrapper: the caller is the call site.
+    for (std::size_t i = site.frames.size() > 1 ? 1 : 0; i < site.frames.size(); ++i) {
+        if (!out.empty()) out += " <- ";
+        out += text::sanitize(site.frames[i]);
+    }
+    return out;
+}
+
+std::string peer_label(const trace::PeerKey& peer) {
+    return peer.accepted ? peer.endpoint.address_string() + " (accepted)"
+                         : peer.endpoint.to_string();
+}
+
+std::string ms_since(std::uint64_t from_ns, std::uint64_t to_ns) {
+    return text::human_duration_ms((to_ns - std::min(to_ns, from_ns)) / 1'000'000);
+}
+
+class Printer {
+public:
+    Printer(bool json, std::int64_t offset) : json_(json), offset_(offset) {}
+
+    // `known` is the ledger's record of the connection: its endpoints outlive the socket's (the
+    // kernel clears the local port once the socket is unhashed).
+    void event(const trace::Event& e, const trace::CallSite& site,
+               const trace::Connection* known) const {
+        if (json_) {
+            fmt::print("{}\n", trace::event_json(e, site, offset_).dump());
+            std::fflush(stdout);
+            return;
+        }
+        const std::string at = clock_of(trace::wall_time(e.time_ns, offset_));
+        if (e.kind == trace::EventKind::exit) {
+            fmt::print("{} exit      pid {}: the process is exiting\n", at, e.pid);
+            std::fflush(stdout);
+            return;
+        }
+        const std::string ends =
+            known ? fmt::format("{} -> {}", known->local.to_string(), known->remote.to_string())
+                  : fmt::format("{} -> {}", e.local.to_string(), e.remote.to_string());
+        switch (e.kind) {
+        case trace::EventKind::opened:
+            fmt::print("{} {:<9} #{} pid {} tid {} ({}) {} cookie {} at {}{}\n", at,
+                       e.accepted ? "accepted" : "connect", e.connection, e.pid, e.tid,
+                       text::sanitize(e.thread, 16), ends,
+                       e.cookie != 0 ? fmt::format("{:#x}", e.cookie) : std::string("-"),
+                       site_line(site),
+                       site.stops.empty() || site.frames.empty()
+                           ? ""
+                           : fmt::format(" [stack stops: {}]", text::sanitize(site.stops)));
+            break;
+        case trace::EventKind::state:
+            if (trace::hands_to_time_wait(e))
+                fmt::print("{} time-wait #{} {} -> TIME_WAIT until {} {}\n", at, e.connection,
+                           state_label(e.old_state),
+                           clock_of(trace::wall_time(e.time_ns + trace::time_wait_ns, offset_)),
+                           ends);
+            else
+                fmt::print("{} state     #{} {} -> {} {}{}\n", at, e.connection,
+                           state_label(e.old_state), state_label(e.new_state), ends,
+                           e.socket_error != 0 ? fmt::format(" (error {})", e.socket_error)
+                                               : std::string());
+            break;
+        case trace::EventKind::reset:
+            fmt::print("{} reset     #{} RST received in {} {}\n", at, e.connection,
+                       state_label(e.new_state), ends);
+            break;
+        case trace::EventKind::resumed:
+            fmt::print("{} resumed   #{} data after {} of silence {}\n", at, e.connection,
+                       text::human_duration_ms(e.silence_ns / 1'000'000), ends);
+            break;
+        case trace::EventKind::destroyed:
+            fmt::print("{} destroyed #{} {}\n", at, e.connection, ends);
+            break;
+        case trace::EventKind::exit:
+            break;
+        }
+        std::fflush(stdout);
+    }
+
+    void ledger(const trace::LedgerReport& r, const trace::ProbeCounters& counters) const {
+        if (json_) {
+            fmt::print("{}\n", trace::ledger_json(r, counters, offset_).dump());
+            std::fflush(stdout);
+            return;
+        }
+        const auto wall = [&](std::uint64_t ns) { return clock_of(trace::wall_time(ns, offset_)); };
+        fmt::print("\nLedger: {} traced ({} to {} UTC): {} connections opened, {} still held, "
+                   "{} leaked\n",
+                   ms_since(r.start_ns, r.end_ns), wall(r.start_ns), wall(r.end_ns), r.connections,
+                   r.held, leaked(r));
+        for (const auto& [pid, ns] : r.exited)
+            fmt::print("  pid {} exited at {}: the ledger shows what it held then\n", pid,
+                       wall(ns));
+        if (counters.untracked_connections != 0 || counters.lost_events != 0)
+            fmt::print("  not followed: {} connections over --max-connections, {} events lost "
+                       "(ring buffer full)\n",
+                       counters.untracked_connections, counters.lost_events);
+        if (r.groups.empty()) fmt::print("\nNo leaked connections.\n");
+        for (const auto& g : r.groups) {
+            fmt::print("\n{} leaked, opened at {}\n", g.leaks.size(), site_line(g.call_site));
+            if (!g.call_site.stops.empty() && !g.call_site.frames.empty())
+                fmt::print("  (stack stops: {})\n", text::sanitize(g.call_site.stops));
+            fmt::print("  thread {}, peer {}\n", text::sanitize(g.thread, 16), peer_label(g.peer));
+            for (const auto& l : g.leaks) {
+                const auto& c = l.connection;
+                if (l.kind == trace::LeakKind::reset)
+                    fmt::print("  #{} cookie {:#x} {} opened {}: reset by the peer at {}, never "
+                               "closed here, {} since\n",
+                               c.id, c.cookie, c.local.to_string(), wall(c.opened_ns),
+                               wall(l.since_ns), ms_since(l.since_ns, r.end_ns));
+                else if (l.kind == trace::LeakKind::close_wait)
+                    fmt::print("  #{} cookie {:#x} {} opened {}: CLOSE_WAIT, peer closed at {}, "
+                               "never closed here, {} since\n",
+                               c.id, c.cookie, c.local.to_string(), wall(c.opened_ns),
+                               wall(l.since_ns), ms_since(l.since_ns, r.end_ns));
+                else
+                    fmt::print("  #{} cookie {:#x} {} opened {}: ESTABLISHED zombie, silent since "
+                               "{}, a new connection to the same peer opened at {} (#{} cookie "
+                               "{:#x}) and this one was never closed\n",
+                               c.id, c.cookie, c.local.to_string(), wall(c.opened_ns),
+                               wall(l.since_ns), wall(l.successor_opened_ns), l.successor,
+                               l.successor_cookie);
+                if (c.closed_by_exit)
+                    fmt::print("    (closed by the kernel when the process exited)\n");
+            }
+        }
+        if (r.peers.empty()) return;
+        fmt::print("\n{:<28} {:>6} {:>6} {:>5} {:>9} {:>9} {:>12} {:>26} {:>12}\n", "PEER",
+                   "OPENED", "ENDED", "HELD", "OPENS/MIN", "ENDS/MIN", "TIME_WAIT",
+                   "RECONNECT MIN/MED/MAX", "OLDEST HELD");
+        const auto seconds = [](const std::optional<std::uint64_t>& ns) {
+            return ns ? text::human_duration_ms(*ns / 1'000'000) : std::string("-");
+        };
+        for (const auto& p : r.peers)
+            fmt::print("{:<28} {:>6} {:>6} {:>5} {:>9.1f} {:>9.1f} {:>12} {:>26} {:>12}\n",
+                       peer_label(p.peer), p.opened, p.ended, p.held, p.opens_per_minute,
+                       p.ends_per_minute,
+                       fmt::format("{} now/{}", p.time_wait_now, p.time_wait_handed),
+                       fmt::format("{}/{}/{}", seconds(p.reconnect_min_ns),
+                                   seconds(p.reconnect_median_ns), seconds(p.reconnect_max_ns)),
+                       p.oldest_held_opened_ns ? ms_since(*p.oldest_held_opened_ns, r.end_ns)
+                                               : std::string("-"));
+        std::fflush(stdout);
+    }
+
+private:
+    static std::size_t leaked(const trace::LedgerReport& r) {
+        std::size_t n = 0;
+        for (const auto& g : r.groups)
+            n += g.leaks.size();
+        return n;
+    }
+    bool json_;
+    std::int64_t offset_;
+};
+
+int open_pidfd(pid_t pid) {
+    const long fd = ::syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) throw_errno(fmt::format("process {}", pid), errno, Errc::no_such_process);
+    return static_cast<int>(fd);
+}
+
+} // namespace
+
+void setup_trace(CLI::App& app, TraceOptions& options) {
+    app.footer("Needs eBPF: a kernel with BTF, and CAP_BPF + CAP_PERFMON (or root); without it "
+               "trace exits 6 and says which is missing.\nFollows connections opened after it "
+               "starts. Exit status: 0 the ledger was printed; 2 bad arguments; 3 no such "
+               "process;\n5 the process exited before the trace began; 6 eBPF unavailable. See "
+               "conncheck(1), TRACE.");
+    add_selector_options(app, options.selector);
+    app.add_option("--for", options.for_duration,
+                   "Stop after this long (e.g. 30s, 10m, 1h) and print the ledger; default: "
+                   "until Ctrl-C or the processes exit")
+        ->type_name("DURATION");
+    app.add_option("--silence", options.silence,
+                   "Report data arriving after this much silence, and count a held connection "
+                   "silent this long, with a newer one to the same peer, as a zombie")
+        ->type_name("DURATION")
+        ->capture_default_str();
+    app.add_option("--max-connections", options.max_connections,
+                   "Connections followed at once; more are counted as not followed")
+        ->type_name("N")
+        ->check(CLI::Range(1U, 1U << 22))
+        ->capture_default_str();
+    app.add_flag("--json", options.json,
+                 "One JSON object per event, one per line; the ledger last (\"type\": "
+                 "\"ledger\")");
+}
+
+int run_trace(const TraceOptions& options) {
+    const std::uint64_t for_ms =
+        options.for_duration.empty() ? 0 : parse_duration("--for", options.for_duration);
+    const std::uint64_t silence_ms = parse_duration("--silence", options.silence);
+    if (!has_selector(options.selector))
+        throw Error(Errc::usage, "trace needs the processes to follow: --pid, --pidfile or --name");
+
+    const proc::ProcFs procfs;
+    const std::vector<pid_t> pids = resolve_selector(options.selector, procfs);
+    std::vector<int> pidfds;
+    struct Closer {
+        std::vector<int>& fds;
+        ~Closer() {
+            for (int fd : fds)
+                ::close(fd);
+        }
+    } closer{pidfds};
+    for (pid_t pid : pids)
+        pidfds.push_back(open_pidfd(pid));
+
+    trace::ProbeConfig config;
+    config.max_connections = options.max_connections;
+    config.silence_ns = silence_ms * 1'000'000;
+    trace::Probe probe(config);
+    for (pid_t pid : pids)
+        probe.add_target(pid);
+
+    // A process that is already gone can open nothing: say so instead of waiting.
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        pollfd p{pidfds[i], POLLIN, 0};
+        if (::poll(&p, 1, 0) == 1)
+            throw Error(Errc::process_exited,
+                        fmt::format("process {} exited before the trace began", pids[i]));
+    }
+
+    const std::int64_t offset = trace::wall_clock_offset_ns();
+    const std::uint64_t start = monotonic_ns();
+    const std::uint64_t deadline = for_ms ? start + for_ms * 1'000'000 : 0;
+    trace::LedgerConfig ledger_config;
+    ledger_config.zombie_silence_ns = config.silence_ns;
+    trace::Ledger ledger(start, ledger_config);
+    trace::Symbolizer symbolizer;
+    const Printer printer(options.json, offset);
+    const StopSignals signals;
+    // On stderr in every mode: a script starting the trace waits for this line.
+    fmt::print(stderr, "conncheck: tracing {} process{} ({}); Ctrl-C ends with the ledger\n",
+               pids.size(), pids.size() == 1 ? "" : "es", fmt::join(pids, ", "));
+
+    const auto handle = [&](const trace::Event& e) {
+        trace::CallSite site;
+        if (e.kind == trace::EventKind::opened) site = symbolizer.call_site(e);
+        ledger.add(e, site);
+        printer.event(e, site, ledger.find(e.connection));
+    };
+
+    std::vector<pollfd> fds;
+    fds.push_back({probe.wait_fd(), POLLIN, 0});
+    for (int fd : pidfds)
+        fds.push_back({fd, POLLIN, 0});
+    std::size_t running = pids.size();
+    while (g_stop == 0 && running > 0) {
+        const std::uint64_t now = monotonic_ns();
+        if (deadline && now >= deadline) break;
+        const std::uint64_t wait_ns =
+            deadline ? std::min<std::uint64_t>(deadline - now, 1'000'000'000ULL) : 1'000'000'000ULL;
+        const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000ULL),
+                               static_cast<long>(wait_ns % 1'000'000'000ULL)};
+        const int ready = ::ppoll(fds.data(), fds.size(), &timeout, &signals.wait_mask());
+        if (ready < 0 && errno != EINTR) throw_errno("cannot wait for events", errno);
+        probe.drain(handle);
+        running = 0;
+        for (std::size_t i = 1; i < fds.size(); ++i) {
+            if (fds[i].revents & POLLIN) fds[i].fd = -1; // exited: ppoll ignores it from now on
+            if (fds[i].fd >= 0) ++running;
+        }
+    }
+    // The exiting process's last events were written before its pidfd became readable.
+    probe.drain(handle);
+    for (const auto& [id, ns] : probe.last_data())
+        ledger.note_last_data(id, ns);
+    printer.ledger(ledger.report(monotonic_ns()), probe.counters());
+    return exit_code::ok;
+}
+
+} // namespace conncheck::cli
