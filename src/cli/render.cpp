@@ -1,5 +1,6 @@
 #include "render.hpp"
 
+#include "conncheck/privilege.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -167,9 +168,9 @@ std::string render_report(const analysis::HostReport& report, const RenderOption
     out += fmt::format(
         "  {:>7}  orphaned    closed by their process, still draining (FIN_WAIT, LAST_ACK)\n",
         u.orphaned);
-    out += fmt::format(
-        "  {:>7}  permission  held by {} processes whose fds we may not read (run as root)\n",
-        u.permission, report.unreadable_processes);
+    out += fmt::format("  {:>7}  permission  held by {} processes whose fds we may not read ({})\n",
+                       u.permission, report.unreadable_processes,
+                       privilege::hint(privilege::Access::process_fds));
     out += fmt::format(
         "  {:>7}  unknown     no readable process holds them (exited meanwhile, or kernel)\n",
         u.unknown);

@@ -1,8 +1,9 @@
 #include "conncheck/error.hpp"
 
+#include "conncheck/privilege.hpp"
+
 #include <cerrno>
 #include <cstring>
-#include <unistd.h>
 
 namespace conncheck {
 
@@ -16,9 +17,7 @@ void throw_errno(const std::string& context, int err, Errc fallback) {
     if (err == EACCES || err == EPERM) code = Errc::permission_denied;
     std::string message = errno_message(context, err);
     if (code == Errc::permission_denied)
-        message += ::geteuid() == 0
-                       ? " (refused even to root: a ptrace restriction or security module)"
-                       : " (run as root or with CAP_SYS_PTRACE)";
+        message += " (" + privilege::hint(privilege::Access::process_fds) + ")";
     throw Error(code, message);
 }
 

@@ -1,5 +1,6 @@
 #include "conncheck/diag.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/privilege.hpp"
 #include "dump_loop.hpp"
 
 #include <algorithm>
@@ -375,7 +376,9 @@ MnlSocket open_socket(int netns_fd) {
     if (!entered) {
         const std::string what = "cannot enter the network namespace " + describe_netns(netns_fd);
         if (err == EPERM) {
-            throw Error(Errc::permission_denied, errno_message(what, err) + " (run as root)");
+            throw Error(Errc::permission_denied,
+                        errno_message(what, err) + " (" +
+                            privilege::hint(privilege::Access::network_namespace) + ")");
         }
         throw Error(Errc::io, errno_message(what, err));
     }

@@ -1,6 +1,7 @@
 #include "conncheck/prometheus.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/privilege.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -193,7 +194,14 @@ void write_textfile(const std::string& dir, const std::string& name, std::string
         // A leftover of an earlier run that had our pid and died mid-write.
         if (fd < 0 && errno == EEXIST && attempt == 0) ::unlink(tmp.c_str());
     }
-    if (fd < 0) throw Error(Errc::io, errno_message("cannot create " + tmp, errno));
+    if (fd < 0) {
+        const int err = errno;
+        if (err == EACCES || err == EPERM)
+            throw Error(Errc::permission_denied,
+                        errno_message("cannot create " + tmp, err) + " (" +
+                            privilege::hint(privilege::Access::write_directory) + ")");
+        throw Error(Errc::io, errno_message("cannot create " + tmp, err));
+    }
     const auto fail = [&](const std::string& what) {
         const int err = errno;
         ::close(fd);

@@ -2,6 +2,7 @@
 
 #include "conncheck/diag.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/privilege.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -393,7 +394,8 @@ Snapshot Scanner::scan_host(const CookieOwners* known) {
     if (snapshot.unreadable_processes > 0)
         snapshot.warnings.push_back(std::to_string(snapshot.unreadable_processes) +
                                     " processes hide their file descriptors from us: their "
-                                    "sockets are counted as unattributed (run as root)");
+                                    "sockets are counted as unattributed (" +
+                                    privilege::hint(privilege::Access::process_fds) + ")");
 
     SourceOpener opener(config_, procfs_, snapshot);
     auto groups = group_by_netns(snapshot);
