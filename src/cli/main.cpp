@@ -3,6 +3,7 @@
 #include "check.hpp"
 #include "collector.hpp"
 #include "common.hpp"
+#include "completions.hpp"
 #include "exchange_sim.hpp"
 #include "export.hpp"
 #include "prove.hpp"
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
         "export", "Prometheus metrics of the selected processes, on stdout or as a textfile for "
                   "node_exporter");
     setup_export(*export_sub, export_options);
+    CompletionsOptions completions;
+    CLI::App* completions_cmd = app.add_subcommand(
+        "completions", "Print the completion script for bash, zsh or fish, made from "
+                       "these very options (the package installs them)");
+    setup_completions(*completions_cmd, completions);
 
     try {
         app.parse(argc, argv);
@@ -86,6 +92,7 @@ int main(int argc, char** argv) {
         if (trace_cmd->parsed()) return run_trace(trace);
         if (check_sub->parsed()) return run_check(check);
         if (export_sub->parsed()) return run_export(export_options);
+        if (completions_cmd->parsed()) return run_completions(app, completions);
         return run_audit(audit);
     } catch (const conncheck::Error& e) {
         return print_error(e);
