@@ -9,8 +9,11 @@
 
 namespace conncheck::text {
 
-// Keeps printable ASCII and well-formed UTF-8; writes control bytes, escape sequences and invalid
-// bytes as \xNN. Cuts to at most `max_width` characters, ending with "..." when cut.
+// The one sanitizer for text shown to people (tables, plugin lines, Prometheus labels, JSON text
+// fields). Keeps printable ASCII and well-formed visible UTF-8; writes control bytes, escape
+// sequences and invalid bytes as \xNN, invisible and bidi code points (U+200B, U+202E, U+FEFF,
+// ...) as \u{202e}, and a backslash as \\, so every escape in the output is one we wrote. Cuts
+// to at most `max_width` columns, ending with "..." when cut.
 [[nodiscard]] std::string sanitize(std::string_view raw, std::size_t max_width = std::string::npos);
 // "512 B", "1.5 KiB", "2.0 MiB"
 [[nodiscard]] std::string human_bytes(std::uint64_t bytes);

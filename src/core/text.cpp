@@ -36,16 +36,44 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
         const unsigned char max = k == 1 ? hi : 0xbf;
         if (b < min || b > max) return 0;
     }
-    // C1 control characters U+0080..U+009F are encoded as C2 80..C2 9F: treat as controls.
-    if (len == 2 && b0 == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) return 0;
     return len;
+}
+
+char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t len) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    char32_t cp = len == 2 ? (b0 & 0x1fU) : len == 3 ? (b0 & 0x0fU) : (b0 & 0x07U);
+    for (std::size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3fU);
+    return cp;
+}
+
+// Code points a terminal draws as nothing, or that reorder what follows them: bidi
+// embeddings, overrides, isolates and marks (a U+202E in a process name prints the rest of the
+// line backwards), zero-width spaces and joiners, line and paragraph separators, fillers that
+// render blank, variation selectors and tag characters. Shown escaped, they cannot disguise a
+// name as another.
+bool invisible(char32_t cp) {
+    struct Span {
+        char32_t first;
+        char32_t last;
+    };
+    static constexpr Span spans[] = {
+        {0x00ad, 0x00ad},   {0x034f, 0x034f}, {0x061c, 0x061c},   {0x115f, 0x1160},
+        {0x17b4, 0x17b5},   {0x180b, 0x180f}, {0x200b, 0x200f},   {0x2028, 0x202e},
+        {0x2060, 0x206f},   {0x3164, 0x3164}, {0xfe00, 0xfe0f},   {0xfeff, 0xfeff},
+        {0xffa0, 0xffa0},   {0xfff9, 0xfffb}, {0x1d173, 0x1d17a}, {0xe0000, 0xe007f},
+        {0xe0100, 0xe01ef},
+    };
+    for (const Span& span : spans)
+        if (cp >= span.first && cp <= span.last) return true;
+    return false;
 }
 
 } // namespace
 
 std::string sanitize(std::string_view raw, std::size_t max_width) {
-    // Each visible piece is one column: an ASCII character, one UTF-8 character, or a \xNN
-    // escape (four columns).
+    // Each visible piece is one column: an ASCII character or one UTF-8 character; an escape
+    // takes as many columns as it has characters.
     std::string out;
     out.reserve(raw.size());
     std::size_t width = 0;
@@ -55,10 +83,22 @@ std::string sanitize(std::string_view raw, std::size_t max_width) {
         const auto c = static_cast<unsigned char>(raw[i]);
         std::size_t consumed = 1;
         std::size_t columns = 1;
-        if (c >= 0x20 && c < 0x7f) {
+        if (c == '\\') {
+            // Escaped itself, so that the text "\x1b" never reads as a sanitized ESC.
+            out += "\\\\";
+            columns = 2;
+        } else if (c >= 0x20 && c < 0x7f) {
             out += static_cast<char>(c);
         } else if (c >= 0x80 && (consumed = utf8_length(raw, i)) > 0) {
-            out.append(raw.substr(i, consumed));
+            const char32_t cp = decode_utf8(raw, i, consumed);
+            if (invisible(cp)) {
+                const std::string escaped =
+                    fmt::format("\\u{{{:04x}}}", static_cast<std::uint32_t>(cp));
+                out += escaped;
+                columns = escaped.size();
+            } else {
+                out.append(raw.substr(i, consumed));
+            }
         } else {
             consumed = 1;
             columns = 4;

@@ -25,6 +25,30 @@ TEST_CASE("sanitize escapes control bytes, escape sequences and invalid UTF-8") 
     CHECK(text::sanitize("\xe2\x82") == "\\xe2\\x82"); // cut short
 }
 
+TEST_CASE("sanitize escapes bidi controls and invisible code points") {
+    CHECK(text::sanitize("evil\xe2\x80\xaetxt.exe") == "evil\\u{202e}txt.exe"); // RLO
+    CHECK(text::sanitize("col\xe2\x80\x8blector") == "col\\u{200b}lector");     // ZWSP
+    CHECK(text::sanitize("\xef\xbb\xbfname") == "\\u{feff}name");               // BOM
+    CHECK(text::sanitize("a\xe2\x81\xa6"
+                         "b\xe2\x81\xa9") == "a\\u{2066}b\\u{2069}");          // isolates
+    CHECK(text::sanitize("\xe2\x80\x8e\xe2\x80\x8f") == "\\u{200e}\\u{200f}"); // LRM, RLM
+    CHECK(text::sanitize("\xd8\x9c") == "\\u{061c}");                          // ALM
+    CHECK(text::sanitize("x\xe2\x80\xa8y") == "x\\u{2028}y");                  // LINE SEPARATOR
+    CHECK(text::sanitize("\xf3\xa0\x80\x81") == "\\u{e0001}");                 // a tag
+    CHECK(text::sanitize("\xc2\xad") == "\\u{00ad}");                          // soft hyphen
+    // Visible neighbours stay as they are.
+    CHECK(text::sanitize("\xe2\x80\x90\xe2\x80\xa2") ==
+          "\xe2\x80\x90\xe2\x80\xa2"); // hyphen, bullet
+}
+
+TEST_CASE("sanitize escapes a backslash, so literal escape text is not mistaken for one") {
+    CHECK(text::sanitize("\\x1b[2J") == "\\\\x1b[2J");
+    CHECK(text::sanitize("\x1b[2J") == "\\x1b[2J");
+    CHECK(text::sanitize("\\") == "\\\\");
+    CHECK(text::sanitize("a\\u{202e}") == "a\\\\u{202e}");
+    CHECK(text::sanitize("\\\\\\", 5) == "\\\\...");
+}
+
 TEST_CASE("sanitize cuts to a width with an ellipsis") {
     CHECK(text::sanitize("abcdefghij", 10) == "abcdefghij");
     CHECK(text::sanitize("abcdefghijk", 10) == "abcdefg...");
