@@ -55,6 +55,11 @@ struct Endpoint {
     friend auto operator<=>(const Endpoint&, const Endpoint&) = default;
 };
 
+// Endpoints are stored canonical: an IPv4-mapped IPv6 address (::ffff:a.b.c.d, an AF_INET6
+// socket talking IPv4) becomes the AF_INET endpoint it is, so that a peer reached through both
+// families is one peer (one row, one key for TIME_WAIT attribution). Every parser calls this.
+[[nodiscard]] Endpoint canonical_endpoint(const Endpoint& e);
+
 struct EndpointHash {
     std::size_t operator()(const Endpoint& e) const noexcept;
 };
@@ -91,17 +96,22 @@ struct SkMemInfo {
     }
 };
 
+// Data bytes waiting to be read, from idiag_rqueue (or /proc/net/tcp's rx_queue), which is
+// rcv_nxt - copied_seq: once the peer's FIN arrived (CLOSE_WAIT, LAST_ACK, CLOSING) it counts
+// the FIN as one byte until the process reads the end of the stream. Every parser calls this.
+[[nodiscard]] std::uint32_t unread_data_bytes(TcpState state, std::uint32_t rqueue);
+
 struct SocketRecord {
     TcpState state = TcpState::unknown;
     std::uint8_t timer = 0; // 0 off, 1 retransmit, 2 keepalive, 3 timewait, 4 zero-window probe
     std::uint32_t expires_ms = 0; // time left on `timer`
-    std::uint32_t rqueue = 0;     // unread bytes (LISTEN: accept backlog)
+    std::uint32_t rqueue = 0;     // unread data bytes, FIN excluded (LISTEN: accept backlog)
     std::uint32_t wqueue = 0;     // unacked bytes (LISTEN: max backlog)
     std::uint32_t uid = 0;
     std::uint64_t inode = 0;  // 0 for TIME_WAIT, request and orphaned sockets
     std::uint64_t cookie = 0; // 0 when the source has none (/proc/net/tcp)
-    Endpoint local;
-    Endpoint remote;
+    Endpoint local;           // canonical_endpoint()
+    Endpoint remote;          // canonical_endpoint()
     std::optional<TcpInfoLite> info;
     std::optional<SkMemInfo> mem;
 };

@@ -40,7 +40,7 @@ Endpoint make_endpoint(std::uint8_t family, const __be32 (&addr)[4], __be16 port
     e.family = family;
     std::memcpy(e.addr.data(), addr, family == AF_INET ? 4 : 16);
     e.port = ntohs(port);
-    return e;
+    return canonical_endpoint(e);
 }
 
 void fill_tcp_info(const unsigned char* payload, std::size_t length, TcpInfoLite& out) {
@@ -177,7 +177,7 @@ bool parse_inet_diag(const nlmsghdr* message, SocketRecord& out) {
                                                   : TcpState::unknown;
     out.timer = msg.idiag_timer;
     out.expires_ms = msg.idiag_expires;
-    out.rqueue = msg.idiag_rqueue;
+    out.rqueue = unread_data_bytes(out.state, msg.idiag_rqueue);
     out.wqueue = msg.idiag_wqueue;
     out.uid = msg.idiag_uid;
     out.inode = msg.idiag_inode;

@@ -52,6 +52,10 @@ long clock_ticks_per_second() {
     return ticks;
 }
 
+// The kernel writes about 150 bytes per socket: 64 MiB is over 400,000 sockets. A --proc-root
+// whose net/tcp never ends (a link to /dev/zero) fails instead of filling memory.
+constexpr std::size_t max_table_bytes = std::size_t{64} << 20;
+
 class ProcNetSource final : public SocketSource {
 public:
     explicit ProcNetSource(std::string dir) : dir_(std::move(dir)) {
@@ -69,6 +73,10 @@ public:
         const int err = read_file(path, text);
         // A kernel without IPv6 has no tcp6: no IPv6 sockets, not an error.
         if (err == ENOENT && request.family == AF_INET6) return stats;
+        if (err == EFBIG)
+            throw Error(Errc::bad_file, path + ": larger than " +
+                                            std::to_string(max_table_bytes >> 20) +
+                                            " MiB, not a socket table");
         if (err != 0) {
             throw Error(Errc::source_unavailable, errno_message("cannot read " + path, err));
         }
@@ -102,6 +110,10 @@ private:
             const ssize_t n = read(fd, chunk, sizeof chunk);
             if (n > 0) {
                 out.append(chunk, static_cast<std::size_t>(n));
+                if (out.size() > max_table_bytes) {
+                    err = EFBIG;
+                    break;
+                }
             } else if (n == 0) {
                 break;
             } else if (errno != EINTR) {
@@ -156,6 +168,9 @@ std::optional<SocketRecord> parse_proc_net_line(std::string_view line, std::uint
         return std::nullopt;
     }
     r.state = state < tcp_state_count ? static_cast<TcpState>(state) : TcpState::unknown;
+    r.rqueue = unread_data_bytes(r.state, r.rqueue);
+    r.local = canonical_endpoint(r.local);
+    r.remote = canonical_endpoint(r.remote);
     // tm->when is in clock ticks (USER_HZ), converted from jiffies by the kernel.
     const auto hz = static_cast<std::uint64_t>(clock_ticks_per_second());
     const std::uint64_t ms = ticks > UINT32_MAX ? UINT64_MAX : ticks * 1000 / hz;

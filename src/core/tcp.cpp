@@ -83,6 +83,22 @@ std::string Endpoint::to_string() const {
     return (bracket ? "[" + a + "]" : a) + ":" + std::to_string(port);
 }
 
+Endpoint canonical_endpoint(const Endpoint& e) {
+    if (e.family != AF_INET6 || !is_v4_mapped(e.addr)) return e;
+    Endpoint v4;
+    v4.family = AF_INET;
+    std::copy(e.addr.begin() + 12, e.addr.end(), v4.addr.begin());
+    v4.port = e.port;
+    return v4;
+}
+
+std::uint32_t unread_data_bytes(TcpState state, std::uint32_t rqueue) {
+    // The FIN is the last sequence number: while anything is unread, so is the FIN.
+    const bool fin_received =
+        state == TcpState::close_wait || state == TcpState::last_ack || state == TcpState::closing;
+    return fin_received && rqueue > 0 ? rqueue - 1 : rqueue;
+}
+
 std::size_t EndpointHash::operator()(const Endpoint& e) const noexcept {
     // FNV-1a over the bytes that make the endpoint.
     std::size_t h = 1469598103934665603ULL;

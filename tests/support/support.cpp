@@ -185,6 +185,21 @@ int connect_to(const Listener& l) {
     return fd;
 }
 
+int connect_mapped(const Listener& l) {
+    if (l.family != AF_INET) fail("connect_mapped needs an IPv4 listener");
+    const int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail("socket");
+    sockaddr_in6 sin6{};
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_addr.s6_addr[10] = 0xff;
+    sin6.sin6_addr.s6_addr[11] = 0xff;
+    const std::uint32_t addr = htonl(l.addr4);
+    std::memcpy(&sin6.sin6_addr.s6_addr[12], &addr, 4);
+    sin6.sin6_port = htons(l.port);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sin6), sizeof sin6) != 0) fail("connect");
+    return fd;
+}
+
 std::string endpoint_string(const Listener& l) {
     if (l.family == AF_INET6) return "[::1]:" + std::to_string(l.port);
     in_addr a{};

@@ -44,6 +44,8 @@ struct Listener {
 // attributed by peer endpoint to a later test's process.
 Listener listen_loopback(int family, int backlog = 1024);
 int connect_to(const Listener& listener); // blocking connect, returns the fd
+// An AF_INET6 socket connected to an AF_INET listener through ::ffff:127.x.y.z.
+int connect_mapped(const Listener& listener);
 std::string
 endpoint_string(const Listener& listener); // "127.3.9.17:41234" or "[::1]:41234", as ss prints it
 int accept_from(const Listener& listener);

@@ -189,6 +189,46 @@ TEST_CASE("a full IPv6 reply") {
     CHECK(r.mem);
 }
 
+TEST_CASE("an IPv4-mapped IPv6 reply is the IPv4 endpoint it talks to") {
+    inet_diag_msg m = v4_msg(TcpState::established, 41000, 8);
+    m.idiag_family = AF_INET6;
+    const std::uint8_t src[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+    const std::uint8_t dst[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 5};
+    std::memcpy(m.id.idiag_src, src, 16);
+    std::memcpy(m.id.idiag_dst, dst, 16);
+    const Bytes dg = diag_message(m, {});
+    SocketRecord r;
+    REQUIRE(diag::parse_inet_diag(reinterpret_cast<const nlmsghdr*>(dg.data()), r));
+    SocketRecord v4;
+    const Bytes dg4 = diag_message(v4_msg(TcpState::time_wait, 41001, 9), {});
+    REQUIRE(diag::parse_inet_diag(reinterpret_cast<const nlmsghdr*>(dg4.data()), v4));
+    CHECK(r.remote.family == AF_INET);
+    CHECK(r.local.family == AF_INET);
+    CHECK(r.remote == v4.remote); // one peer, whichever family of socket reached it
+    CHECK(EndpointHash{}(r.remote) == EndpointHash{}(v4.remote));
+    CHECK(r.local.to_string() == "127.0.0.1:41000");
+    CHECK(r.remote.to_string() == "10.0.0.5:9443");
+}
+
+TEST_CASE("idiag_rqueue after the peer's FIN: the FIN is no unread data") {
+    const auto parsed = [](TcpState state, std::uint32_t rqueue) {
+        inet_diag_msg m = v4_msg(state, 41000, 8);
+        m.idiag_rqueue = rqueue;
+        const Bytes dg = diag_message(m, {});
+        SocketRecord r;
+        REQUIRE(diag::parse_inet_diag(reinterpret_cast<const nlmsghdr*>(dg.data()), r));
+        return r.rqueue;
+    };
+    CHECK(parsed(TcpState::close_wait, 1) == 0); // the peer sent nothing, then FIN
+    CHECK(parsed(TcpState::close_wait, 6) == 5); // 5 bytes, then FIN
+    CHECK(parsed(TcpState::close_wait, 0) == 0); // the process read up to the end of the stream
+    CHECK(parsed(TcpState::last_ack, 3) == 2);
+    CHECK(parsed(TcpState::closing, 1) == 0);
+    CHECK(parsed(TcpState::established, 6) == 6); // no FIN yet: all of it is data
+    CHECK(parsed(TcpState::fin_wait2, 6) == 6);
+    CHECK(parsed(TcpState::listen, 6) == 6); // the accept backlog
+}
+
 TEST_CASE("tcp_info from an older and a newer kernel") {
     const tcp_info ti = sample_info();
     SUBCASE("shorter: fields it lacks stay zero") {
@@ -549,6 +589,20 @@ TEST_CASE("/proc/net/tcp lines") {
         CHECK(r->timer == 2);
         CHECK(r->expires_ms == 500 * 1000 / static_cast<std::uint32_t>(sysconf(_SC_CLK_TCK)));
     }
+    SUBCASE("IPv4-mapped IPv6 in CLOSE_WAIT with only the FIN unread") {
+        const auto r = diag::parse_proc_net_line(
+            "   0: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000500000A:24E3 "
+            "08 00000000:00000001 00:00000000 00000000  1000        0 999 1 0000000000000000 20 "
+            "4 30 10 -1",
+            AF_INET6);
+        REQUIRE(r);
+        CHECK(r->state == TcpState::close_wait);
+        CHECK(r->local.family == AF_INET);
+        CHECK(r->remote.family == AF_INET);
+        CHECK(r->local.to_string() == "127.0.0.1:54321");
+        CHECK(r->remote.to_string() == "10.0.0.5:9443");
+        CHECK(r->rqueue == 0);
+    }
     SUBCASE("header and garbage") {
         CHECK_FALSE(diag::parse_proc_net_line("  sl  local_address rem_address   st tx_queue "
                                               "rx_queue tr tm->when retrnsmt   uid  timeout inode",
@@ -604,6 +658,17 @@ TEST_CASE("the /proc/net source reads a fixture tree") {
     (void)source->dump(request, sink);
     REQUIRE(sink.sockets.size() == 1);
     CHECK(sink.sockets[0].inode == 12);
+
+    // A table that never ends (a fixture linking /dev/zero) fails instead of filling memory.
+    REQUIRE(::symlink("/dev/zero", (net + "/tcp6").c_str()) == 0);
+    try {
+        (void)source->dump(diag::DumpRequest{AF_INET6}, sink);
+        FAIL("no throw");
+    } catch (const Error& e) {
+        CHECK(e.code() == Errc::bad_file);
+        CHECK(std::string(e.what()) == net + "/tcp6: larger than 64 MiB, not a socket table");
+    }
+    REQUIRE(::unlink((net + "/tcp6").c_str()) == 0);
 
     sink.sockets.clear();
     request.family = AF_INET6; // no tcp6 in the fixture: no IPv6 sockets
@@ -727,6 +792,17 @@ TEST_CASE("bad recordings are Error(bad_file)") {
     }
     SUBCASE("missing") {
         CHECK(replay_error(dir.path() + "/none", what) == Errc::bad_file);
+    }
+    SUBCASE("a file that never ends: refused at its first bytes, not read on") {
+        CHECK(replay_error("/dev/zero", what) == Errc::bad_file);
+        CHECK(what == "/dev/zero: not a conncheck netlink recording");
+    }
+    SUBCASE("a recording larger than the bound: refused, not read whole") {
+        // Sparse: 300 MiB that take no disk space, starting like a recording.
+        testsupport::write_file(path, std::string(diag::recording_magic));
+        REQUIRE(::truncate(path.c_str(), off_t{300} << 20) == 0);
+        CHECK(replay_error(path, what) == Errc::bad_file);
+        CHECK(what == path + ": larger than 256 MiB, not a conncheck netlink recording");
     }
     SUBCASE("bad family") {
         std::string file(diag::recording_magic);
