@@ -33,14 +33,23 @@ std::uint32_t read_le32(const std::string& bytes, std::size_t at) {
 // sockets).
 constexpr std::size_t max_recording_bytes = std::size_t{256} << 20;
 
+std::string too_large(const std::string& path) {
+    return path + ": larger than " + std::to_string(max_recording_bytes >> 20) +
+           " MiB, not a conncheck netlink recording";
+}
+
 std::string read_whole_file(const std::string& path) {
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw Error(Errc::bad_file, errno_message("cannot open " + path, errno));
     std::string bytes;
     struct stat st {};
-    if (fstat(fd, &st) == 0 && st.st_size > 0 &&
-        static_cast<std::uint64_t>(st.st_size) <= max_recording_bytes)
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        if (static_cast<std::uint64_t>(st.st_size) > max_recording_bytes) {
+            close(fd);
+            throw Error(Errc::bad_file, too_large(path));
+        }
         bytes.reserve(static_cast<std::size_t>(st.st_size));
+    }
     char chunk[65536];
     for (;;) {
         const ssize_t n = read(fd, chunk, sizeof chunk);
@@ -54,9 +63,7 @@ std::string read_whole_file(const std::string& path) {
             }
             if (bytes.size() > max_recording_bytes) {
                 close(fd);
-                throw Error(Errc::bad_file, path + ": larger than " +
-                                                std::to_string(max_recording_bytes >> 20) +
-                                                " MiB, not a conncheck netlink recording");
+                throw Error(Errc::bad_file, too_large(path));
             }
         } else if (n == 0) {
             break;
