@@ -94,7 +94,8 @@ void add_source_options(CLI::App& app, SourceOptions& options) {
         ->type_name("FILE")
         ->group(group);
     app.add_option("--replay", options.replay,
-                   "Read sockets from a --dump-netlink recording instead of the kernel")
+                   "Read sockets from a --dump-netlink recording instead of the kernel (at most "
+                   "256 MiB)")
         ->type_name("FILE")
         ->group(group);
     app.add_option("--proc-root", options.proc_root, "Read processes from DIR instead of /proc")

@@ -129,7 +129,18 @@ TEST_CASE("label values: process names are sanitized and escaped") {
     const std::string out = render({report(1, "ev\"il\\\n\x1b[2J", 1)}, {});
     CHECK(parses(out));
     CHECK(out.find('\x1b') == std::string::npos);
-    CHECK(out.find(R"(process="ev\"il\\\\x0a\\x1b[2J")") != std::string::npos);
+    // The literal backslash is escaped by the sanitizer (\\) and then by the format (\\\\),
+    // so it cannot merge with the \x0a the sanitizer wrote for the newline.
+    CHECK(out.find(R"(process="ev\"il\\\\\\x0a\\x1b[2J")") != std::string::npos);
+    // Bidi overrides and zero-width characters never reach a label raw.
+    const std::string bidi = render({report(2,
+                                            "coll\xe2\x80\x8b"
+                                            "ector\xe2\x80\xae",
+                                            1)},
+                                    {});
+    CHECK(parses(bidi));
+    CHECK(bidi.find("\xe2\x80") == std::string::npos);
+    CHECK(bidi.find(R"(process="coll\\u{200b}ector\\u{202e}")") != std::string::npos);
 }
 
 TEST_CASE("targets name the file and label every series") {
