@@ -36,6 +36,8 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
         const unsigned char max = k == 1 ? hi : 0xbf;
         if (b < min || b > max) return 0;
     }
+    // C1 control characters U+0080..U+009F are encoded as C2 80..C2 9F: treat as controls.
+    if (len == 2 && b0 == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) return 0;
     return len;
 }
 

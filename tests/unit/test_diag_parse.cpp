@@ -147,7 +147,7 @@ TEST_CASE("a full IPv4 reply with tcp_info and meminfo") {
     CHECK(r.state == TcpState::close_wait);
     CHECK(r.timer == 2);
     CHECK(r.expires_ms == 7000);
-    CHECK(r.rqueue == 11);
+    CHECK(r.rqueue == 10); // idiag_rqueue 11 in CLOSE_WAIT: 10 data bytes and the FIN
     CHECK(r.wqueue == 22);
     CHECK(r.uid == 1000);
     CHECK(r.inode == 424242);
