@@ -1,6 +1,7 @@
 // Prometheus text exposition (format 0.0.4) of process reports, for node_exporter's textfile
-// collector or anything that reads the format. Labels stay few: process, pid, state, kind, and
+// collector or anything that reads the format. Labels stay few: process, state, kind, and
 // target when the caller names one. No ports, no peers: they would make a series per connection.
+// No pid either: a restart would start new series; the pid is a value (conncheck_process_pid).
 #pragma once
 
 #include "conncheck/analysis.hpp"

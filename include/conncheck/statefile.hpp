@@ -86,7 +86,8 @@ private:
 [[nodiscard]] std::optional<State> load(const std::string& path, std::string_view selector);
 
 // Writes a temporary file in the same directory, fsyncs it, renames it over `path` and fsyncs the
-// directory: a reader (or a crash) sees the old file or the new one, never a mix.
+// directory: a reader (or a crash) sees the old file or the new one, never a mix. Call it with
+// the Lock held: it first removes the temporary files of runs killed mid-write.
 void save(const std::string& path, const State& state);
 
 // --- pure parts, exposed for tests ---

@@ -14,10 +14,7 @@ namespace conncheck::cli {
 void setup_audit(CLI::App& app, AuditOptions& options) {
     add_selector_options(app, options.selector);
     app.add_flag("--json", options.json, "Print the report as JSON (schema 1, see conncheck(1))");
-    app.add_option("--idle", options.idle_seconds,
-                   "A connection that received nothing for SECONDS is stale (default 60)")
-        ->type_name("SECONDS")
-        ->check(CLI::Range(1U, 7U * 86400U));
+    add_idle_option(app, options.idle_seconds);
     app.add_flag("--no-color", options.no_color, "No colour (also when NO_COLOR is set)");
     add_source_options(app, options.source);
 }

@@ -8,6 +8,7 @@
 #include "conncheck/thresholds.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -105,6 +106,16 @@ std::optional<thresholds::GrowthThreshold> growth_option(const std::string& text
     }
 }
 
+std::optional<double> percent_option(const std::string& text, std::string_view flag) {
+    if (text.empty()) return std::nullopt;
+    double value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || !(value > 0 && value <= 100))
+        throw Error(Errc::usage, fmt::format("{}: '{}' is not a percentage above 0 and at most 100",
+                                             flag, text::sanitize(text, 40)));
+    return value;
+}
+
 check::Thresholds parse_thresholds(const CheckOptions& o) {
     return check::Thresholds{range_option(o.warning, "--warning"),
                              range_option(o.critical, "--critical"),
@@ -113,7 +124,22 @@ check::Thresholds parse_thresholds(const CheckOptions& o) {
                              range_option(o.stale_warning, "--stale-warning"),
                              range_option(o.stale_critical, "--stale-critical"),
                              growth_option(o.growth_warning, "--growth-warning"),
-                             growth_option(o.growth_critical, "--growth-critical")};
+                             growth_option(o.growth_critical, "--growth-critical"),
+                             percent_option(o.fds_warning, "--fds-warning"),
+                             percent_option(o.fds_critical, "--fds-critical")};
+}
+
+std::uint32_t parse_min_age(const CheckOptions& o) {
+    std::uint64_t ms = 0;
+    if (!text::parse_duration_ms(o.close_wait_min_age, ms) || ms > 7ULL * 86'400'000)
+        throw Error(Errc::usage, fmt::format("--close-wait-min-age: '{}' is not a duration from "
+                                             "0s to 7d (30s, 2m)",
+                                             text::sanitize(o.close_wait_min_age, 40)));
+    return static_cast<std::uint32_t>(ms);
+}
+
+std::string percent_text(const std::optional<double>& p) {
+    return p ? thresholds::format_number(*p) + "%" : std::string();
 }
 
 std::string range_text(const std::optional<Range>& r) {
@@ -155,15 +181,20 @@ std::vector<std::string> summary(const check::ProcessVerdict& v, const check::Th
             *v.replaced_pid == r.info.pid
                 ? std::string("restarted since the last run (same pid, new process)")
                 : fmt::format("restarted since the last run (was pid {})", *v.replaced_pid));
-    out.push_back(annotated(fmt::format("{} CLOSE_WAIT", r.states[TcpState::close_wait]),
-                            v.close_wait, range_text(t.close_wait_warning),
-                            range_text(t.close_wait_critical)));
+    out.push_back(annotated(fmt::format("{} CLOSE_WAIT", v.close_wait_counted), v.close_wait,
+                            range_text(t.close_wait_warning), range_text(t.close_wait_critical)));
+    if (const auto young = r.states[TcpState::close_wait] - v.close_wait_counted; young != 0)
+        out.push_back(fmt::format("{} CLOSE_WAIT too recent to count", young));
     out.push_back(annotated(fmt::format("{} ESTABLISHED", r.states[TcpState::established]),
                             v.established, range_text(t.established_warning),
                             range_text(t.established_critical)));
     if (v.stale != Status::ok)
         out.push_back(annotated(fmt::format("{} stale", r.stale), v.stale,
                                 range_text(t.stale_warning), range_text(t.stale_critical)));
+    if (v.fds != Status::ok)
+        out.push_back(annotated(fmt::format("{} of {} fds", r.info.open_fds, r.info.fd_limit.soft),
+                                v.fds, percent_text(t.fds_warning_percent),
+                                percent_text(t.fds_critical_percent)));
     const auto& g = v.growth;
     if (g.basis != check::GrowthBasis::measured) return out;
     const std::string span = text::human_duration_ms(static_cast<std::uint64_t>(g.span_ms));
@@ -238,6 +269,8 @@ int unknown(std::string_view message) {
 // What one run works with once its arguments are parsed and the state file is locked.
 struct Prepared {
     check::Thresholds thresholds;
+    analysis::Config analysis;
+    std::uint32_t close_wait_min_age_ms = 0;
     std::string key;
     std::string state_path;
     std::optional<statefile::Lock> lock;
@@ -263,6 +296,9 @@ void lock_and_load(Prepared& p, std::chrono::steady_clock::time_point started,
     const auto margin = std::chrono::milliseconds(std::min<std::uint64_t>(timeout_ms / 10, 500));
     const auto lock_wait = std::max(std::chrono::milliseconds(0),
                                     std::chrono::milliseconds(timeout_ms) - elapsed - margin);
+    // A file we refuse is refused before the lock file is created: nothing is left beside it.
+    // Read again under the lock, since another run may replace it meanwhile.
+    (void)statefile::load(p.state_path, p.key);
     p.lock.emplace(statefile::Lock::acquire(p.state_path, lock_wait));
     p.previous = statefile::load(p.state_path, p.key);
 }
@@ -309,6 +345,8 @@ int check_once(const CheckOptions& o) {
     const auto started = std::chrono::steady_clock::now();
     Prepared p;
     p.thresholds = parse_thresholds(o);
+    p.analysis.idle_ms = o.idle_seconds * 1000U;
+    p.close_wait_min_age_ms = parse_min_age(o);
     const std::uint64_t timeout_ms = parse_timeout(o);
     if (!has_selector(o.selector))
         throw Error(Errc::usage, "check needs the process to watch: --pid, --pidfile or --name");
@@ -317,8 +355,14 @@ int check_once(const CheckOptions& o) {
     scan::Scanner scanner(make_scan_config(o.source));
     const std::vector<pid_t> pids = resolve_selector(o.selector, scanner.procfs());
     p.key = selector_key(o.selector);
-    p.state_path = o.state_file.empty() ? statefile::default_path(p.key) : o.state_file;
-    statefile::make_parent_dirs(p.state_path);
+    // Only the default path's directories are ours to create: a --state-file in a directory
+    // that does not exist is a mistake to report, not a tree to make.
+    if (o.state_file.empty()) {
+        p.state_path = statefile::default_path(p.key);
+        statefile::make_parent_dirs(p.state_path);
+    } else {
+        p.state_path = o.state_file;
+    }
     lock_and_load(p, started, timeout_ms);
 
     scan::CookieOwners known;
@@ -334,10 +378,10 @@ int check_once(const CheckOptions& o) {
                          : snapshot.taken_at;
     const std::int64_t now_ms = unix_ms(now);
 
-    const analysis::Config config;
     std::vector<check::Observed> observed;
     for (const auto& ps : snapshot.processes)
-        observed.push_back({analysis::analyse_process(ps, config), check::cookies_of(ps)});
+        observed.push_back({analysis::analyse_process(ps, p.analysis), check::cookies_of(ps),
+                            check::young_close_wait(ps, p.close_wait_min_age_ms)});
     const check::Verdict verdict =
         check::evaluate(observed, p.previous, p.thresholds, check::Run{p.key, now_ms});
     {
@@ -357,8 +401,6 @@ void setup_check(CLI::App& app, CheckOptions& options) {
         "Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also bad arguments, a process that "
         "is gone,\n  no permission, a timeout, a locked or unusable state file). "
         "See conncheck(1), CHECK.");
-    // -V and -h are reserved by the Monitoring Plugins guidelines; -V works here too.
-    app.set_version_flag("-V,--version", CONNCHECK_VERSION);
     add_selector_options(app, options.selector);
     const char* thresholds = "Thresholds (RANGE: 10 = outside 0..10, 10: = below 10, ~:10 = "
                              "above 10, 10:20 = outside, @10:20 = inside; '' = off)";
@@ -375,15 +417,26 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     threshold("--established-critical", options.established_critical,
               "CRITICAL when the ESTABLISHED count is outside RANGE");
     threshold("--stale-warning", options.stale_warning,
-              "WARNING when the number of stale duplicate connections is outside RANGE");
+              "WARNING when the number of stale duplicate connections is outside RANGE (default "
+              "0)");
     threshold("--stale-critical", options.stale_critical,
-              "CRITICAL when the number of stale duplicate connections is outside RANGE");
+              "CRITICAL when the number of stale duplicate connections is outside RANGE (default "
+              "10)");
+    threshold("--fds-warning", options.fds_warning,
+              "WARNING when the open fds reach PCT percent of the soft limit (default 80)", "PCT");
+    threshold("--fds-critical", options.fds_critical,
+              "CRITICAL when the open fds reach PCT percent of the soft limit (default 95)", "PCT");
     threshold("--growth-warning", options.growth_warning,
               "WARNING when ESTABLISHED or CLOSE_WAIT grew faster than N per hour since an "
               "earlier run (up to 1 h back; rated once 10 min apart)",
               "N/h");
     threshold("--growth-critical", options.growth_critical,
               "CRITICAL when ESTABLISHED or CLOSE_WAIT grew faster than N per hour", "N/h");
+    add_idle_option(app, options.idle_seconds);
+    app.add_option("--close-wait-min-age", options.close_wait_min_age,
+                   "Count a CLOSE_WAIT only once its peer has been silent for DURATION (default "
+                   "0s: at once), so keep-alives a server has just closed do not warn")
+        ->type_name("DURATION");
     app.add_option("--state-file", options.state_file,
                    "Keep the previous run's counts and socket cookies in PATH (default "
                    "/var/lib/conncheck/SELECTOR.json as root, else "
@@ -395,6 +448,10 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     app.add_flag("-v,--verbose", options.verbose,
                  "Long text after the status line: every state, findings, growth, state file");
     add_source_options(app, options.source);
+}
+
+int check_usage_error(std::string_view message) {
+    return unknown(message);
 }
 
 int run_check(const CheckOptions& options) {

@@ -6,7 +6,9 @@
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace conncheck::cli {
 
@@ -20,10 +22,14 @@ struct CheckOptions {
     std::string critical = "10"; // CLOSE_WAIT
     std::string established_warning;
     std::string established_critical;
-    std::string stale_warning;
-    std::string stale_critical;
+    std::string stale_warning = "0";
+    std::string stale_critical = "10";
+    std::string fds_warning = "80"; // percent of the soft RLIMIT_NOFILE
+    std::string fds_critical = "95";
     std::string growth_warning; // "N/h"
     std::string growth_critical;
+    std::uint32_t idle_seconds = 60;
+    std::string close_wait_min_age = "0s";
     std::string state_file; // empty: statefile::default_path(selector_key)
     std::string timeout = "10s";
     int verbose = 0;
@@ -32,5 +38,7 @@ struct CheckOptions {
 void setup_check(CLI::App& app, CheckOptions& options);
 // Prints the plugin output and returns the plugin exit code; every failure is UNKNOWN (3).
 int run_check(const CheckOptions& options);
+// A command line check could not parse: "CONNCHECK UNKNOWN - message" on stdout, returns 3.
+int check_usage_error(std::string_view message);
 
 } // namespace conncheck::cli

@@ -25,6 +25,13 @@ void add_selector_options(CLI::App& app, SelectorOptions& options) {
         ->group("Selecting processes");
 }
 
+void add_idle_option(CLI::App& app, std::uint32_t& seconds) {
+    app.add_option("--idle", seconds,
+                   "A connection that received nothing for SECONDS is stale (default 60)")
+        ->type_name("SECONDS")
+        ->check(CLI::Range(1U, 7U * 86400U));
+}
+
 bool has_selector(const SelectorOptions& options) {
     return !options.pids.empty() || !options.pidfile.empty() || !options.name.empty();
 }

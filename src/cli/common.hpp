@@ -7,6 +7,7 @@
 #include "conncheck/scan.hpp"
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -39,6 +40,9 @@ void add_selector_options(CLI::App& app, SelectorOptions& options);
                                                   const proc::ProcFs& procfs);
 // A short stable key for the selection ("pid-4242", "name-collector"), safe as a file name.
 [[nodiscard]] std::string selector_key(const SelectorOptions& options);
+
+// --idle SECONDS: a connection that received nothing this long is stale (1 s to 7 days).
+void add_idle_option(CLI::App& app, std::uint32_t& seconds);
 
 struct SourceOptions {
     std::string proc_root = "/proc";

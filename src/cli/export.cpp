@@ -25,6 +25,7 @@ void setup_export(CLI::App& app, ExportOptions& options) {
                    "Name this export: the file becomes conncheck_NAME.prom and every series "
                    "gets target=\"NAME\", so several exports can share one directory")
         ->type_name("NAME");
+    add_idle_option(app, options.idle_seconds);
     add_source_options(app, options.source);
 }
 
@@ -52,7 +53,8 @@ int run_export(const ExportOptions& options) {
         const auto pids = resolve_selector(options.selector, scanner.procfs());
         const scan::Snapshot snapshot = scanner.scan_pids(pids);
         render.run_at = snapshot.taken_at;
-        const analysis::Config config;
+        analysis::Config config;
+        config.idle_ms = options.idle_seconds * 1000U;
         for (const auto& p : snapshot.processes)
             reports.push_back(analysis::analyse_process(p, config));
     } catch (const Error& e) {

@@ -5,6 +5,7 @@
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
 
 namespace conncheck::cli {
@@ -14,6 +15,7 @@ struct ExportOptions {
     SourceOptions source;
     std::string textfile_dir; // empty: print to stdout
     std::string job;          // names the file conncheck_JOB.prom and adds target="JOB"
+    std::uint32_t idle_seconds = 60;
 };
 
 void setup_export(CLI::App& app, ExportOptions& options);

@@ -14,15 +14,17 @@
 #include <cstdio>
 #include <exception>
 #include <fmt/core.h>
+#include <string>
 #include <utility>
 #include <vector>
 
 int main(int argc, char** argv) {
     using namespace conncheck::cli;
+    const std::string version_text = std::string("conncheck ") + CONNCHECK_VERSION;
     CLI::App app{"conncheck: find and prove TCP connection leaks in a process.\n"
                  "Without a subcommand it audits the selected processes (or the whole host) once.",
                  "conncheck"};
-    app.set_version_flag("-V,--version", CONNCHECK_VERSION);
+    app.set_version_flag("-V,--version", version_text);
     app.footer(exit_codes_help());
     app.require_subcommand(0, 1);
     // One line on stderr for every bad argument; subcommands inherit this when they are added.
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
     CheckOptions check;
     CLI::App* check_sub = app.add_subcommand(
         "check", "Monitoring Plugins check (Nagios, Icinga, cron): OK/WARNING/CRITICAL/UNKNOWN "
-                 "from CLOSE_WAIT, ESTABLISHED, stale connections and their growth");
+                 "from CLOSE_WAIT, ESTABLISHED, stale connections, open fds and growth");
     setup_check(*check_sub, check);
     usage_codes.emplace_back(check_sub, check_unknown);
     ExportOptions export_options;
@@ -73,10 +75,15 @@ int main(int argc, char** argv) {
         "completions", "Print the completion script for bash, zsh or fish, made from "
                        "these very options (the package installs them)");
     setup_completions(*completions_cmd, completions);
+    // -V is reserved by the Monitoring Plugins guidelines and answers wherever it is given.
+    for (CLI::App* sub : app.get_subcommands({}))
+        sub->set_version_flag("-V,--version", version_text);
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
+        // A monitoring system shows stdout: check's bad arguments are its UNKNOWN line.
+        if (e.get_exit_code() != 0 && check_sub->count() > 0) return check_usage_error(e.what());
         const int printed = app.exit(e);
         if (printed == 0) return exit_code::ok; // --help, --version
         for (const auto& [sub, code] : usage_codes)

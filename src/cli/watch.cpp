@@ -423,10 +423,7 @@ void setup_watch(CLI::App& app, WatchOptions& options) {
     app.add_flag("--json", options.json,
                  "One JSON object per interval instead of the screen (off a terminal, without "
                  "--json: one line per process per interval)");
-    app.add_option("--idle", options.idle_seconds,
-                   "A connection that received nothing for SECONDS is stale (default 60)")
-        ->type_name("SECONDS")
-        ->check(CLI::Range(1U, 7U * 86400U));
+    add_idle_option(app, options.idle_seconds);
     app.add_option("--count", options.count,
                    "Stop after N scans (default: until q or the processes exit)")
         ->type_name("N")

@@ -2,6 +2,7 @@
 
 #include "conncheck/error.hpp"
 #include "conncheck/privilege.hpp"
+#include "conncheck/series.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -59,11 +60,6 @@ private:
     std::string out_;
 };
 
-struct ProcessLabels {
-    std::string process;
-    std::string pid;
-};
-
 } // namespace
 
 std::string escape_label_value(std::string_view value) {
@@ -105,43 +101,43 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
     w.family("conncheck_processes", "Processes the selector matched.");
     w.sample("conncheck_processes", {}, fmt::format("{}", processes.size()));
 
-    std::vector<ProcessLabels> labels;
-    labels.reserve(processes.size());
+    // Series are keyed by process name, never by pid: a restart continues the graphs.
+    std::vector<const proc::ProcessInfo*> infos;
     for (const auto& p : processes)
-        labels.push_back({text::sanitize(p.info.comm, 64), fmt::format("{}", p.info.pid)});
+        infos.push_back(&p.info);
+    const std::vector<std::string> labels =
+        series::stable_names(infos, [](std::string_view comm) { return text::sanitize(comm, 64); });
 
     const auto per_process = [&](std::string_view name, std::string_view help, auto value_of) {
         w.family(name, help);
         for (std::size_t i = 0; i < processes.size(); ++i) {
             const auto value = value_of(processes[i]);
             if (!value) continue;
-            w.sample(name, {{"process", labels[i].process}, {"pid", labels[i].pid}},
-                     fmt::format("{}", *value));
+            w.sample(name, {{"process", labels[i]}}, fmt::format("{}", *value));
         }
     };
 
-    w.family("conncheck_tcp_sockets", "TCP sockets of the process by state (TIME_WAIT: those "
-                                      "attributed to it exactly by cookie or by peer).");
+    using Report = analysis::ProcessReport;
+    per_process("conncheck_process_pid",
+                "Pid of the process (information: series are keyed by process name, so that a "
+                "restart does not start new ones).",
+                [](const Report& r) { return std::optional<std::uint64_t>(r.info.pid); });
+
+    // Linux keeps a TIME_WAIT socket exactly 60 s, so the TIME_WAIT count is also the number of
+    // connections the process closed first during the last minute.
+    w.family("conncheck_tcp_sockets",
+             "TCP sockets of the process by state. TIME_WAIT: those attributed to it exactly by "
+             "cookie or by peer, the connections it closed first in the last 60 s.");
     for (std::size_t i = 0; i < processes.size(); ++i)
         for (const auto state : exported_states)
             w.sample("conncheck_tcp_sockets",
-                     {{"process", labels[i].process},
-                      {"pid", labels[i].pid},
-                      {"state", state_name(state)}},
+                     {{"process", labels[i]}, {"state", state_name(state)}},
                      fmt::format("{}", processes[i].states[state]));
 
-    using Report = analysis::ProcessReport;
     per_process("conncheck_stale_connections",
                 "Stale duplicate connections: silent ESTABLISHED connections to a peer the "
                 "process also has a newer connection to.",
                 [](const Report& r) { return std::optional<std::uint64_t>(r.stale); });
-    // Linux keeps a TIME_WAIT socket exactly 60 s, so the TIME_WAIT count is the number of
-    // connections the process closed first during the last minute.
-    per_process("conncheck_tcp_closes_per_minute",
-                "Connections the process closed first in the last 60 s (its TIME_WAIT sockets).",
-                [](const Report& r) {
-                    return std::optional<std::uint64_t>(r.states[TcpState::time_wait]);
-                });
     per_process("conncheck_open_fds", "Open file descriptors of the process.",
                 [](const Report& r) { return std::optional<std::uint64_t>(r.info.open_fds); });
     per_process("conncheck_fd_limit",
@@ -162,9 +158,7 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
             const auto n = std::count_if(processes[i].findings.begin(), processes[i].findings.end(),
                                          [&](const auto& f) { return f.kind == kind; });
             w.sample("conncheck_findings",
-                     {{"process", labels[i].process},
-                      {"pid", labels[i].pid},
-                      {"kind", analysis::kind_name(kind)}},
+                     {{"process", labels[i]}, {"kind", analysis::kind_name(kind)}},
                      fmt::format("{}", n));
         }
     return w.take();

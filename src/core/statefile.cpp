@@ -134,6 +134,21 @@ ProcessState process_from(const json& j, const std::string& path) {
     return p;
 }
 
+// A run killed between creating its temporary file and renaming it leaves the file behind.
+// Only a run holding the lock writes one, so under the lock every such file is a leftover:
+// mkostemp's six characters after `prefix`, a regular file of ours.
+void remove_leftovers(const std::filesystem::path& dir, const std::string& prefix) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() != prefix.size() + 6 || !name.starts_with(prefix)) continue;
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_uid == ::geteuid())
+            ::unlink(it->path().c_str());
+    }
+}
+
 } // namespace
 
 std::string default_path(std::string_view selector_key, uid_t euid, const char* xdg_state_home,
@@ -180,6 +195,9 @@ Lock Lock::acquire(const std::string& state_path, std::chrono::milliseconds max_
         if (errno == ELOOP)
             throw Error(Errc::bad_file,
                         fmt::format("lock file {} is a symbolic link; refusing to use it", path));
+        if (errno == ENOENT)
+            throw Error(Errc::bad_file,
+                        fmt::format("the directory of state file {} does not exist", state_path));
         throw Error(Errc::bad_file, errno_message("cannot open lock file " + path, errno));
     }
     check_owner(fd.get(), path, "lock file");
@@ -261,7 +279,9 @@ void save(const std::string& path, const State& state) {
     const std::string content = encode(state);
     const std::filesystem::path target(path);
     const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
-    std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+    const std::string tmp_prefix = "." + target.filename().string() + ".tmp.";
+    remove_leftovers(dir, tmp_prefix);
+    std::string tmp = (dir / (tmp_prefix + "XXXXXX")).string();
     Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));
     if (fd.get() < 0)
         throw Error(Errc::io,

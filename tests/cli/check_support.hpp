@@ -57,6 +57,8 @@ public:
                                std::chrono::seconds(5)));
         }
     }
+    // One byte to the child's i-th connection: it has received data just now.
+    void send_to(std::size_t i) { REQUIRE(::send(accepted_.at(i), "x", 1, 0) == 1); }
     [[nodiscard]] pid_t pid() const { return child_->pid(); }
     void stop() { child_->stop(); }
 

@@ -251,3 +251,54 @@ TEST_CASE("check: a timeout is UNKNOWN") {
     CHECK(r.out == "CONNCHECK UNKNOWN - timed out after 500ms (-t/--timeout)\n");
     CHECK(took < std::chrono::seconds(5));
 }
+
+TEST_CASE("check: --state-file in a directory that does not exist creates nothing") {
+    Leaky leaky(1);
+    TempDir dir;
+    const std::string missing = dir.path() + "/no/such/dir";
+    const auto r =
+        check({"--pid", std::to_string(leaky.pid()), "--state-file", missing + "/s.json"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 3);
+    CHECK(status_line(r).starts_with("CONNCHECK UNKNOWN - "));
+    CHECK(status_line(r).find(missing) != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() + "/no"));
+}
+
+TEST_CASE("check: a state file it refuses gets no lock file beside it") {
+    Leaky leaky(1);
+    TempDir dir;
+    const std::string state = dir.path() + "/s.json";
+    write_file(state, "{not json");
+    auto r = check({"--pid", std::to_string(leaky.pid()), "--state-file", state});
+    CHECK(r.exit_code == 3);
+    CHECK(status_line(r).starts_with("CONNCHECK UNKNOWN - state file " + state + " "));
+    CHECK_FALSE(std::filesystem::exists(state + ".lock"));
+
+    const std::string link = dir.path() + "/link.json";
+    std::filesystem::create_symlink(state, link);
+    r = check({"--pid", std::to_string(leaky.pid()), "--state-file", link});
+    CHECK(r.exit_code == 3);
+    CHECK(status_line(r).find("is a symbolic link") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(link + ".lock"));
+}
+
+TEST_CASE("check: temporary files a killed run left behind are removed by the next run") {
+    Leaky leaky(1);
+    TempDir dir;
+    const std::string state = dir.path() + "/s.json";
+    const std::vector<std::string> args{"--pid", std::to_string(leaky.pid()), "--state-file",
+                                        state};
+    REQUIRE(check(args).exit_code == 0);
+    // What a run killed between mkostemp() and rename() leaves, and files that are not ours.
+    write_file(dir.path() + "/.s.json.tmp.Ab12Cd", "{\"half\":");
+    write_file(dir.path() + "/.s.json.tmp.zzzzzz", "");
+    write_file(dir.path() + "/.other.json.tmp.Ab12Cd", "");
+    write_file(dir.path() + "/.s.json.tmp.toolong1", "");
+    REQUIRE(check(args).exit_code == 0);
+    CHECK_FALSE(std::filesystem::exists(dir.path() + "/.s.json.tmp.Ab12Cd"));
+    CHECK_FALSE(std::filesystem::exists(dir.path() + "/.s.json.tmp.zzzzzz"));
+    CHECK(std::filesystem::exists(dir.path() + "/.other.json.tmp.Ab12Cd"));
+    CHECK(std::filesystem::exists(dir.path() + "/.s.json.tmp.toolong1"));
+    CHECK(std::filesystem::exists(state));
+}

@@ -34,7 +34,10 @@ TEST_CASE("export: sockets by state of a known process") {
     CHECK(r.exit_code == 0);
     CHECK(has_line(r.out, "conncheck_up 1"));
     CHECK(has_line(r.out, "conncheck_processes 1"));
-    const std::string labels = "{process=\"cli_tests\",pid=\"" + pid + "\"";
+    // Keyed by name: a restarted process continues its series. The pid is a value.
+    const std::string labels = "{process=\"cli_tests\"";
+    CHECK(has_line(r.out, "conncheck_process_pid" + labels + "} " + pid));
+    CHECK(r.out.find("pid=") == std::string::npos);
     CHECK(has_line(r.out, "conncheck_tcp_sockets" + labels + ",state=\"close_wait\"} 2"));
     CHECK(has_line(r.out, "conncheck_tcp_sockets" + labels + ",state=\"established\"} 3"));
     CHECK(r.out.find("conncheck_open_fds" + labels + "} ") != std::string::npos);

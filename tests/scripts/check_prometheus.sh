@@ -49,8 +49,11 @@ fi
 
 "$bin" export --pid "$target" >"$tmp/up.prom" || fail "export --pid $target exited $?"
 grep -q '^conncheck_up 1$' "$tmp/up.prom" || fail "no conncheck_up 1 in: $(cat "$tmp/up.prom")"
-grep -q '^conncheck_tcp_sockets{process=".*",pid="'"$target"'",state="established"} ' "$tmp/up.prom" ||
+grep -q '^conncheck_tcp_sockets{process="[^"]*",state="established"} ' "$tmp/up.prom" ||
     fail "no established series for $target"
+grep -q '^conncheck_process_pid{process="[^"]*"} '"$target"'$' "$tmp/up.prom" ||
+    fail "no conncheck_process_pid $target"
+! grep -q 'pid=' "$tmp/up.prom" || fail "a series carries the pid: $(grep 'pid=' "$tmp/up.prom")"
 lint "a live target" "$tmp/up.prom"
 
 "$bin" export --pid "$target" --job web-1 >"$tmp/job.prom"

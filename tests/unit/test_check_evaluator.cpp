@@ -206,7 +206,7 @@ TEST_CASE("a restart is a new instance: same pid with another start time, or ano
     CHECK(renamed.gone.empty());
 }
 
-TEST_CASE("several processes: labels carry the pid, restarts match by name, the rest is gone") {
+TEST_CASE("several processes: labels carry the name, restarts match by name, the rest is gone") {
     const auto previous = state_of({seen(100, 1, now - 30 * minute_ms, 5, 0, "worker"),
                                     seen(200, 1, now - 30 * minute_ms, 5, 0, "worker"),
                                     seen(300, 1, now - 30 * minute_ms, 5, 0, "other")},
@@ -215,10 +215,11 @@ TEST_CASE("several processes: labels carry the pid, restarts match by name, the 
                             previous, defaults(), run);
     REQUIRE(v.processes.size() == 2);
     CHECK(v.processes[0].growth.basis == GrowthBasis::measured);
-    CHECK(v.processes[0].perfdata[0].label == "close_wait_100");
+    CHECK(v.processes[0].perfdata[0].label == "close_wait_worker");
     REQUIRE(v.processes[1].replaced_pid.has_value());
     CHECK(*v.processes[1].replaced_pid == 200);
-    CHECK(v.processes[1].perfdata[0].label == "close_wait_201");
+    // The restarted worker keeps the label of the one it replaced: its graph goes on.
+    CHECK(v.processes[1].perfdata[0].label == "close_wait_worker_2");
     CHECK(v.processes[1].status == Status::warning);
     CHECK(v.status == Status::warning);
     REQUIRE(v.gone.size() == 1);
@@ -244,4 +245,93 @@ TEST_CASE("known cookies: only those of the same instances the previous run saw"
     process.sockets[0].cookie = 11;
     process.sockets[2].cookie = 13; // a socket without a cookie (proc_net source) is skipped
     CHECK(cookies_of(process) == std::vector<std::uint64_t>{11, 13});
+}
+
+TEST_CASE("fds against a percentage of the soft limit, the audit's way: from the percentage up") {
+    CHECK(fds_range(80.0, 30)->text == "23"); // 24 of 30 is 80%
+    CHECK(fds_range(95.0, 30)->text == "28"); // 28.5: 29 is the first count at or above
+    CHECK(fds_range(100.0, 30)->text == "29");
+    CHECK(fds_range(80.0, 1024)->text == "819"); // 820 / 1024 = 80.08%
+    CHECK(fds_range(0.5, 10)->text == "0");
+    CHECK_FALSE(fds_range(80.0, 0).has_value()); // no limit known
+    CHECK_FALSE(fds_range(std::nullopt, 1024).has_value());
+
+    auto t = defaults();
+    t.fds_warning_percent = 80;
+    t.fds_critical_percent = 95;
+    auto o = observed(4242, 77, 0, 0);
+    o.report.info.fd_limit.soft = 30;
+    const auto at = [&](std::uint64_t fds) {
+        o.report.info.open_fds = fds;
+        return evaluate({o}, std::nullopt, t, run);
+    };
+    CHECK(at(23).status == Status::ok);
+    CHECK(at(24).status == Status::warning);
+    CHECK(at(24).processes[0].fds == Status::warning);
+    CHECK(at(28).status == Status::warning);
+    CHECK(at(29).status == Status::critical);
+    const auto verdict = at(27);
+    const auto* fds = perf(verdict.processes[0], "fds");
+    REQUIRE(fds != nullptr);
+    CHECK(fds->value == 27);
+    CHECK(fds->warn == "23");
+    CHECK(fds->crit == "28");
+    CHECK(fds->max == 30.0);
+}
+
+TEST_CASE("CLOSE_WAIT too recent to count is left out of the status and the perfdata") {
+    auto o = observed(4242, 77, 0, 3);
+    o.close_wait_young = 2;
+    auto v = evaluate({o}, std::nullopt, defaults(), run);
+    CHECK(v.processes[0].close_wait_counted == 1);
+    CHECK(v.status == Status::warning);
+    CHECK(perf(v.processes[0], "close_wait")->value == 1);
+    o.close_wait_young = 3;
+    v = evaluate({o}, std::nullopt, defaults(), run);
+    CHECK(v.processes[0].close_wait_counted == 0);
+    CHECK(v.status == Status::ok);
+    // Growth and the next state keep the real count.
+    CHECK(v.next.processes[0].states[TcpState::close_wait] == 3);
+}
+
+TEST_CASE("a CLOSE_WAIT's age is the time since its peer last sent anything, its FIN included") {
+    scan::ProcessSnapshot process;
+    const auto add = [&](TcpState state,
+                         std::optional<std::pair<std::uint32_t, std::uint32_t>> recv_and_ack) {
+        SocketRecord s;
+        s.state = state;
+        if (recv_and_ack) {
+            s.info.emplace();
+            s.info->last_data_recv_ms = recv_and_ack->first;
+            s.info->last_ack_recv_ms = recv_and_ack->second;
+        }
+        process.sockets.push_back(s);
+    };
+    add(TcpState::close_wait, std::pair{600'000U, 200U}); // idle keep-alive, FIN just now
+    add(TcpState::close_wait, std::pair{600'000U, 40'000U});
+    add(TcpState::close_wait, std::pair{100U, 90'000U});
+    add(TcpState::close_wait, std::nullopt); // no tcp_info: counted
+    add(TcpState::established, std::pair{10U, 10U});
+    CHECK(young_close_wait(process, 30'000) == 2);
+    CHECK(young_close_wait(process, 60'000) == 3);
+    CHECK(young_close_wait(process, 0) == 0);
+}
+
+TEST_CASE("perfdata labels never carry the pid: names in start order, unsafe bytes replaced") {
+    auto older = observed(900, 5, 0, 0, "pool worker");
+    auto newer = observed(100, 9, 0, 0, "pool worker");
+    auto other = observed(300, 1, 0, 0, "a=b'c");
+    const auto v = evaluate({newer, other, older}, std::nullopt, defaults(), run);
+    CHECK(v.processes[0].perfdata[0].label == "close_wait_pool_worker_2");
+    CHECK(v.processes[1].perfdata[0].label == "close_wait_a_b_c");
+    CHECK(v.processes[2].perfdata[0].label == "close_wait_pool_worker");
+    for (const auto& p : v.processes)
+        for (const auto& d : p.perfdata) {
+            CAPTURE(d.label);
+            CHECK(d.label.find("900") == std::string::npos);
+            CHECK(d.label.find("100") == std::string::npos);
+        }
+    // A single process keeps the plain labels.
+    CHECK(evaluate({older}, std::nullopt, defaults(), run).processes[0].perfdata[0].label ==
+          "close_wait");
 }

@@ -78,21 +78,19 @@ TEST_CASE("exposition: families, labels and values") {
     CHECK(has_line(out, "conncheck_up 1"));
     CHECK(has_line(out, "conncheck_last_run_timestamp_seconds 1790000000.250"));
     CHECK(has_line(out, "conncheck_processes 1"));
-    CHECK(has_line(
-        out, R"(conncheck_tcp_sockets{process="collector",pid="4242",state="close_wait"} 12)"));
-    CHECK(has_line(
-        out, R"(conncheck_tcp_sockets{process="collector",pid="4242",state="established"} 45)"));
-    CHECK(
-        has_line(out, R"(conncheck_tcp_sockets{process="collector",pid="4242",state="listen"} 0)"));
-    CHECK(has_line(out, R"(conncheck_stale_connections{process="collector",pid="4242"} 27)"));
-    CHECK(has_line(out, R"(conncheck_tcp_closes_per_minute{process="collector",pid="4242"} 40)"));
-    CHECK(has_line(out, R"(conncheck_open_fds{process="collector",pid="4242"} 112)"));
-    CHECK(has_line(out, R"(conncheck_fd_limit{process="collector",pid="4242"} 1024)"));
-    CHECK(has_line(out, R"(conncheck_socket_memory_bytes{process="collector",pid="4242"} 65536)"));
-    CHECK(
-        has_line(out, R"(conncheck_findings{process="collector",pid="4242",kind="close_wait"} 1)"));
-    CHECK(has_line(out,
-                   R"(conncheck_findings{process="collector",pid="4242",kind="fd_pressure"} 0)"));
+    CHECK(has_line(out, R"(conncheck_tcp_sockets{process="collector",state="close_wait"} 12)"));
+    CHECK(has_line(out, R"(conncheck_tcp_sockets{process="collector",state="established"} 45)"));
+    CHECK(has_line(out, R"(conncheck_tcp_sockets{process="collector",state="listen"} 0)"));
+    CHECK(has_line(out, R"(conncheck_stale_connections{process="collector"} 27)"));
+    CHECK(has_line(out, R"(conncheck_tcp_sockets{process="collector",state="time_wait"} 40)"));
+    CHECK(has_line(out, R"(conncheck_process_pid{process="collector"} 4242)"));
+    // The TIME_WAIT count is conncheck_tcp_sockets{state="time_wait"}, not a second family.
+    CHECK(out.find("closes_per_minute") == std::string::npos);
+    CHECK(has_line(out, R"(conncheck_open_fds{process="collector"} 112)"));
+    CHECK(has_line(out, R"(conncheck_fd_limit{process="collector"} 1024)"));
+    CHECK(has_line(out, R"(conncheck_socket_memory_bytes{process="collector"} 65536)"));
+    CHECK(has_line(out, R"(conncheck_findings{process="collector",kind="close_wait"} 1)"));
+    CHECK(has_line(out, R"(conncheck_findings{process="collector",kind="fd_pressure"} 0)"));
     // Few labels: nothing per connection, no timestamps after the value.
     for (const char* label : {"port=", "peer=", "remote=", "local=", "address="}) {
         CAPTURE(label);
@@ -219,4 +217,36 @@ TEST_CASE("the textfile is never seen half-written: a reader polls during 1,000 
 TEST_CASE("write_textfile into a missing directory is an io error naming it") {
     CHECK_THROWS_WITH_AS(write_textfile("/nonexistent/dir", "conncheck.prom", "x\n"),
                          doctest::Contains("/nonexistent/dir/conncheck.prom"), Error);
+}
+
+TEST_CASE("series never carry the pid: a restart continues them, namesakes are numbered") {
+    const std::string before = render({report(4242, "collector", 10)}, {});
+    const std::string after = render({report(5151, "collector", 10)}, {});
+    // Everything but the pid's own value is the same series with the same values.
+    const auto without_pid = [](const std::string& text) {
+        std::string out;
+        for (const auto& l : lines_of(text))
+            if (!l.starts_with("conncheck_process_pid{") &&
+                !l.starts_with("conncheck_last_run_timestamp_seconds "))
+                out += l + "\n";
+        return out;
+    };
+    CHECK(without_pid(before) == without_pid(after));
+    CHECK(has_line(after, R"(conncheck_process_pid{process="collector"} 5151)"));
+    for (const auto& l : lines_of(before)) {
+        CAPTURE(l);
+        CHECK(l.find("pid=") == std::string::npos);
+        const bool pid_value = l.starts_with("conncheck_process_pid{");
+        CHECK((l.find("4242") == std::string::npos || pid_value));
+    }
+
+    auto older = report(900, "worker", 1);
+    older.info.start_ticks = 10;
+    auto newer = report(100, "worker", 2);
+    newer.info.start_ticks = 20;
+    const std::string two = render({newer, older}, {});
+    CHECK(parses(two));
+    CHECK(has_line(two, R"(conncheck_open_fds{process="worker"} 1)"));
+    CHECK(has_line(two, R"(conncheck_open_fds{process="worker_2"} 2)"));
+    CHECK(has_line(two, R"(conncheck_process_pid{process="worker_2"} 100)"));
 }

@@ -28,7 +28,17 @@ struct Thresholds {
     std::optional<thresholds::Range> stale_critical;
     std::optional<thresholds::GrowthThreshold> growth_warning;
     std::optional<thresholds::GrowthThreshold> growth_critical;
+    // Percent of the soft RLIMIT_NOFILE, above 0 and at most 100: raised when the open fds reach
+    // it, as the audit's fd_pressure finding is.
+    std::optional<double> fds_warning_percent;
+    std::optional<double> fds_critical_percent;
 };
+
+// The fd count a percentage of `limit` allows before it alerts, as a threshold range: the
+// largest count below the percentage ("23" for 80% of 30, since 24 is 80%). nullopt without a
+// limit or a percentage.
+[[nodiscard]] std::optional<thresholds::Range> fds_range(std::optional<double> percent,
+                                                         std::uint64_t limit);
 
 // Shorter spans turn one connection more or less into a rate of dozens per hour: growth is shown
 // from the second run on, but only rated (and alerted on) over at least this long.
@@ -39,10 +49,18 @@ inline constexpr std::int64_t min_growth_span_ms = 10 * 60 * 1000;
 struct Observed {
     analysis::ProcessReport report;
     std::vector<std::uint64_t> cookies;
+    // CLOSE_WAIT sockets the peer closed too recently to count (see young_close_wait).
+    std::uint64_t close_wait_young = 0;
 };
 
 // The cookies of every socket the snapshot attributed to the process.
 [[nodiscard]] std::vector<std::uint64_t> cookies_of(const scan::ProcessSnapshot& process);
+
+// CLOSE_WAIT sockets of the process that heard from their peer (data or an ACK, the FIN's
+// included) less than `min_age_ms` ago: a pool whose server has just closed idle keep-alives
+// has not leaked them yet. Sockets without tcp_info are old enough.
+[[nodiscard]] std::uint64_t young_close_wait(const scan::ProcessSnapshot& process,
+                                             std::uint32_t min_age_ms);
 
 // Instances are pid + start time: a pid the kernel reused is another process.
 struct Instance {
@@ -96,6 +114,8 @@ struct ProcessVerdict {
     Status close_wait = Status::ok;
     Status established = Status::ok;
     Status stale = Status::ok;
+    Status fds = Status::ok;
+    std::uint64_t close_wait_counted = 0; // CLOSE_WAIT old enough to count
     // Set when this instance replaced one the previous run saw: that one's pid (may be the same).
     std::optional<pid_t> replaced_pid;
     Growth growth;

@@ -1,6 +1,9 @@
 #include "conncheck/check/evaluator.hpp"
 
+#include "conncheck/series.hpp"
+
 #include <algorithm>
+#include <cmath>
 #include <fmt/core.h>
 
 namespace conncheck::check {
@@ -15,6 +18,17 @@ std::string range_text(const std::optional<Range>& r) {
 
 std::string growth_range(const std::optional<thresholds::GrowthThreshold>& g) {
     return g ? g->as_range() : std::string();
+}
+
+// Perfdata labels are read by graphing tools that split on more than '=' and quotes.
+std::string perfdata_name(std::string_view comm) {
+    std::string out;
+    for (const char c : comm) {
+        const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+        out += plain ? c : '_';
+    }
+    return out.empty() ? std::string("_") : out;
 }
 
 std::int64_t difference(std::uint64_t now, std::uint64_t then) {
@@ -69,15 +83,19 @@ Matching match(const std::vector<Observed>& observed,
 
 class Judge {
 public:
-    Judge(const Thresholds& t, bool several, std::int64_t now_ms)
-        : t_(t), several_(several), now_ms_(now_ms) {}
+    Judge(const Thresholds& t, std::int64_t now_ms) : t_(t), now_ms_(now_ms) {}
 
-    ProcessVerdict judge(const analysis::ProcessReport& r, const statefile::ProcessState* same,
-                         const statefile::ProcessState* replaced, bool first_run) const {
+    // `key` ends the perfdata labels: empty for a single process, else its stable name.
+    ProcessVerdict judge(const Observed& o, const statefile::ProcessState* same,
+                         const statefile::ProcessState* replaced, bool first_run,
+                         std::string_view key) const {
+        const analysis::ProcessReport& r = o.report;
         ProcessVerdict v;
         v.report = r;
         if (replaced != nullptr) v.replaced_pid = replaced->pid;
-        const auto cw = r.states[TcpState::close_wait];
+        const auto cw = r.states[TcpState::close_wait] -
+                        std::min(r.states[TcpState::close_wait], o.close_wait_young);
+        v.close_wait_counted = cw;
         const auto est = r.states[TcpState::established];
         v.close_wait = thresholds::evaluate(static_cast<double>(cw), t_.close_wait_warning,
                                             t_.close_wait_critical);
@@ -85,25 +103,30 @@ public:
                                              t_.established_critical);
         v.stale =
             thresholds::evaluate(static_cast<double>(r.stale), t_.stale_warning, t_.stale_critical);
-        v.status = thresholds::worst(v.close_wait, thresholds::worst(v.established, v.stale));
+        const auto limit = r.info.fd_limit.soft;
+        const auto fds_warning = fds_range(t_.fds_warning_percent, limit);
+        const auto fds_critical = fds_range(t_.fds_critical_percent, limit);
+        v.fds =
+            thresholds::evaluate(static_cast<double>(r.info.open_fds), fds_warning, fds_critical);
+        v.status = thresholds::worst(thresholds::worst(v.close_wait, v.established),
+                                     thresholds::worst(v.stale, v.fds));
 
         // A count: minimum 0, thresholds as typed.
         const auto count = [&](const char* label, std::uint64_t value,
                                const std::optional<Range>& warn, const std::optional<Range>& crit,
                                std::optional<double> max = std::nullopt) {
-            v.perfdata.push_back(Perfdata{label_of(label, r.info.pid), static_cast<double>(value),
+            v.perfdata.push_back(Perfdata{label_of(label, key), static_cast<double>(value),
                                           range_text(warn), range_text(crit), 0.0, max});
         };
         count("close_wait", cw, t_.close_wait_warning, t_.close_wait_critical);
         count("established", est, t_.established_warning, t_.established_critical);
         count("time_wait", r.states[TcpState::time_wait], std::nullopt, std::nullopt);
         count("stale", r.stale, t_.stale_warning, t_.stale_critical);
-        const auto limit = r.info.fd_limit.soft;
-        count("fds", r.info.open_fds, std::nullopt, std::nullopt,
+        count("fds", r.info.open_fds, fds_warning, fds_critical,
               limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
 
         if (same != nullptr)
-            growth(r, *same, v);
+            growth(r, *same, key, v);
         else if (replaced != nullptr)
             v.growth.basis = GrowthBasis::restarted;
         else
@@ -112,8 +135,8 @@ public:
     }
 
 private:
-    std::string label_of(std::string_view base, pid_t pid) const {
-        return several_ ? fmt::format("{}_{}", base, pid) : std::string(base);
+    static std::string label_of(std::string_view base, std::string_view key) {
+        return key.empty() ? std::string(base) : fmt::format("{}_{}", base, key);
     }
 
     CountGrowth rate(std::int64_t delta, double hours, bool rated) const {
@@ -129,7 +152,7 @@ private:
     }
 
     void growth(const analysis::ProcessReport& r, const statefile::ProcessState& same,
-                ProcessVerdict& v) const {
+                std::string_view key, ProcessVerdict& v) const {
         Growth& g = v.growth;
         const auto base = statefile::growth_base(same.history, now_ms_);
         if (!base) {
@@ -154,15 +177,14 @@ private:
         if (g.rated)
             for (const auto& [label, count] : {std::pair{"established_growth", g.established},
                                                std::pair{"close_wait_growth", g.close_wait}})
-                v.perfdata.push_back(Perfdata{
-                    label_of(label, r.info.pid), count.per_hour, growth_range(t_.growth_warning),
-                    growth_range(t_.growth_critical), std::nullopt, std::nullopt});
+                v.perfdata.push_back(
+                    Perfdata{label_of(label, key), count.per_hour, growth_range(t_.growth_warning),
+                             growth_range(t_.growth_critical), std::nullopt, std::nullopt});
         v.status = thresholds::worst(v.status,
                                      thresholds::worst(g.established.status, g.close_wait.status));
     }
 
     const Thresholds& t_;
-    bool several_;
     std::int64_t now_ms_;
 };
 
@@ -193,6 +215,21 @@ std::vector<std::uint64_t> cookies_of(const scan::ProcessSnapshot& process) {
     return cookies;
 }
 
+std::uint64_t young_close_wait(const scan::ProcessSnapshot& process, std::uint32_t min_age_ms) {
+    if (min_age_ms == 0) return 0;
+    return static_cast<std::uint64_t>(
+        std::count_if(process.sockets.begin(), process.sockets.end(), [&](const SocketRecord& s) {
+            return s.state == TcpState::close_wait && s.info &&
+                   std::min(s.info->last_data_recv_ms, s.info->last_ack_recv_ms) < min_age_ms;
+        }));
+}
+
+std::optional<Range> fds_range(std::optional<double> percent, std::uint64_t limit) {
+    if (!percent || limit == 0) return std::nullopt;
+    const double allowed = std::ceil(static_cast<double>(limit) * *percent / 100.0 - 1e-9) - 1.0;
+    return thresholds::parse_range(thresholds::format_number(std::max(allowed, 0.0), 0));
+}
+
 scan::CookieOwners known_cookies(const statefile::State& previous,
                                  const std::vector<Instance>& instances) {
     scan::CookieOwners known;
@@ -208,14 +245,23 @@ Verdict evaluate(const std::vector<Observed>& observed,
                  const std::optional<statefile::State>& previous, const Thresholds& thresholds,
                  const Run& run) {
     const Matching m = match(observed, previous);
-    const Judge judge(thresholds, observed.size() > 1, run.now_ms);
+    const Judge judge(thresholds, run.now_ms);
+    // With several processes each label ends in the process's name, not its pid: a restart
+    // continues the graphs.
+    std::vector<std::string> keys(observed.size());
+    if (observed.size() > 1) {
+        std::vector<const proc::ProcessInfo*> infos;
+        for (const auto& o : observed)
+            infos.push_back(&o.report.info);
+        keys = series::stable_names(infos, perfdata_name);
+    }
     Verdict v;
     v.gone = m.gone;
     v.next.selector = run.selector;
     v.next.taken_at_ms = run.now_ms;
     for (std::size_t i = 0; i < observed.size(); ++i) {
         v.processes.push_back(
-            judge.judge(observed[i].report, m.same[i], m.replaced[i], !previous.has_value()));
+            judge.judge(observed[i], m.same[i], m.replaced[i], !previous.has_value(), keys[i]));
         v.status = thresholds::worst(v.status, v.processes.back().status);
         v.next.processes.push_back(next_state(observed[i], m.same[i], run.now_ms));
     }
