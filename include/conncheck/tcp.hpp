@@ -108,10 +108,11 @@ struct SocketRecord {
     std::uint32_t rqueue = 0;     // unread data bytes, FIN excluded (LISTEN: accept backlog)
     std::uint32_t wqueue = 0;     // unacked bytes (LISTEN: max backlog)
     std::uint32_t uid = 0;
-    std::uint64_t inode = 0;  // 0 for TIME_WAIT, request and orphaned sockets
-    std::uint64_t cookie = 0; // 0 when the source has none (/proc/net/tcp)
-    Endpoint local;           // canonical_endpoint()
-    Endpoint remote;          // canonical_endpoint()
+    std::uint64_t inode = 0;     // 0 for TIME_WAIT, request and orphaned sockets
+    std::uint64_t cookie = 0;    // 0 when the source has none (/proc/net/tcp)
+    std::uint32_t interface = 0; // idiag_if: the device the socket is bound to, 0 for none
+    Endpoint local;              // canonical_endpoint()
+    Endpoint remote;             // canonical_endpoint()
     std::optional<TcpInfoLite> info;
     std::optional<SkMemInfo> mem;
 };

@@ -83,7 +83,10 @@ struct ChunkContext {
 
 int on_data(const nlmsghdr* message, void* data) {
     auto& ctx = *static_cast<ChunkContext*>(data);
-    if (message->nlmsg_type != SOCK_DIAG_BY_FAMILY || !parse_inet_diag(message, ctx.record)) {
+    // A dump of both families (TCPDIAG_GETSOCK) answers with that type.
+    const bool diag_reply =
+        message->nlmsg_type == SOCK_DIAG_BY_FAMILY || message->nlmsg_type == TCPDIAG_GETSOCK;
+    if (!diag_reply || !parse_inet_diag(message, ctx.record)) {
         ++ctx.stats.malformed;
         return MNL_CB_OK;
     }
@@ -182,6 +185,7 @@ bool parse_inet_diag(const nlmsghdr* message, SocketRecord& out) {
     out.uid = msg.idiag_uid;
     out.inode = msg.idiag_inode;
     out.cookie = msg.id.idiag_cookie[0] | std::uint64_t{msg.id.idiag_cookie[1]} << 32;
+    out.interface = msg.id.idiag_if;
     out.local = make_endpoint(msg.idiag_family, msg.id.idiag_src, msg.id.idiag_sport);
     out.remote = make_endpoint(msg.idiag_family, msg.id.idiag_dst, msg.id.idiag_dport);
     out.info.reset();
@@ -401,6 +405,96 @@ MnlSocket open_socket(int netns_fd) {
     return nl;
 }
 
+std::uint8_t extensions(bool want_info, bool want_mem) {
+    return static_cast<std::uint8_t>((want_info ? 1U << (INET_DIAG_INFO - 1) : 0U) |
+                                     (want_mem ? 1U << (INET_DIAG_SKMEMINFO - 1) : 0U));
+}
+
+// "cgroup is A or B or ..." in inet_diag bytecode. The kernel accepts a socket when the program
+// jumps exactly to its end and rejects it when a jump overshoots; its verifier follows the
+// `yes` offsets, so every op must lie on that path. Each condition jumps (yes) to a JMP that
+// leaves for the end, or (no) over that JMP to the next condition; the last one's `no`
+// overshoots. The same shape as `ss` builds for "A or B".
+std::vector<unsigned char> cgroup_bytecode(const std::vector<std::uint64_t>& cgroups) {
+    constexpr std::uint16_t cond_len = sizeof(inet_diag_bc_op) + sizeof(std::uint64_t);
+    constexpr std::uint16_t jmp_len = sizeof(inet_diag_bc_op);
+    std::vector<unsigned char> code;
+    for (std::size_t i = 0; i < cgroups.size(); ++i) {
+        const bool last = i + 1 == cgroups.size();
+        const inet_diag_bc_op cond{INET_DIAG_BC_CGROUP_COND, cond_len,
+                                   static_cast<std::uint16_t>(cond_len + jmp_len)};
+        const auto at = code.size();
+        code.resize(at + cond_len);
+        std::memcpy(code.data() + at, &cond, sizeof cond);
+        std::memcpy(code.data() + at + sizeof cond, &cgroups[i], sizeof cgroups[i]);
+        if (last) break;
+        const std::size_t rest = (cgroups.size() - i - 1) * (cond_len + jmp_len) - jmp_len;
+        const inet_diag_bc_op jmp{INET_DIAG_BC_JMP, jmp_len,
+                                  static_cast<std::uint16_t>(rest + jmp_len)};
+        code.resize(code.size() + jmp_len);
+        std::memcpy(code.data() + code.size() - jmp_len, &jmp, sizeof jmp);
+    }
+    return code;
+}
+
+// The dump request. AF_UNSPEC takes the older TCPDIAG_GETSOCK message, the only one the kernel
+// answers for both families in one walk (`ss -tan` uses it too).
+std::vector<std::uint32_t> dump_request(const DumpRequest& request, std::uint32_t seq) {
+    const bool both = request.family == AF_UNSPEC;
+    const std::size_t req_len = both ? sizeof(inet_diag_req) : sizeof(inet_diag_req_v2);
+    const std::vector<unsigned char> code = cgroup_bytecode(request.cgroups);
+    if (code.size() > 0xffff - NLA_HDRLEN)
+        throw Error(Errc::io, "too many cgroups for one sock_diag filter");
+    const std::size_t total = NLMSG_HDRLEN + NLMSG_ALIGN(req_len) +
+                              (code.empty() ? 0 : NLA_HDRLEN + NLA_ALIGN(code.size()));
+    std::vector<std::uint32_t> buf((total + 3) / 4, 0);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+    nlh->nlmsg_type = both ? TCPDIAG_GETSOCK : SOCK_DIAG_BY_FAMILY;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_seq = seq;
+    if (both) {
+        auto* req = static_cast<inet_diag_req*>(mnl_nlmsg_put_extra_header(nlh, req_len));
+        req->idiag_family = AF_UNSPEC;
+        req->idiag_ext = extensions(request.want_info, request.want_mem);
+        req->idiag_states = request.states;
+    } else {
+        auto* req = static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, req_len));
+        req->sdiag_family = request.family;
+        req->sdiag_protocol = IPPROTO_TCP;
+        req->idiag_ext = extensions(request.want_info, request.want_mem);
+        req->idiag_states = request.states;
+    }
+    if (!code.empty()) mnl_attr_put(nlh, INET_DIAG_REQ_BYTECODE, code.size(), code.data());
+    return buf;
+}
+
+// One exact request: SOCK_DIAG_BY_FAMILY without NLM_F_DUMP, the socket named by its 4-tuple,
+// interface and cookie (the kernel looks the 4-tuple up, then checks the cookie).
+void append_exact_request(std::vector<std::uint32_t>& out, const SocketRecord& s, std::uint32_t seq,
+                          std::uint8_t ext) {
+    constexpr std::size_t len = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(inet_diag_req_v2));
+    const std::size_t at = out.size();
+    out.resize(at + len / 4, 0);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(out.data() + at);
+    nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    nlh->nlmsg_flags = NLM_F_REQUEST;
+    nlh->nlmsg_seq = seq;
+    auto* req =
+        static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
+    req->sdiag_family = s.local.family;
+    req->sdiag_protocol = IPPROTO_TCP;
+    req->idiag_ext = ext;
+    req->idiag_states = all_states;
+    const std::size_t addr_len = s.local.family == AF_INET ? 4 : 16;
+    req->id.idiag_sport = htons(s.local.port);
+    req->id.idiag_dport = htons(s.remote.port);
+    std::memcpy(req->id.idiag_src, s.local.addr.data(), addr_len);
+    std::memcpy(req->id.idiag_dst, s.remote.addr.data(), addr_len);
+    req->id.idiag_if = s.interface;
+    req->id.idiag_cookie[0] = static_cast<std::uint32_t>(s.cookie);
+    req->id.idiag_cookie[1] = static_cast<std::uint32_t>(s.cookie >> 32);
+}
+
 class NetlinkSource final : public SocketSource, private detail::DatagramStream {
 public:
     explicit NetlinkSource(const NetlinkOptions& options)
@@ -430,8 +524,134 @@ public:
         return detail::run_dump(*this, request, sink, max_retries_);
     }
     [[nodiscard]] std::string_view name() const override { return "netlink"; }
+    [[nodiscard]] bool can_target() const override { return record_path_.empty(); }
+
+    DumpStats fetch(std::span<const SocketRecord> sockets, bool want_info, bool want_mem,
+                    DumpSink& sink) override {
+        if (!can_target()) return SocketSource::fetch(sockets, want_info, want_mem, sink);
+        if (in_dump_) {
+            nl_.reset();
+            nl_ = open_socket(netns_fd_);
+            in_dump_ = false;
+            rcvbuf_ = 0;
+        }
+        const std::size_t batch_limit = exact_batch_size();
+        const std::uint8_t ext = extensions(want_info, want_mem);
+        DumpStats stats;
+        std::vector<std::size_t> todo(sockets.size());
+        for (std::size_t i = 0; i < sockets.size(); ++i)
+            todo[i] = i;
+        std::vector<std::size_t> unanswered;
+        std::vector<std::uint32_t> out;
+        std::vector<char> answered;
+        std::size_t batch = batch_limit;
+        for (unsigned round = 0; !todo.empty(); ++round) {
+            if (round > max_retries_ + 1)
+                throw Error(Errc::io, "the kernel kept dropping sock_diag replies (receive "
+                                      "buffer overrun)");
+            unanswered.clear();
+            for (std::size_t from = 0; from < todo.size(); from += batch) {
+                const std::size_t count = std::min(batch, todo.size() - from);
+                const std::uint32_t base = next_seq_block(count);
+                out.clear();
+                for (std::size_t k = 0; k < count; ++k)
+                    append_exact_request(out, sockets[todo[from + k]],
+                                         base + static_cast<std::uint32_t>(k), ext);
+                for (;;) {
+                    if (mnl_socket_sendto(nl_.get(), out.data(), out.size() * 4) >= 0) break;
+                    if (errno != EINTR) fail(Errc::io, "cannot send sock_diag requests", errno);
+                }
+                answered.assign(count, 0);
+                // The kernel answers every request of the datagram inside sendmsg(): each
+                // answer is queued by now, or was dropped because the receive buffer was full.
+                const bool lost = drain_exact(base, answered, sink, stats);
+                for (std::size_t k = 0; k < count; ++k)
+                    if (answered[k] == 0) unanswered.push_back(todo[from + k]);
+                if (lost) batch = std::max<std::size_t>(1, batch / 2);
+            }
+            todo.swap(unanswered);
+        }
+        return stats;
+    }
 
 private:
+    // As many exact requests per sendmsg as their answers (with tcp_info and skmeminfo, each
+    // in an skb of about 2 KiB truesize) fit the receive buffer, which root may raise.
+    std::size_t exact_batch_size() {
+        if (rcvbuf_ == 0) {
+            const int fd = mnl_socket_get_fd(nl_.get());
+            int want = 4 << 20;
+            if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0)
+                (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+            int got = 0;
+            socklen_t len = sizeof got;
+            if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0 || got <= 0) got = 212992;
+            rcvbuf_ = static_cast<std::size_t>(got);
+        }
+        return std::clamp<std::size_t>(rcvbuf_ / 4096, 8, 512);
+    }
+
+    std::uint32_t next_seq_block(std::size_t count) {
+        if (seq_ > UINT32_MAX - count - 1) seq_ = 0;
+        const std::uint32_t base = seq_ + 1;
+        seq_ += static_cast<std::uint32_t>(count);
+        return base;
+    }
+
+    // Reads every queued answer to the requests numbered base.. ; true when some were lost.
+    bool drain_exact(std::uint32_t base, std::vector<char>& answered, DumpSink& sink,
+                     DumpStats& stats) {
+        const int fd = mnl_socket_get_fd(nl_.get());
+        const std::uint32_t portid = mnl_socket_get_portid(nl_.get());
+        bool lost = false;
+        SocketRecord record;
+        for (;;) {
+            const ssize_t n = recv(fd, buffer_.data(), receive_buffer_size, MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == ENOBUFS) {
+                    lost = true;
+                    continue;
+                }
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                fail(Errc::io, "cannot receive from the netlink socket", errno);
+            }
+            const auto* bytes = reinterpret_cast<const unsigned char*>(buffer_.data());
+            auto left = static_cast<std::size_t>(n);
+            for (std::size_t at = 0; left - at >= NLMSG_HDRLEN;) {
+                const auto* m = reinterpret_cast<const nlmsghdr*>(bytes + at);
+                if (m->nlmsg_len < NLMSG_HDRLEN || m->nlmsg_len > left - at) break;
+                const std::uint32_t k = m->nlmsg_seq - base;
+                if (m->nlmsg_pid == portid && k < answered.size() && answered[k] == 0) {
+                    answered[k] = 1;
+                    if (m->nlmsg_type == NLMSG_ERROR) {
+                        int status = 0;
+                        read_status(m, status);
+                        const int err = errno_of(status);
+                        // ENOENT: no socket with that 4-tuple any more; ESTALE: the 4-tuple
+                        // belongs to a newer socket (another cookie).
+                        if (err == ENOENT || err == ESTALE) {
+                            ++stats.gone;
+                        } else if (err != 0) {
+                            throw Error(
+                                Errc::io,
+                                errno_message("sock_diag request for one socket failed", err));
+                        }
+                    } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY && parse_inet_diag(m, record)) {
+                        ++stats.messages;
+                        sink.on_socket(record);
+                    } else {
+                        ++stats.malformed;
+                    }
+                }
+                const std::size_t step = NLMSG_ALIGN(m->nlmsg_len);
+                if (step >= left - at) break;
+                at += step;
+            }
+        }
+        return lost;
+    }
+
     bool begin(const DumpRequest& request, unsigned /*attempt*/, std::uint32_t& seq,
                std::uint32_t& portid) override {
         // A dump left unfinished (the sink threw, replies were lost) still holds the socket: the
@@ -439,27 +659,16 @@ private:
         if (in_dump_) {
             nl_.reset();
             nl_ = open_socket(netns_fd_);
+            rcvbuf_ = 0;
         }
         family_ = request.family;
         seq_ = seq_ + 1 == 0 ? 1 : seq_ + 1;
         seq = seq_;
         portid = mnl_socket_get_portid(nl_.get());
 
-        alignas(nlmsghdr) unsigned char buf[NLMSG_SPACE(sizeof(inet_diag_req_v2))] = {};
-        nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-        nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        nlh->nlmsg_seq = seq;
-        auto* req = static_cast<inet_diag_req_v2*>(
-            mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
-        req->sdiag_family = request.family;
-        req->sdiag_protocol = IPPROTO_TCP;
-        req->idiag_ext =
-            static_cast<std::uint8_t>((request.want_info ? 1U << (INET_DIAG_INFO - 1) : 0U) |
-                                      (request.want_mem ? 1U << (INET_DIAG_SKMEMINFO - 1) : 0U));
-        req->idiag_states = request.states;
+        const std::vector<std::uint32_t> message = dump_request(request, seq);
         for (;;) {
-            if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) >= 0) break;
+            if (mnl_socket_sendto(nl_.get(), message.data(), message.size() * 4) >= 0) break;
             if (errno != EINTR) fail(Errc::io, "cannot send the netlink dump request", errno);
         }
         in_dump_ = true;
@@ -547,9 +756,16 @@ private:
     int record_fd_ = -1;
     std::uint8_t family_ = 0;
     bool in_dump_ = false;
+    std::size_t rcvbuf_ = 0;
 };
 
 } // namespace
+
+DumpStats SocketSource::fetch(std::span<const SocketRecord> /*sockets*/, bool /*want_info*/,
+                              bool /*want_mem*/, DumpSink& /*sink*/) {
+    throw Error(Errc::source_unavailable,
+                std::string(name()) + " cannot look sockets up one by one");
+}
 
 std::unique_ptr<SocketSource> open_netlink(const NetlinkOptions& options) {
     return std::make_unique<NetlinkSource>(options);
