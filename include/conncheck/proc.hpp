@@ -55,6 +55,11 @@ public:
     [[nodiscard]] ProcessInfo read_info(pid_t pid) const;
     // Reads only /proc/PID/fd. Throws Error(no_such_process) or Error(permission_denied).
     [[nodiscard]] FdScan scan_fds(pid_t pid) const;
+    // Which of `among` (sorted inodes) are TCP sockets the process holds: the sockets' protocol
+    // from the system.sockprotoname attribute of its fd links. Reads /proc/PID/fd again; an
+    // attribute that cannot be read counts as TCP.
+    [[nodiscard]] std::vector<std::uint64_t>
+    tcp_socket_inodes(pid_t pid, const std::vector<std::uint64_t>& among) const;
     [[nodiscard]] std::vector<pid_t> list_pids() const;
     // comm equals `name`, or cmdline contains it. Never matches the calling process or its
     // ancestors (a shell whose command line names the process).
