@@ -20,6 +20,9 @@ struct Config {
     std::string replay_path; // non-empty: sockets come from this recording, not the kernel
     std::string record_path; // non-empty: record the netlink replies here (--dump-netlink)
     SourceKind source = SourceKind::automatic;
+    // For chosen pids, ask the kernel for their sockets only (see Scanner::scan_pids); false
+    // dumps the whole tables, as a recording always does.
+    bool targeted = true;
 };
 
 // Cookies of live sockets seen earlier (watch's previous tick, check's state file) and who held
@@ -62,6 +65,10 @@ public:
     explicit Scanner(Config config);
     // Throws Error(no_such_process) for a pid that does not exist, Error(process_exited) for one
     // that vanished during the scan, Error(permission_denied) when its fds are unreadable.
+    // From the live kernel it costs what the processes hold, not what the host holds: a dump
+    // without extensions finds their sockets (filtered in the kernel to their cgroups when each
+    // has a cgroup v2 of its own), then tcp_info and socket memory are asked for just those.
+    // sockets_seen and unattributed then count only what the kernel returned.
     [[nodiscard]] Snapshot scan_pids(const std::vector<pid_t>& pids,
                                      const CookieOwners* known = nullptr);
     // Every process; races and permission problems are counted, not thrown.

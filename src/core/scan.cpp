@@ -99,8 +99,10 @@ private:
 // or an earlier one), else by peer endpoint or listening port, else not at all.
 class TimeWaitSink : public diag::DumpSink {
 public:
-    TimeWaitSink(Snapshot& snapshot, const Group& group, const CookieOwners* known)
-        : snapshot_(snapshot), group_(group), known_(known) {
+    // `closed`: cookies of the processes' sockets that were gone when asked for again.
+    TimeWaitSink(Snapshot& snapshot, const Group& group, const CookieOwners* known,
+                 const std::vector<std::pair<std::uint64_t, std::size_t>>& closed = {})
+        : snapshot_(snapshot), group_(group), known_(known), live_cookies_(closed) {
         for (std::size_t idx : group.processes) {
             const auto& p = snapshot.processes[idx];
             pid_index_.emplace(p.info.pid, idx);
@@ -258,32 +260,88 @@ void note_dump(Snapshot& snapshot, const diag::DumpStats& stats) {
                                     " malformed sock_diag replies skipped");
 }
 
-// Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
-// the processes' peers and listeners are known. Asking the kernel for the two state sets
-// separately costs the same as one dump and keeps memory to the chosen processes.
-void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
-                const CookieOwners* known, SourceOpener& opener) {
-    auto source = opener.open(group);
-    if (snapshot.source.empty() || snapshot.source == source->name())
-        snapshot.source = std::string(source->name());
-    else
-        snapshot.source = "mixed";
-    snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
+// States in the kernel's established hash, where an exact request finds a socket by its
+// 4-tuple. Listening sockets live in another table, bound-only ones in a third.
+constexpr std::uint32_t exact_states =
+    state_bit(TcpState::established) | state_bit(TcpState::syn_sent) |
+    state_bit(TcpState::syn_recv) | state_bit(TcpState::fin_wait1) |
+    state_bit(TcpState::fin_wait2) | state_bit(TcpState::close_wait) |
+    state_bit(TcpState::last_ack) | state_bit(TcpState::closing);
 
-    LiveSink live(snapshot, owners, group);
-    for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
-        live.mark();
-        note_dump(snapshot, source->dump({family, live_states, true, true}, live));
-    }
-    for (std::size_t idx : group.processes)
-        deduplicate(snapshot.processes[idx].sockets);
+// Past this share of the sockets the first dump saw, one dump with extensions costs less than
+// an exact request per socket (measured by scripts/bench-audit).
+constexpr std::uint64_t exact_share_percent = 10;
 
-    TimeWaitSink tw(snapshot, group, known);
-    for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
-        tw.mark();
-        note_dump(snapshot,
-                  source->dump({family, state_bit(TcpState::time_wait), false, false}, tw));
+// Replaces the processes' records (sorted by cookie) with the kernel's fuller answers.
+class RefreshSink : public diag::DumpSink {
+public:
+    RefreshSink(Snapshot& snapshot, const Group& group) : snapshot_(snapshot), group_(group) {
+        for (std::size_t idx : group.processes)
+            refreshed_.emplace_back(snapshot.processes[idx].sockets.size(), 0);
     }
+    void on_socket(const SocketRecord& s) override {
+        if (s.cookie == 0) return;
+        for (std::size_t i = 0; i < group_.processes.size(); ++i) {
+            auto& sockets = snapshot_.processes[group_.processes[i]].sockets;
+            auto it = std::lower_bound(
+                sockets.begin(), sockets.end(), s.cookie,
+                [](const SocketRecord& r, std::uint64_t c) { return r.cookie < c; });
+            if (it == sockets.end() || it->cookie != s.cookie) continue;
+            *it = s;
+            refreshed_[i][static_cast<std::size_t>(it - sockets.begin())] = 1;
+        }
+    }
+    void on_restart() override {
+        for (auto& flags : refreshed_)
+            std::fill(flags.begin(), flags.end(), 0);
+    }
+    // Drops the records no answer refreshed (closed meanwhile) and returns their cookies.
+    std::vector<std::pair<std::uint64_t, std::size_t>> drop_stale() {
+        std::vector<std::pair<std::uint64_t, std::size_t>> closed;
+        for (std::size_t i = 0; i < group_.processes.size(); ++i) {
+            auto& sockets = snapshot_.processes[group_.processes[i]].sockets;
+            std::size_t kept = 0;
+            for (std::size_t k = 0; k < sockets.size(); ++k) {
+                if (refreshed_[i][k] == 0) {
+                    closed.emplace_back(sockets[k].cookie, group_.processes[i]);
+                    continue;
+                }
+                if (kept != k) sockets[kept] = std::move(sockets[k]);
+                ++kept;
+            }
+            sockets.resize(kept);
+        }
+        return closed;
+    }
+
+private:
+    Snapshot& snapshot_;
+    const Group& group_;
+    std::vector<std::vector<char>> refreshed_;
+};
+
+// Whether a process holds TCP sockets the first dump did not return: created before it moved
+// to its cgroup, passed from another process, or not yet in any kernel table.
+bool missed_tcp_sockets(const Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+                        const proc::ProcFs& procfs) {
+    for (std::size_t idx : group.processes) {
+        const auto& p = snapshot.processes[idx];
+        std::vector<std::uint64_t> found;
+        found.reserve(p.sockets.size());
+        for (const auto& s : p.sockets)
+            found.push_back(s.inode);
+        std::sort(found.begin(), found.end());
+        std::vector<std::uint64_t> missing;
+        for (const auto& [inode, holder] : owners)
+            if (holder == idx && !std::binary_search(found.begin(), found.end(), inode))
+                missing.push_back(inode);
+        if (!procfs.tcp_socket_inodes(p.info.pid, missing).empty()) return true;
+    }
+    return false;
+}
+
+void finish_group(Snapshot& snapshot, const Group& group, const LiveSink& live,
+                  const TimeWaitSink& tw) {
     for (std::size_t idx : group.processes) {
         auto& p = snapshot.processes[idx];
         deduplicate(p.sockets);
@@ -292,7 +350,6 @@ void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owner
             std::count_if(p.sockets.begin(), p.sockets.end(),
                           [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
     }
-
     snapshot.sockets_seen += live.seen_ + tw.seen_;
     snapshot.unattributed.time_wait += tw.unattributed_;
     snapshot.unattributed.orphaned += live.orphaned_;
@@ -300,6 +357,120 @@ void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owner
         snapshot.unattributed.permission += live.unmatched_;
     else
         snapshot.unattributed.unknown += live.unmatched_;
+}
+
+// Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
+// the processes' peers and listeners are known. Asking the kernel for the two state sets
+// separately costs the same as one dump and keeps memory to the chosen processes.
+void dump_whole(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+                const CookieOwners* known, diag::SocketSource& source) {
+    // The kernel walks its whole tables for each dump: the live kernel answers both families
+    // in one walk.
+    std::vector<std::uint8_t> families{AF_INET, AF_INET6};
+    if (source.can_target()) families = {AF_UNSPEC};
+    LiveSink live(snapshot, owners, group);
+    for (std::uint8_t family : families) {
+        live.mark();
+        note_dump(snapshot, source.dump({family, live_states, true, true, {}}, live));
+    }
+    for (std::size_t idx : group.processes)
+        deduplicate(snapshot.processes[idx].sockets);
+
+    TimeWaitSink tw(snapshot, group, known);
+    for (std::uint8_t family : families) {
+        tw.mark();
+        note_dump(snapshot,
+                  source.dump({family, state_bit(TcpState::time_wait), false, false, {}}, tw));
+    }
+    finish_group(snapshot, group, live, tw);
+}
+
+// The chosen processes' sockets at a cost that follows them, not the host: a dump without
+// extensions finds them (in the kernel, only their cgroups' sockets when they have cgroups of
+// their own), then the kernel fills tcp_info and socket memory for just those, by exact
+// requests or, when they are a large share, by one dump. Both families go in one walk of the
+// kernel's tables.
+void dump_targeted(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+                   const CookieOwners* known, diag::SocketSource& source,
+                   const proc::ProcFs& procfs, std::vector<std::uint64_t> cgroups) {
+    LiveSink live(snapshot, owners, group);
+    diag::DumpRequest find{AF_UNSPEC, live_states, false, false, cgroups};
+    note_dump(snapshot, source.dump(find, live));
+    if (!cgroups.empty() && missed_tcp_sockets(snapshot, group, owners, procfs)) {
+        live.on_restart();
+        cgroups.clear();
+        find.cgroups.clear();
+        note_dump(snapshot, source.dump(find, live));
+    }
+
+    std::vector<SocketRecord> exact;
+    std::uint32_t dump_states = 0;
+    std::uint64_t held = 0;
+    for (std::size_t idx : group.processes) {
+        auto& sockets = snapshot.processes[idx].sockets;
+        deduplicate(sockets); // sorted by cookie, as RefreshSink needs
+        held += sockets.size();
+        for (const auto& s : sockets) {
+            if ((state_bit(s.state) & exact_states) != 0 && s.cookie != 0)
+                exact.push_back(s);
+            else
+                dump_states |= state_bit(s.state);
+        }
+    }
+    if (held * 100 > live.seen_ * exact_share_percent) {
+        for (const auto& s : exact)
+            dump_states |= state_bit(s.state);
+        exact.clear();
+    }
+    std::sort(exact.begin(), exact.end(),
+              [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
+    exact.erase(std::unique(exact.begin(), exact.end(),
+                            [](const SocketRecord& a, const SocketRecord& b) {
+                                return a.cookie == b.cookie;
+                            }),
+                exact.end());
+
+    RefreshSink refresh(snapshot, group);
+    if (!exact.empty()) note_dump(snapshot, source.fetch(exact, true, true, refresh));
+    exact = {};
+    if (dump_states != 0)
+        note_dump(snapshot, source.dump({AF_UNSPEC, dump_states, true, true, cgroups}, refresh));
+    const auto closed = refresh.drop_stale();
+
+    TimeWaitSink tw(snapshot, group, known, closed);
+    note_dump(snapshot,
+              source.dump({AF_UNSPEC, state_bit(TcpState::time_wait), false, false, {}}, tw));
+    finish_group(snapshot, group, live, tw);
+}
+
+// The cgroup v2 ids of the group's processes, when every one has a cgroup below the root: a
+// filter on the root cgroup would keep every socket.
+std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const Group& group,
+                                       const proc::ProcFs& procfs) {
+    std::vector<std::uint64_t> ids;
+    for (std::size_t idx : group.processes) {
+        const auto cg = procfs.cgroup(snapshot.processes[idx].info.pid);
+        if (!cg || cg->id == 0 || cg->path == "/") return {};
+        ids.push_back(cg->id);
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids;
+}
+
+void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+                const CookieOwners* known, SourceOpener& opener, const proc::ProcFs* targeted) {
+    auto source = opener.open(group);
+    if (snapshot.source.empty() || snapshot.source == source->name())
+        snapshot.source = std::string(source->name());
+    else
+        snapshot.source = "mixed";
+    snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
+    if (targeted != nullptr && source->can_target())
+        dump_targeted(snapshot, group, owners, known, *source, *targeted,
+                      own_cgroups(snapshot, group, *targeted));
+    else
+        dump_whole(snapshot, group, owners, known, *source);
 }
 
 std::vector<Group> group_by_netns(const Snapshot& snapshot) {
@@ -357,7 +528,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, const CookieOwners* 
 
     SourceOpener opener(config_, procfs_, snapshot);
     for (const Group& group : group_by_netns(snapshot))
-        dump_group(snapshot, group, owners, known, opener);
+        dump_group(snapshot, group, owners, known, opener, config_.targeted ? &procfs_ : nullptr);
 
     for (const auto& p : snapshot.processes)
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid))
@@ -406,7 +577,7 @@ Snapshot Scanner::scan_host(const CookieOwners* known) {
                 unreadable_netns.end() ||
             (group.netns == procfs_.self_netns() && snapshot.unreadable_processes > 0);
         try {
-            dump_group(snapshot, group, owners, known, opener);
+            dump_group(snapshot, group, owners, known, opener, nullptr);
         } catch (const Error& e) {
             // One namespace we cannot read must not hide the others.
             if (groups.size() == 1) throw;

@@ -1,0 +1,326 @@
+// The scanner's two ways to a process's sockets must agree socket for socket: the targeted one
+// (a dump without extensions, filtered to the process's cgroup when it has its own, then exact
+// requests) and whole-table dumps. The population: a process holding sockets in every state it
+// can hold still on loopback, both families, in a cgroup of its own, and a second process in a
+// network namespace of its own.
+#include "conncheck/proc.hpp"
+#include "conncheck/scan.hpp"
+
+#include "support.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <map>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace conncheck;
+using namespace testsupport;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Closes the sockets a forked child inherited, so it holds only what it makes itself.
+void close_inherited_sockets() {
+    for (int fd = 3; fd < 1024; ++fd) {
+        struct stat st {};
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) close(fd);
+    }
+}
+
+// Moves the calling process into `dir` (a cgroup v2 directory); false when it cannot.
+bool join_cgroup(const std::string& dir) {
+    const std::string procs = dir + "/cgroup.procs";
+    const int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = write(fd, "0", 1) == 1;
+    close(fd);
+    return ok;
+}
+
+int connect_nonblocking(const Listener& l) {
+    const int fd = socket(l.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l.family == AF_INET) {
+        sockaddr_in sin{};
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(l.port);
+        sin.sin_addr.s_addr = htonl(l.addr4);
+        (void)connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    } else {
+        sockaddr_in6 sin6{};
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(l.port);
+        sin6.sin6_addr = in6addr_loopback;
+        (void)connect(fd, reinterpret_cast<sockaddr*>(&sin6), sizeof sin6);
+    }
+    return fd;
+}
+
+// The body of the main target: every state a process can hold still on loopback. The parent
+// holds the far ends (see build_far_ends).
+struct Target {
+    Listener est4, est6, drop, fin, full, zero;
+};
+
+void hold_every_state(const Target& t) {
+    // Own listeners, both families, and a socket bound but never listening or connected.
+    (void)listen_loopback(AF_INET);
+    (void)listen_loopback(AF_INET6);
+    const int bound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)bind(bound, reinterpret_cast<sockaddr*>(&any), sizeof any);
+    for (int i = 0; i < 3; ++i)
+        (void)connect_to(t.est4); // ESTABLISHED
+    for (int i = 0; i < 2; ++i)
+        (void)connect_to(t.est6);
+    for (int i = 0; i < 2; ++i)
+        (void)connect_to(t.drop);         // the parent closes these: CLOSE_WAIT here
+    shutdown(connect_to(t.fin), SHUT_WR); // FIN_WAIT2: the parent never closes its end
+    for (int i = 0; i < 2; ++i)
+        close(connect_to(t.est4)); // TIME_WAIT here once the parent closes too
+    // The parent's listener with backlog 0 takes one connection; its SYN queue then drops the
+    // next SYN, which stays SYN_SENT, retrying.
+    (void)connect_to(t.full);
+    (void)connect_nonblocking(t.full);
+    // FIN_WAIT1: the FIN waits behind data the parent never reads, against a zero window.
+    const int stuck = connect_to(t.zero);
+    const int small = 4096;
+    setsockopt(stuck, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    fcntl(stuck, F_SETFL, O_NONBLOCK);
+    char block[4096] = {};
+    while (write(stuck, block, sizeof block) > 0) {
+    }
+    shutdown(stuck, SHUT_WR);
+}
+
+// The second namespace's process: its own loopback, with both ends of its connections.
+void hold_in_own_netns() {
+    if (unshare(CLONE_NEWNET) != 0) _exit(77);
+    const int ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    if (ioctl(ctl, SIOCGIFFLAGS, &ifr) != 0) _exit(1);
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    if (ioctl(ctl, SIOCSIFFLAGS, &ifr) != 0) _exit(1);
+    close(ctl);
+    const Listener l4 = listen_loopback(AF_INET);
+    const Listener l6 = listen_loopback(AF_INET6);
+    for (int i = 0; i < 2; ++i) {
+        (void)connect_to(l4);
+        (void)accept_from(l4);
+        (void)connect_to(l6);
+        (void)accept_from(l6);
+    }
+    // CLOSE_WAIT on one end, FIN_WAIT2 on the other, both held.
+    const int c = connect_to(l4);
+    const int a = accept_from(l4);
+    (void)a;
+    shutdown(c, SHUT_WR);
+}
+
+struct Pair {
+    const SocketRecord* targeted = nullptr;
+    const SocketRecord* whole = nullptr;
+};
+
+// Compares one process's sockets from the two scans; `elapsed_ms` bounds how far idle times
+// may have moved between them.
+void compare_process(const scan::ProcessSnapshot& a, const scan::ProcessSnapshot& b,
+                     std::uint32_t elapsed_ms) {
+    INFO("pid " << a.info.pid);
+    CHECK(a.sockets.size() == b.sockets.size());
+    CHECK(a.time_wait_exact == b.time_wait_exact);
+    CHECK(a.time_wait_by_peer.size() == b.time_wait_by_peer.size());
+    std::map<std::uint64_t, Pair> by_cookie;
+    for (const auto& s : a.sockets)
+        by_cookie[s.cookie].targeted = &s;
+    for (const auto& s : b.sockets)
+        by_cookie[s.cookie].whole = &s;
+    for (const auto& [cookie, pair] : by_cookie) {
+        INFO("cookie " << cookie);
+        REQUIRE(pair.targeted != nullptr);
+        REQUIRE(pair.whole != nullptr);
+        const SocketRecord& x = *pair.targeted;
+        const SocketRecord& y = *pair.whole;
+        CHECK(x.state == y.state);
+        CHECK(x.inode == y.inode);
+        CHECK(x.local == y.local);
+        CHECK(x.remote == y.remote);
+        CHECK(x.rqueue == y.rqueue);
+        CHECK(x.wqueue == y.wqueue);
+        CHECK(x.info.has_value() == y.info.has_value());
+        CHECK(x.mem.has_value() == y.mem.has_value());
+        if (x.info && y.info) {
+            const auto close_to = [elapsed_ms](std::uint32_t u, std::uint32_t v) {
+                return (u > v ? u - v : v - u) <= elapsed_ms + 50;
+            };
+            CHECK(close_to(x.info->last_data_recv_ms, y.info->last_data_recv_ms));
+            CHECK(close_to(x.info->last_data_sent_ms, y.info->last_data_sent_ms));
+            CHECK(close_to(x.info->last_ack_recv_ms, y.info->last_ack_recv_ms));
+            CHECK(x.info->bytes_received == y.info->bytes_received);
+        }
+        if (x.mem && y.mem) CHECK(x.mem->rcvbuf == y.mem->rcvbuf);
+    }
+}
+
+std::size_t count_state(const scan::ProcessSnapshot& p, TcpState state) {
+    return static_cast<std::size_t>(
+        std::count_if(p.sockets.begin(), p.sockets.end(),
+                      [state](const SocketRecord& s) { return s.state == state; }));
+}
+
+// A cgroup v2 directory of our own, removed (once empty) at the end.
+class TestCgroup {
+public:
+    TestCgroup() {
+        proc::ProcFs procfs;
+        const auto mount = procfs.cgroup2_mount();
+        if (!mount) return;
+        const std::string dir =
+            mount->mount_point + "/conncheck-test-" + std::to_string(::getpid());
+        if (mkdir(dir.c_str(), 0755) == 0) dir_ = dir;
+    }
+    ~TestCgroup() {
+        if (!dir_.empty()) rmdir(dir_.c_str());
+    }
+    TestCgroup(const TestCgroup&) = delete;
+    TestCgroup& operator=(const TestCgroup&) = delete;
+    [[nodiscard]] const std::string& dir() const { return dir_; }
+
+private:
+    std::string dir_;
+};
+
+scan::Snapshot scan_with(bool targeted, const std::vector<pid_t>& pids) {
+    scan::Config config;
+    config.targeted = targeted;
+    scan::Scanner scanner(config);
+    return scanner.scan_pids(pids);
+}
+
+} // namespace
+
+TEST_CASE("targeted and whole-table scans agree socket for socket") {
+    TestCgroup cgroup;
+    if (cgroup.dir().empty()) {
+        WARN_MESSAGE(false,
+                     "skipped: cannot create a cgroup v2 directory (needs root and cgroup2)");
+        return;
+    }
+    Target t{listen_loopback(AF_INET), listen_loopback(AF_INET6),   listen_loopback(AF_INET),
+             listen_loopback(AF_INET), listen_loopback(AF_INET, 0), listen_loopback(AF_INET)};
+    const int tiny = 4096;
+    setsockopt(t.zero.fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof tiny); // inherited by accepts
+    const std::string cg = cgroup.dir();
+    Child target([&] {
+        close_inherited_sockets();
+        if (!join_cgroup(cg)) _exit(1);
+        hold_every_state(t);
+    });
+    std::unique_ptr<Child> other;
+    try {
+        other = std::make_unique<Child>([] {
+            close_inherited_sockets();
+            hold_in_own_netns();
+        });
+    } catch (const std::exception&) {
+        WARN_MESSAGE(false, "skipped: cannot create a network namespace (needs root)");
+        return;
+    }
+
+    // The far ends: keep the ESTABLISHED ones, close the dropped ones (CLOSE_WAIT there) and
+    // the ones the target closed first (TIME_WAIT there); leave `fin` and `zero` unread.
+    std::vector<int> keep;
+    for (int i = 0; i < 5; ++i) {
+        const int fd = accept_from(t.est4);
+        if (tcp_state_of(fd) == TCP_CLOSE_WAIT)
+            close(fd);
+        else
+            keep.push_back(fd);
+    }
+    for (int i = 0; i < 2; ++i)
+        keep.push_back(accept_from(t.est6));
+    for (int i = 0; i < 2; ++i)
+        close(accept_from(t.drop));
+    keep.push_back(accept_from(t.fin));
+    keep.push_back(accept_from(t.zero));
+
+    const std::vector<pid_t> pids{target.pid(), other->pid()};
+    scan::Snapshot whole;
+    const bool settled = wait_until(
+        [&] {
+            whole = scan_with(false, pids);
+            const auto& p = whole.processes.at(0);
+            return count_state(p, TcpState::close_wait) == 2 &&
+                   count_state(p, TcpState::time_wait) == 2 &&
+                   count_state(p, TcpState::fin_wait2) == 1 &&
+                   count_state(p, TcpState::fin_wait1) == 1 &&
+                   count_state(p, TcpState::syn_sent) == 1;
+        },
+        20s);
+    REQUIRE(settled);
+    const auto started = std::chrono::steady_clock::now();
+    const scan::Snapshot targeted = scan_with(true, pids);
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started);
+    const auto again = scan_with(false, pids);
+
+    REQUIRE(targeted.processes.size() == 2);
+    REQUIRE(again.processes.size() == 2);
+    const auto& main_target = targeted.processes[0];
+    CHECK(count_state(main_target, TcpState::listen) == 2);
+    CHECK(count_state(main_target, TcpState::established) == 6); // est4, est6, full
+    CHECK(count_state(targeted.processes[1], TcpState::established) == 8);
+    CHECK(count_state(targeted.processes[1], TcpState::close_wait) == 1);
+    CHECK(count_state(targeted.processes[1], TcpState::fin_wait2) == 1);
+    for (std::size_t i = 0; i < 2; ++i)
+        compare_process(targeted.processes[i], again.processes[i],
+                        static_cast<std::uint32_t>(elapsed.count() + 1000));
+    // The kernel filtered the first process's dump to its cgroup: the parent's far ends, in
+    // another cgroup, never reached us.
+    CHECK(targeted.sockets_seen < again.sockets_seen);
+    for (int fd : keep)
+        close(fd);
+    for (const Listener* l : {&t.est4, &t.est6, &t.drop, &t.fin, &t.full, &t.zero})
+        close(l->fd);
+}
+
+TEST_CASE("a socket from before the move to a cgroup is still found") {
+    TestCgroup cgroup;
+    if (cgroup.dir().empty()) {
+        WARN_MESSAGE(false,
+                     "skipped: cannot create a cgroup v2 directory (needs root and cgroup2)");
+        return;
+    }
+    const Listener l = listen_loopback(AF_INET);
+    const int inherited = connect_to(l); // created here, in our cgroup
+    const int far = accept_from(l);
+    const std::string cg = cgroup.dir();
+    Child target([&] {
+        if (!join_cgroup(cg)) _exit(1);
+        (void)connect_to(l); // created in the new cgroup
+    });
+    const int far2 = accept_from(l);
+    close(inherited); // the child's copy keeps it open
+    const auto targeted = scan_with(true, {target.pid()});
+    const auto whole = scan_with(false, {target.pid()});
+    REQUIRE(targeted.processes.size() == 1);
+    // The inherited listener, the inherited connection and its own.
+    CHECK(count_state(targeted.processes[0], TcpState::established) == 2);
+    CHECK(count_state(targeted.processes[0], TcpState::listen) == 1);
+    compare_process(targeted.processes[0], whole.processes[0], 1000);
+    close(far);
+    close(far2);
+    close(l.fd);
+}
