@@ -69,8 +69,8 @@ public:
     // that are gone are left out and counted in DumpStats::gone; one that turned into
     // TIME_WAIT meanwhile comes back as TIME_WAIT. Throws Error(source_unavailable) where
     // !can_target().
-    virtual DumpStats fetch(std::span<const SocketRecord> sockets, bool want_info, bool want_mem,
-                            DumpSink& sink);
+    virtual DumpStats fetch(std::span<const SocketRecord* const> sockets, bool want_info,
+                            bool want_mem, DumpSink& sink);
 };
 
 struct NetlinkOptions {

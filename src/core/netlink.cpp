@@ -526,7 +526,7 @@ public:
     [[nodiscard]] std::string_view name() const override { return "netlink"; }
     [[nodiscard]] bool can_target() const override { return record_path_.empty(); }
 
-    DumpStats fetch(std::span<const SocketRecord> sockets, bool want_info, bool want_mem,
+    DumpStats fetch(std::span<const SocketRecord* const> sockets, bool want_info, bool want_mem,
                     DumpSink& sink) override {
         if (!can_target()) return SocketSource::fetch(sockets, want_info, want_mem, sink);
         if (in_dump_) {
@@ -555,7 +555,7 @@ public:
                 const std::uint32_t base = next_seq_block(count);
                 out.clear();
                 for (std::size_t k = 0; k < count; ++k)
-                    append_exact_request(out, sockets[todo[from + k]],
+                    append_exact_request(out, *sockets[todo[from + k]],
                                          base + static_cast<std::uint32_t>(k), ext);
                 for (;;) {
                     if (mnl_socket_sendto(nl_.get(), out.data(), out.size() * 4) >= 0) break;
@@ -761,7 +761,7 @@ private:
 
 } // namespace
 
-DumpStats SocketSource::fetch(std::span<const SocketRecord> /*sockets*/, bool /*want_info*/,
+DumpStats SocketSource::fetch(std::span<const SocketRecord* const> /*sockets*/, bool /*want_info*/,
                               bool /*want_mem*/, DumpSink& /*sink*/) {
     throw Error(Errc::source_unavailable,
                 std::string(name()) + " cannot look sockets up one by one");
