@@ -1,7 +1,9 @@
 """The population for scripts/bench-audit: forked worker processes holding loopback TCP sockets.
 
 One TARGET holds ESTABLISHED and CLOSE_WAIT connections to "peer" processes and leaves TIME_WAIT
-sockets toward the same peers; "noise" processes hold both ends of connection pairs. The parent
+sockets toward the same peers; "noise" processes hold both ends of connection pairs. Small
+targets (add_small_target) hold ~100 connections to the same peers, optionally from a cgroup v2
+of their own, as a systemd service or a container would. The parent
 drives every worker over a pipe, one JSON command per line, so each step is synchronous and a
 failure surfaces as a SetupError instead of a hang.
 """
@@ -300,6 +302,7 @@ class Population:
         self.est_ports = []  # (peer, port)
         self.cw_port = None
         self.tw_created = None
+        self.cgroups = []  # directories we created, removed by stop()
 
     def build(self, deadline):
         p = self.plan
@@ -346,6 +349,37 @@ class Population:
                 peer.call("close_after_eof", group=group, timeout=deadline - time.monotonic())
             done += batch
 
+    def add_small_target(self, name, established, close_wait, deadline, own_cgroup=False):
+        """A worker with `established` + `close_wait` connections to the peers; with own_cgroup
+        it is moved into a new cgroup v2 before it opens any socket (a socket keeps the cgroup
+        of the process that created it). Returns the worker."""
+        w = self._spawn(name)
+        if own_cgroup:
+            mount = cgroup2_mount()
+            if mount is None:
+                raise SetupError("no cgroup2 mount: cannot give a target a cgroup of its own")
+            path = os.path.join(mount, f"conncheck-bench-{os.getpid()}-{name}")
+            try:
+                os.mkdir(path)
+                self.cgroups.append(path)
+                with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                    f.write(str(w.pid))
+            except OSError as e:
+                raise SetupError(f"cannot create cgroup {path}: {e}")
+        # Ports of their own on a peer: TIME_WAIT toward the big target's peer ports would be
+        # attributed to this one by peer endpoint as well.
+        peer = self.peers[0]
+        est_port, cw_port = peer.call("listen", host="127.0.0.1", family=socket.AF_INET, count=2)
+        w.call("connect", group="est", host="127.0.0.1", family=socket.AF_INET, port=est_port,
+               count=established, timeout=deadline - time.monotonic())
+        peer.call("accept", group=f"{name}-est", port=est_port, count=established,
+                  timeout=deadline - time.monotonic())
+        w.call("connect", group="cw", host="127.0.0.1", family=socket.AF_INET, port=cw_port,
+               count=close_wait, timeout=deadline - time.monotonic())
+        peer.call("accept", group=f"{name}-cw", port=cw_port, count=close_wait, shutdown=True,
+                  timeout=deadline - time.monotonic())
+        return w
+
     def _spawn(self, name):
         w = WorkerHandle(name)
         self.workers.append(w)
@@ -354,6 +388,25 @@ class Population:
     def stop(self):
         stop_workers(self.workers)
         self.workers = []
+        for path in self.cgroups:
+            try:
+                os.rmdir(path)  # empty now: its one process has exited
+            except OSError:
+                pass
+        self.cgroups = []
+
+
+def cgroup2_mount():
+    """Where cgroup2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid layout."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split()[:1] == ["cgroup2"]:
+                    return left.split()[4].replace("\\040", " ")
+    except OSError:
+        pass
+    return None
 
 
 SS_STATES = {"ESTAB": "established", "CLOSE-WAIT": "close_wait", "TIME-WAIT": "time_wait"}
