@@ -25,13 +25,16 @@ int run_audit(const AuditOptions& options) {
     const std::vector<pid_t> pids =
         host_wide ? std::vector<pid_t>{} : resolve_selector(options.selector, scanner.procfs());
 
-    const scan::Snapshot snapshot = host_wide ? scanner.scan_host() : scanner.scan_pids(pids);
     analysis::Config config;
     config.idle_ms = options.idle_seconds * 1000U;
-    const analysis::HostReport report = analysis::analyse(snapshot, config, host_wide);
+    // The snapshot (every socket) is gone before the report is written.
+    const analysis::HostReport report = [&] {
+        const scan::Snapshot snapshot = host_wide ? scanner.scan_host() : scanner.scan_pids(pids);
+        return analysis::analyse(snapshot, config, host_wide);
+    }();
 
     if (options.json) {
-        fmt::print("{}\n", report::to_json(report).dump(2));
+        report::write_json(stdout, report);
     } else {
         RenderOptions render;
         render.color = use_color(options.no_color);

@@ -3,6 +3,8 @@
 #include "conncheck/text.hpp"
 
 #include <chrono>
+#include <functional>
+#include <string>
 
 namespace conncheck::report {
 
@@ -55,19 +57,26 @@ json states_json(const analysis::StateCounts& states) {
     return out;
 }
 
-json to_json(const analysis::ProcessReport& r) {
+namespace {
+
+json peer_json(const analysis::PeerRow& p) {
+    const std::uint64_t other = p.states.total() - p.states[TcpState::established] -
+                                p.states[TcpState::close_wait] - p.states[TcpState::time_wait];
+    return {{"remote", to_json(p.remote)},
+            {"established", p.states[TcpState::established]},
+            {"close_wait", p.states[TcpState::close_wait]},
+            {"time_wait", p.states[TcpState::time_wait]},
+            {"other", other},
+            {"idle_min_seconds", seconds_or_null(p.idle_min_ms)},
+            {"idle_max_seconds", seconds_or_null(p.idle_max_ms)},
+            {"unread_bytes", p.unread_bytes}};
+}
+
+json process_json(const analysis::ProcessReport& r, bool with_peers) {
     json peers = json::array();
-    for (const auto& p : r.peers) {
-        const std::uint64_t other = p.states.total() - p.states[TcpState::established] -
-                                    p.states[TcpState::close_wait] - p.states[TcpState::time_wait];
-        peers.push_back({{"remote", to_json(p.remote)},
-                         {"established", p.states[TcpState::established]},
-                         {"close_wait", p.states[TcpState::close_wait]},
-                         {"time_wait", p.states[TcpState::time_wait]},
-                         {"other", other},
-                         {"idle_min_seconds", seconds_or_null(p.idle_min_ms)},
-                         {"idle_max_seconds", seconds_or_null(p.idle_max_ms)},
-                         {"unread_bytes", p.unread_bytes}});
+    if (with_peers) {
+        for (const auto& p : r.peers)
+            peers.push_back(peer_json(p));
     }
     json findings = json::array();
     for (const auto& f : r.findings)
@@ -93,10 +102,7 @@ json to_json(const analysis::ProcessReport& r) {
         {"findings", std::move(findings)}};
 }
 
-json to_json(const analysis::HostReport& h) {
-    json processes = json::array();
-    for (const auto& p : h.processes)
-        processes.push_back(to_json(p));
+json host_json(const analysis::HostReport& h, json processes) {
     const auto unix_seconds =
         std::chrono::duration_cast<std::chrono::seconds>(h.taken_at.time_since_epoch()).count();
     return {{"schema", json_schema},
@@ -114,6 +120,86 @@ json to_json(const analysis::HostReport& h) {
             {"unreadable_processes", h.unreadable_processes},
             {"vanished_processes", h.vanished_processes},
             {"warnings", h.warnings}};
+}
+
+// `text` (a dump(2) of a value) with every line after the first indented by `indent` more.
+std::string reindent(const std::string& text, std::size_t indent) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        out += c;
+        if (c == '\n') out.append(indent, ' ');
+    }
+    return out;
+}
+
+// Writes `object` as dump(2) would at nesting `depth`, but the value of `key` (a placeholder in
+// `object`, so that it sorts into place) comes from `write_value`.
+void write_object(std::FILE* out, const json& object, std::size_t depth, const std::string& key,
+                  const std::function<void(std::size_t)>& write_value) {
+    const std::string pad((depth + 1) * 2, ' ');
+    std::fputs("{", out);
+    bool first = true;
+    for (const auto& [k, v] : object.items()) {
+        std::fputs(first ? "\n" : ",\n", out);
+        first = false;
+        std::fputs((pad + json(k).dump() + ": ").c_str(), out);
+        if (k == key)
+            write_value(depth + 1);
+        else
+            std::fputs(reindent(v.dump(2), pad.size()).c_str(), out);
+    }
+    std::fputs(("\n" + std::string(depth * 2, ' ') + "}").c_str(), out);
+}
+
+template <typename Items, typename Write>
+void write_array(std::FILE* out, const Items& items, std::size_t depth, Write write_item) {
+    if (items.empty()) {
+        std::fputs("[]", out);
+        return;
+    }
+    const std::string pad((depth + 1) * 2, ' ');
+    std::fputs("[", out);
+    bool first = true;
+    for (const auto& item : items) {
+        std::fputs(first ? "\n" : ",\n", out);
+        first = false;
+        std::fputs(pad.c_str(), out);
+        write_item(item, depth + 1);
+    }
+    std::fputs(("\n" + std::string(depth * 2, ' ') + "]").c_str(), out);
+}
+
+} // namespace
+
+json to_json(const analysis::ProcessReport& r) {
+    return process_json(r, true);
+}
+
+json to_json(const analysis::HostReport& h) {
+    json processes = json::array();
+    for (const auto& p : h.processes)
+        processes.push_back(to_json(p));
+    return host_json(h, std::move(processes));
+}
+
+void write_json(std::FILE* out, const analysis::HostReport& h) {
+    write_object(out, host_json(h, nullptr), 0, "processes", [&](std::size_t depth) {
+        write_array(out, h.processes, depth,
+                    [&](const analysis::ProcessReport& p, std::size_t process_depth) {
+                        write_object(
+                            out, process_json(p, false), process_depth, "peers",
+                            [&](std::size_t peers_depth) {
+                                write_array(
+                                    out, p.peers, peers_depth,
+                                    [&](const analysis::PeerRow& peer, std::size_t d) {
+                                        std::fputs(reindent(peer_json(peer).dump(2), d * 2).c_str(),
+                                                   out);
+                                    });
+                            });
+                    });
+    });
+    std::fputs("\n", out);
 }
 
 } // namespace conncheck::report

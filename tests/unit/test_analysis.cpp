@@ -2,8 +2,10 @@
 #include "conncheck/analysis.hpp"
 #include "conncheck/report_json.hpp"
 
+#include <cstdio>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <string>
 #include <sys/socket.h>
 
 using namespace conncheck;
@@ -225,6 +227,28 @@ TEST_CASE("host-wide ranking: CLOSE_WAIT, then stale, then ESTABLISHED; empty pr
     const auto j = report::to_json(h);
     CHECK(j["schema"] == 1);
     CHECK(j["processes"].size() == 3);
+
+    // The streamed document is the same text, byte for byte.
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    report::write_json(f, h);
+    std::rewind(f);
+    std::string streamed;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+        streamed.append(buf, n);
+    std::fclose(f);
+    CHECK(streamed == j.dump(2) + "\n");
+    analysis::HostReport empty;
+    f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    report::write_json(f, empty);
+    std::rewind(f);
+    streamed.clear();
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+        streamed.append(buf, n);
+    std::fclose(f);
+    CHECK(streamed == report::to_json(empty).dump(2) + "\n");
 }
 
 TEST_CASE("JSON never carries raw control bytes or invalid UTF-8 from a process") {
