@@ -46,6 +46,14 @@ __u64 untracked_connections = 0;
 __u64 lost_events = 0;
 __u64 next_id = 0;
 
+/* Waking the reader for every record would bill a wake-up to whichever task changed the socket:
+ * the target, most often. The reader drains on a short timer instead, and is woken early only
+ * when the buffer fills past a quarter. */
+static __always_inline __u64 wakeup_flags(void) {
+    return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (1 << 20) ? BPF_RB_FORCE_WAKEUP
+                                                                     : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline bool is_target(__u32 tgid) {
     return bpf_map_lookup_elem(&targets, &tgid) != 0;
 }
@@ -101,7 +109,7 @@ static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, 
     e->sk_err = BPF_CORE_READ(sk, sk_err);
     fill_endpoints(e, sk);
     fill_task(e, t->tgid);
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 /* Registers a socket the current (target) thread just opened and reports it with its user stack. */
@@ -144,7 +152,7 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
     e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
     long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
     e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -265,6 +273,6 @@ int BPF_PROG(on_process_exit, struct task_struct *task) {
     e->kind = CC_EV_EXIT;
     e->flags = CC_FLAG_TASK;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, wakeup_flags());
     return 0;
 }

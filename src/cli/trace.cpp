@@ -112,13 +112,11 @@ public:
                const trace::Connection* known) const {
         if (json_) {
             fmt::print("{}\n", trace::event_json(e, site, offset_).dump());
-            std::fflush(stdout);
             return;
         }
         const std::string at = clock_of(trace::wall_time(e.time_ns, offset_));
         if (e.kind == trace::EventKind::exit) {
             fmt::print("{} exit      pid {}: the process is exiting\n", at, e.pid);
-            std::fflush(stdout);
             return;
         }
         const std::string ends =
@@ -161,7 +159,6 @@ public:
         case trace::EventKind::exit:
             break;
         }
-        std::fflush(stdout);
     }
 
     void ledger(const trace::LedgerReport& r, const trace::ProbeCounters& counters) const {
@@ -345,6 +342,7 @@ int run_trace(const TraceOptions& options) {
         const int ready = ::ppoll(fds.data(), fds.size(), &timeout, &signals.wait_mask());
         if (ready < 0 && errno != EINTR) throw_errno("cannot wait for events", errno);
         probe.drain(handle);
+        std::fflush(stdout);
         running = 0;
         for (std::size_t i = 1; i < fds.size(); ++i) {
             if (fds[i].revents & POLLIN) fds[i].fd = -1; // exited: ppoll ignores it from now on

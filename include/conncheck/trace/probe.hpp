@@ -36,8 +36,10 @@ public:
 
     // Follows the connections `pid` opens from now on.
     void add_target(pid_t pid);
-    // A file descriptor that becomes readable when events are waiting (for poll()).
+    // A file descriptor that becomes readable when the ring buffer fills up (for poll()). The
+    // kernel does not wake the reader for every event: drain at least every drain_interval.
     [[nodiscard]] int wait_fd() const;
+    static constexpr std::chrono::milliseconds drain_interval{100};
     // Hands every waiting event to `sink`, in the order the kernel wrote them; returns how many.
     std::size_t drain(const std::function<void(const Event&)>& sink);
     [[nodiscard]] ProbeCounters counters() const;

@@ -9,7 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <utility>
 
 namespace conncheck::trace {
 
@@ -91,7 +91,10 @@ CfaRule cfa_rule(Dwfl_Module* module, std::uint64_t pc) {
 
 struct Symbolizer::Impl {
     std::map<pid_t, Dwfl*> sessions;
-    std::unordered_map<std::uint64_t, std::string> names; // per pid+address, see key()
+    // The same code opens connection after connection: names and unwind rules are looked up in
+    // libdw once per address.
+    std::map<std::pair<pid_t, std::uint64_t>, std::string> names;
+    std::map<std::pair<pid_t, std::uint64_t>, CfaRule> rules;
 
     ~Impl() {
         for (auto& [pid, dwfl] : sessions)
@@ -126,8 +129,20 @@ struct Symbolizer::Impl {
         return m;
     }
 
-    // "open_feed (client.cpp:42)", "connect (libc.so.6)", or the address when nothing is known.
+    CfaRule rule(pid_t pid, Dwfl_Module* module, std::uint64_t pc) {
+        const auto key = std::make_pair(pid, pc);
+        if (const auto it = rules.find(key); it != rules.end()) return it->second;
+        return rules[key] = module ? cfa_rule(module, pc) : CfaRule{};
+    }
+
     std::string name(pid_t pid, Dwfl_Module* module, std::uint64_t lookup) {
+        const auto key = std::make_pair(pid, lookup);
+        if (const auto it = names.find(key); it != names.end()) return it->second;
+        return names[key] = describe(module, lookup);
+    }
+
+    // "open_feed (client.cpp:42)", "connect (libc.so.6)", or the address when nothing is known.
+    static std::string describe(Dwfl_Module* module, std::uint64_t lookup) {
         if (!module) return fmt::format("0x{:x}", lookup);
         GElf_Off offset = 0;
         GElf_Sym sym{};
@@ -142,7 +157,6 @@ struct Symbolizer::Impl {
             if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr))
                 where = fmt::format("{}:{}", base_name(file), lineno);
         }
-        (void)pid;
         return symbol ? fmt::format("{} ({})", demangle(symbol), where)
                       : fmt::format("0x{:x} ({})", lookup, where);
     }
@@ -169,7 +183,7 @@ CallSite Symbolizer::call_site(const Event& e) {
         return site;
     }
     std::vector<std::uint64_t> returns;
-    const CfaRule first = cfa_rule(module, pc);
+    const CfaRule first = impl_->rule(e.pid, module, pc);
     std::size_t next = 1;
     if (first.base == CfaRule::Base::rsp) {
         const std::int64_t at = first.offset - 8; // the return address sits just below the CFA
@@ -193,7 +207,7 @@ CallSite Symbolizer::call_site(const Event& e) {
         Dwfl_Module* m = impl_->module_of(e.pid, lookup);
         site.frames.push_back(impl_->name(e.pid, m, lookup));
         if (i + 1 == returns.size()) break;
-        const CfaRule rule = m ? cfa_rule(m, lookup) : CfaRule{};
+        const CfaRule rule = impl_->rule(e.pid, m, lookup);
         if (rule.base != CfaRule::Base::rbp) {
             site.stops = "no frame pointer beyond this frame: its callers are unknown";
             break;
