@@ -150,7 +150,9 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
         });
 
     std::map<std::tuple<CallSite, std::string, PeerKey>, LeakGroup> groups;
-    for (const auto& [id, c] : connections_) {
+    // A named reference, not a structured binding: lambdas below capture it (clang 14).
+    for (const auto& entry : connections_) {
+        const Connection& c = entry.second;
         ++r.connections;
         if (!c.held()) continue;
         ++r.held;
