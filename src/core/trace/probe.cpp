@@ -17,7 +17,11 @@
 extern "C" {
 #include "trace_event.h"
 }
+// bpftool embeds the whole eBPF object in one string literal, beyond what -Wpedantic accepts.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverlength-strings"
 #include "trace.skel.h"
+#pragma GCC diagnostic pop
 
 namespace conncheck::trace {
 
@@ -27,7 +31,9 @@ namespace {
 // instead of going to stderr.
 std::string g_last_libbpf_warning;
 
-int capture_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+// libbpf passes its own printf format along.
+__attribute__((format(printf, 2, 0))) int capture_libbpf(enum libbpf_print_level level,
+                                                         const char* format, va_list args) {
     if (level != LIBBPF_WARN) return 0;
     char line[512];
     std::vsnprintf(line, sizeof line, format, args);
