@@ -278,8 +278,7 @@ TEST_CASE("targeted and whole-table scans agree socket for socket") {
         [&] {
             whole = scan_with(false, pids);
             const auto& p = whole.processes.at(0);
-            return count_state(p, TcpState::close_wait) == 2 &&
-                   p.time_wait_by_peer.size() == 2 &&
+            return count_state(p, TcpState::close_wait) == 2 && p.time_wait_by_peer.size() == 2 &&
                    count_state(p, TcpState::fin_wait2) == 1 &&
                    count_state(p, TcpState::fin_wait1) == 1 &&
                    count_state(p, TcpState::syn_sent) == 1;
