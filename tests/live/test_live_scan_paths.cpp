@@ -161,7 +161,10 @@ void compare_process(const scan::ProcessSnapshot& a, const scan::ProcessSnapshot
         by_cookie[s.cookie].targeted = &s;
     for (const auto& s : b.sockets)
         by_cookie[s.cookie].whole = &s;
-    for (const auto& [cookie, pair] : by_cookie) {
+    for (const auto& entry : by_cookie) {
+        // Not a structured binding: INFO captures it in a lambda, which clang 14 refuses.
+        const auto cookie = entry.first;
+        const auto& pair = entry.second;
         INFO("cookie " << cookie);
         REQUIRE(pair.targeted != nullptr);
         REQUIRE(pair.whole != nullptr);
