@@ -87,6 +87,27 @@ CfaRule cfa_rule(Dwfl_Module* module, std::uint64_t pc) {
     return rule;
 }
 
+// "file.cpp:42" for `pc`. libdw finds the compile unit through .debug_aranges, which clang
+// does not emit by default; without them every compile unit is asked whether it covers `pc`.
+std::optional<std::string> source_line(Dwfl_Module* module, std::uint64_t pc) {
+    int lineno = 0;
+    if (Dwfl_Line* line = dwfl_module_getsrc(module, pc)) {
+        if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr))
+            return fmt::format("{}:{}", base_name(file), lineno);
+    }
+    Dwarf_Addr bias = 0;
+    for (Dwarf_Die* cu = dwfl_module_nextcu(module, nullptr, &bias); cu != nullptr;
+         cu = dwfl_module_nextcu(module, cu, &bias)) {
+        if (dwarf_haspc(cu, pc - bias) != 1) continue;
+        Dwarf_Line* line = dwarf_getsrc_die(cu, pc - bias);
+        const char* file = line ? dwarf_linesrc(line, nullptr, nullptr) : nullptr;
+        if (file && dwarf_lineno(line, &lineno) == 0)
+            return fmt::format("{}:{}", base_name(file), lineno);
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
+
 } // namespace
 
 struct Symbolizer::Impl {
@@ -152,11 +173,7 @@ struct Symbolizer::Impl {
         dwfl_module_info(module, nullptr, nullptr, nullptr, nullptr, nullptr, &module_path,
                          nullptr);
         std::string where = base_name(module_path);
-        if (Dwfl_Line* line = dwfl_module_getsrc(module, lookup)) {
-            int lineno = 0;
-            if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr))
-                where = fmt::format("{}:{}", base_name(file), lineno);
-        }
+        if (const auto line = source_line(module, lookup)) where = *line;
         return symbol ? fmt::format("{} ({})", demangle(symbol), where)
                       : fmt::format("0x{:x} ({})", lookup, where);
     }
