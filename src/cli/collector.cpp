@@ -70,9 +70,6 @@ void print_event(const ws::CollectorEvent& event) {
 } // namespace
 
 void setup_collector(CLI::App& sub, CollectorOptions& options) {
-    sub.description("Run the reference WebSocket market-data collector: connect, subscribe, count "
-                    "messages, reconnect whenever the stream dies. Logs one line per connect, "
-                    "disconnect and reconnect; prints its totals on SIGINT/SIGTERM.");
     sub.add_option("--url", options.url, "ws:// or wss:// URL to connect to (required)")
         ->type_name("URL");
     sub.add_flag("--leaky", options.leaky,

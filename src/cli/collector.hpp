@@ -20,7 +20,6 @@ struct CollectorOptions {
     bool insecure = false;
 };
 
-// `sub` is the subcommand main() created; this adds its description and options.
 void setup_collector(CLI::App& sub, CollectorOptions& options);
 int run_collector(const CollectorOptions& options);
 

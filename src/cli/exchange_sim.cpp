@@ -43,10 +43,6 @@ void raise_open_files_limit() {
 } // namespace
 
 void setup_exchange_sim(CLI::App& sub, ExchangeSimOptions& options) {
-    sub.description(
-        "Run a local WebSocket exchange that streams synthetic trades and misbehaves on purpose: "
-        "--fault-after into each connection it applies the next fault from --faults in turn. "
-        "Prints 'exchange-sim listening on ADDR:PORT' once bound; runs until SIGINT/SIGTERM.");
     sub.add_option("--listen", options.listen,
                    "HOST:PORT to listen on; port 0 picks a free one. Keep it on loopback")
         ->capture_default_str()

@@ -14,7 +14,6 @@ struct ExchangeSimOptions {
     std::string faults = "silent,fin,close,rst";
 };
 
-// `sub` is the subcommand main() created; this adds its description and options.
 void setup_exchange_sim(CLI::App& sub, ExchangeSimOptions& options);
 int run_exchange_sim(const ExchangeSimOptions& options);
 
