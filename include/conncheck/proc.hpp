@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <sys/types.h>
+#include <unordered_map>
 #include <vector>
 
 namespace conncheck::proc {
@@ -41,6 +42,15 @@ struct Cgroup2Mount {
     std::string root;        // the cgroup shown at mount_point: "/" unless bind-mounted deeper
 };
 
+// The fields of /proc/PID/stat that conncheck reads.
+struct Stat {
+    std::string comm; // raw, as the process set it
+    char state = '?'; // 'R', 'S', 'Z', ...
+    pid_t ppid = 0;
+    pid_t pgrp = 0;
+    std::uint64_t start_ticks = 0; // field 22, 0 when absent
+};
+
 struct FdScan {
     std::vector<std::uint64_t> socket_inodes; // sorted, unique
     std::uint64_t open_fds = 0;
@@ -53,6 +63,13 @@ public:
 
     // comm, cmdline, uid, netns, start time, limits. Throws Error(no_such_process).
     [[nodiscard]] ProcessInfo read_info(pid_t pid) const;
+    // nullopt when the process is gone (or its stat is malformed).
+    [[nodiscard]] std::optional<Stat> read_stat(pid_t pid) const;
+    // Its stat is readable and it is not a zombie: an exited process its parent has not reaped
+    // keeps its /proc entry but no files.
+    [[nodiscard]] bool is_running(pid_t pid) const;
+    // Every running process below `root` in the process tree (root excluded), sorted.
+    [[nodiscard]] std::vector<pid_t> descendants(pid_t root) const;
     // Reads only /proc/PID/fd. Throws Error(no_such_process) or Error(permission_denied).
     [[nodiscard]] FdScan scan_fds(pid_t pid) const;
     // Which of `among` (sorted inodes) are TCP sockets the process holds: the sockets' protocol
@@ -77,6 +94,14 @@ public:
 private:
     std::string root_;
 };
+
+// "4242 (name) S 1 4242 ..."; the name may hold spaces and parentheses. nullopt when the state,
+// ppid or pgrp is missing or malformed.
+[[nodiscard]] std::optional<Stat> parse_stat(std::string_view text);
+// Every pid whose parent chain reaches `root`, root excluded, sorted. Cycles (a table read while
+// processes come and go) end the walk.
+[[nodiscard]] std::vector<pid_t> descendants_of(pid_t root,
+                                                const std::unordered_map<pid_t, pid_t>& parent);
 
 // A strictly positive decimal pid that fits pid_t, nothing else.
 [[nodiscard]] std::optional<pid_t> parse_pid(std::string_view text);

@@ -1,18 +1,15 @@
 // The engine behind `conncheck prove`: time series of socket counts per collector, their growth
-// by least squares, the verdict rule, and the CSV / SVG / JSON writers. Pure: no clocks, no
-// terminals; the sampler (prove_sample) is the only part that reads the kernel.
+// by least squares and the verdict rule. Pure: no clocks, no terminals; the writers are in
+// prove_output, and the sampler (prove_sample) is the only part that reads the kernel.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <nlohmann/json_fwd.hpp>
 #include <optional>
-#include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
-#include <unordered_map>
 #include <vector>
 
 namespace conncheck::prove {
@@ -112,28 +109,5 @@ struct Outcome {
     std::string summary; // one line
 };
 [[nodiscard]] Outcome decide(const Report& report);
-
-// t_seconds,collector,established,close_wait,time_wait,total,kernel_memory_bytes,reconnects
-void write_csv(std::ostream& out, const Report& report);
-// A standalone SVG 1.1 document: one panel per collector on a shared y scale, one line per state.
-void write_svg(std::ostream& out, const Report& report);
-// The final table, growth per hour, verdicts and a summary of each series, one object.
-[[nodiscard]] nlohmann::json to_json(const Report& report);
-
-// & < > " ' as entities; other bytes unchanged (callers sanitize first).
-[[nodiscard]] std::string xml_escape(std::string_view text);
-
-// --- the process tree of a command, from /proc/PID/stat ---
-
-struct StatParents {
-    char state = '?'; // 'R', 'S', 'Z', ...
-    pid_t ppid = 0;
-    pid_t pgrp = 0;
-};
-// "4242 (name) S 1 4242 ..."; the name may hold spaces and parentheses.
-[[nodiscard]] std::optional<StatParents> parse_stat_parents(std::string_view stat);
-// Every pid whose parent chain reaches `root`, root excluded, sorted.
-[[nodiscard]] std::vector<pid_t> descendants_of(pid_t root,
-                                                const std::unordered_map<pid_t, pid_t>& parent);
 
 } // namespace conncheck::prove

@@ -3,6 +3,7 @@
 #include "common.hpp"
 #include "conncheck/error.hpp"
 #include "conncheck/prove.hpp"
+#include "conncheck/prove_output.hpp"
 #include "conncheck/prove_sample.hpp"
 #include "conncheck/text.hpp"
 #include "prove_children.hpp"
@@ -206,7 +207,7 @@ std::string progress_line(double elapsed, double total, const std::vector<Slot>&
 std::vector<pid_t> slot_pids(const Slot& slot, const proc::ProcFs& procfs) {
     if (!slot.collector) return {};
     if (!slot.command) return {slot.collector->pid()};
-    return prove::process_tree(procfs, slot.collector->pid());
+    return procfs.descendants(slot.collector->pid());
 }
 
 // Stops every child on every way out of run_prove: collectors first (they print their totals),

@@ -367,7 +367,7 @@ std::size_t sweep_descendants() {
     const proc::ProcFs procfs("/proc");
     std::size_t killed = 0;
     for (int round = 0; round < 3; ++round) {
-        const auto left = prove::process_tree(procfs, ::getpid());
+        const auto left = procfs.descendants(::getpid());
         if (left.empty()) break;
         for (pid_t pid : left)
             if (::kill(pid, SIGKILL) == 0) ++killed;
@@ -376,7 +376,7 @@ std::size_t sweep_descendants() {
             int st = 0;
             while (::waitpid(-1, &st, WNOHANG) > 0) {
             }
-            if (prove::process_tree(procfs, ::getpid()).empty()) break;
+            if (procfs.descendants(::getpid()).empty()) break;
             wait_for_output({}, std::chrono::milliseconds(10));
         }
     }

@@ -1,6 +1,6 @@
 // The CSV, SVG and JSON forms of a prove run. The SVG is written by hand: a few polylines and
 // text elements, every text through xml_escape.
-#include "conncheck/prove.hpp"
+#include "conncheck/prove_output.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -225,6 +225,33 @@ nlohmann::json to_json(const Report& report) {
     j["ok"] = o.ok;
     j["summary"] = o.summary;
     return j;
+}
+
+std::string xml_escape(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        switch (c) {
+        case '&':
+            out += "&amp;";
+            break;
+        case '<':
+            out += "&lt;";
+            break;
+        case '>':
+            out += "&gt;";
+            break;
+        case '"':
+            out += "&quot;";
+            break;
+        case '\'':
+            out += "&apos;";
+            break;
+        default:
+            out += c;
+        }
+    }
+    return out;
 }
 
 } // namespace conncheck::prove

@@ -1,6 +1,6 @@
 // libFuzzer harness: arbitrary bytes as one datagram received from NETLINK_SOCK_DIAG. The parser
 // must never read outside them, whatever nlmsg_len and nla_len claim.
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/parse.hpp"
 
 #include <cstddef>
 #include <cstdint>

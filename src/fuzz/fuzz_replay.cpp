@@ -1,6 +1,6 @@
 // libFuzzer harness: arbitrary bytes as a recording file (after the magic when the first byte is
 // even, so both the header check and the records get exercised). Only Error may come out.
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
 
 #include <cstddef>

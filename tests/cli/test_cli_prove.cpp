@@ -71,7 +71,7 @@ pid_t spawn_prove(const std::vector<std::string>& args, const std::string& out) 
 }
 
 std::vector<pid_t> tree_of(pid_t pid) {
-    return conncheck::prove::process_tree(conncheck::proc::ProcFs("/proc"), pid);
+    return conncheck::proc::ProcFs("/proc").descendants(pid);
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // The sock_diag source against the real kernel: sockets this process opens on loopback must come
 // back with their states, inodes and cookies; a recording must replay to the same sockets.
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/netlink.hpp"
+#include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
 
 #include "support.hpp"

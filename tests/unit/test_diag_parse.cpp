@@ -1,7 +1,9 @@
 // The sock_diag parser, the dump retry loop, /proc/net/tcp lines and recordings, fed hand-built
 // bytes. The suite also runs under ASan+UBSan: truncated input must never be read past its end.
-#include "../../src/core/dump_loop.hpp"
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/dump_loop.hpp"
+#include "conncheck/diag/parse.hpp"
+#include "conncheck/diag/proc_net.hpp"
+#include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
 #include "support.hpp"
 

@@ -199,3 +199,31 @@ TEST_CASE("ProcFs::cgroup joins the process's path with the cgroup2 mount") {
     REQUIRE(::stat(mount.c_str(), &st) == 0);
     CHECK(top->id == st.st_ino);
 }
+
+TEST_CASE("/proc/PID/stat parents") {
+    const auto a = proc::parse_stat("4242 (sh) S 17 4242 4242 0 -1 4194560 ...");
+    REQUIRE(a);
+    CHECK(a->state == 'S');
+    CHECK(a->ppid == 17);
+    CHECK(a->pgrp == 4242);
+    const auto b = proc::parse_stat("7 (a) b) (c) Z 1 9 9 0");
+    REQUIRE(b);
+    CHECK(b->state == 'Z');
+    CHECK(b->ppid == 1);
+    CHECK(b->pgrp == 9);
+    CHECK_FALSE(proc::parse_stat("7 (noclose S 1 2"));
+    CHECK_FALSE(proc::parse_stat("7 (x) S"));
+    CHECK_FALSE(proc::parse_stat("7 (x) S x 2"));
+    CHECK_FALSE(proc::parse_stat(""));
+}
+
+TEST_CASE("descendants of a process") {
+    // 10 -> 11 -> 12, 10 -> 13, 20 -> 21; 30 <-> 31 a cycle from a racy read.
+    const std::unordered_map<pid_t, pid_t> parent{{10, 1}, {11, 10}, {12, 11}, {13, 10},
+                                                  {20, 1}, {21, 20}, {30, 31}, {31, 30}};
+    CHECK(proc::descendants_of(10, parent) == std::vector<pid_t>{11, 12, 13});
+    CHECK(proc::descendants_of(11, parent) == std::vector<pid_t>{12});
+    CHECK(proc::descendants_of(12, parent).empty());
+    CHECK(proc::descendants_of(99, parent).empty());
+    CHECK(proc::descendants_of(30, parent) == std::vector<pid_t>{31});
+}

@@ -1,4 +1,5 @@
 #include "conncheck/prove.hpp"
+#include "conncheck/prove_output.hpp"
 #include "conncheck/prove_sample.hpp"
 #include "xml_check.hpp"
 
@@ -236,34 +237,6 @@ TEST_CASE("JSON report") {
 TEST_CASE("xml_escape") {
     CHECK(xml_escape("a<b>&\"'c") == "a&lt;b&gt;&amp;&quot;&apos;c");
     CHECK(xml_escape("") == "");
-}
-
-TEST_CASE("/proc/PID/stat parents") {
-    const auto a = parse_stat_parents("4242 (sh) S 17 4242 4242 0 -1 4194560 ...");
-    REQUIRE(a);
-    CHECK(a->state == 'S');
-    CHECK(a->ppid == 17);
-    CHECK(a->pgrp == 4242);
-    const auto b = parse_stat_parents("7 (a) b) (c) Z 1 9 9 0");
-    REQUIRE(b);
-    CHECK(b->state == 'Z');
-    CHECK(b->ppid == 1);
-    CHECK(b->pgrp == 9);
-    CHECK_FALSE(parse_stat_parents("7 (noclose S 1 2"));
-    CHECK_FALSE(parse_stat_parents("7 (x) S"));
-    CHECK_FALSE(parse_stat_parents("7 (x) S x 2"));
-    CHECK_FALSE(parse_stat_parents(""));
-}
-
-TEST_CASE("descendants of a process") {
-    // 10 -> 11 -> 12, 10 -> 13, 20 -> 21; 30 <-> 31 a cycle from a racy read.
-    const std::unordered_map<pid_t, pid_t> parent{{10, 1}, {11, 10}, {12, 11}, {13, 10},
-                                                  {20, 1}, {21, 20}, {30, 31}, {31, 30}};
-    CHECK(descendants_of(10, parent) == std::vector<pid_t>{11, 12, 13});
-    CHECK(descendants_of(11, parent) == std::vector<pid_t>{12});
-    CHECK(descendants_of(12, parent).empty());
-    CHECK(descendants_of(99, parent).empty());
-    CHECK(descendants_of(30, parent) == std::vector<pid_t>{31});
 }
 
 TEST_CASE("merging the snapshots of a process tree counts shared sockets once") {

@@ -1,6 +1,8 @@
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/replay.hpp"
+
+#include "conncheck/diag/dump_loop.hpp"
+#include "conncheck/diag/parse.hpp"
 #include "conncheck/error.hpp"
-#include "dump_loop.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,5 @@
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/proc_net.hpp"
+
 #include "conncheck/error.hpp"
 
 #include <algorithm>

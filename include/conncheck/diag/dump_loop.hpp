@@ -1,8 +1,8 @@
-// Internal to the core: the retry loop shared by the live netlink source and the replay source,
+// The retry loop shared by the live netlink source and the replay source,
 // so a recording (or a test's fake) drives exactly the restart logic the kernel path uses.
 #pragma once
 
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/source.hpp"
 
 #include <cstddef>
 #include <cstdint>

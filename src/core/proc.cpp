@@ -109,26 +109,10 @@ bool ProcFs::exists(pid_t pid) const {
 ProcessInfo ProcFs::read_info(pid_t pid) const {
     ProcessInfo info;
     info.pid = pid;
-    auto stat = read_small_file(path(pid, "stat"));
+    auto stat = read_stat(pid);
     if (!stat) throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
-    // "PID (comm) S ppid ...": comm may hold spaces and parentheses, so take the last ')'.
-    const auto open = stat->find('(');
-    const auto close = stat->rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open)
-        throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
-    info.comm = stat->substr(open + 1, close - open - 1);
-    // Fields after comm start at field 3 (state); starttime is field 22.
-    std::string_view rest(stat->data() + close + 1, stat->size() - close - 1);
-    int field = 2;
-    while (!rest.empty() && field < 22) {
-        while (!rest.empty() && rest.front() == ' ')
-            rest.remove_prefix(1);
-        const auto end = rest.find(' ');
-        const auto word = rest.substr(0, end);
-        ++field;
-        if (field == 22) info.start_ticks = parse_number<std::uint64_t>(word).value_or(0);
-        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
-    }
+    info.comm = std::move(stat->comm);
+    info.start_ticks = stat->start_ticks;
 
     if (auto cmdline = read_small_file(path(pid, "cmdline"))) {
         while (!cmdline->empty() && cmdline->back() == '\0')
@@ -217,35 +201,42 @@ std::vector<pid_t> ProcFs::list_pids() const {
     return pids;
 }
 
-namespace {
-
-// The parent pid from /proc/PID/stat ("PID (comm) S PPID ..."), 0 when unreadable.
-pid_t parent_of(const ProcFs& procfs, pid_t pid) {
-    auto stat = read_small_file(procfs.path(pid, "stat"));
-    if (!stat) return 0;
-    const auto close = stat->rfind(')');
-    if (close == std::string::npos || close + 4 >= stat->size()) return 0;
-    std::string_view rest(stat->data() + close + 4, stat->size() - close - 4);
-    return parse_number<pid_t>(rest.substr(0, rest.find(' '))).value_or(0);
+std::optional<Stat> ProcFs::read_stat(pid_t pid) const {
+    const auto text = read_small_file(path(pid, "stat"));
+    if (!text) return std::nullopt;
+    return parse_stat(*text);
 }
 
-} // namespace
+bool ProcFs::is_running(pid_t pid) const {
+    const auto stat = read_stat(pid);
+    return stat && stat->state != 'Z' && stat->state != 'X' && stat->state != 'x';
+}
+
+std::vector<pid_t> ProcFs::descendants(pid_t root) const {
+    std::unordered_map<pid_t, pid_t> parent;
+    for (pid_t pid : list_pids()) {
+        // A zombie holds no files any more; it only waits to be reaped.
+        if (const auto stat = read_stat(pid); stat && stat->state != 'Z')
+            parent.emplace(pid, stat->ppid);
+    }
+    return descendants_of(root, parent);
+}
 
 std::vector<pid_t> ProcFs::find_by_name(std::string_view name) const {
     // Never ourselves nor our ancestors: the shell that cron runs as `sh -c 'conncheck check
     // --name collector'` has the name in its own command line.
     std::vector<pid_t> ancestors;
-    for (pid_t p = ::getpid(); p > 1 && ancestors.size() < 64; p = parent_of(*this, p))
+    for (pid_t p = ::getpid(); p > 1 && ancestors.size() < 64;) {
         ancestors.push_back(p);
+        const auto stat = read_stat(p);
+        p = stat ? stat->ppid : 0;
+    }
     std::vector<pid_t> found;
     for (pid_t pid : list_pids()) {
         if (std::find(ancestors.begin(), ancestors.end(), pid) != ancestors.end()) continue;
-        auto stat = read_small_file(path(pid, "stat"));
+        const auto stat = read_stat(pid);
         if (!stat) continue; // exited meanwhile
-        const auto open = stat->find('(');
-        const auto close = stat->rfind(')');
-        if (open != std::string::npos && close != std::string::npos && close > open &&
-            std::string_view(*stat).substr(open + 1, close - open - 1) == name) {
+        if (stat->comm == name) {
             found.push_back(pid);
             continue;
         }
@@ -354,6 +345,57 @@ std::optional<Cgroup2Mount> parse_cgroup2_mount(std::string_view mountinfo) {
         return Cgroup2Mount{unescape_mountinfo(fields[4]), unescape_mountinfo(fields[3])};
     }
     return std::nullopt;
+}
+
+std::optional<Stat> parse_stat(std::string_view text) {
+    // The name is between the first '(' and the last ')': it can hold both itself.
+    const auto open = text.find('(');
+    const auto close = text.rfind(')');
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open ||
+        close + 2 >= text.size())
+        return std::nullopt;
+    Stat stat;
+    stat.comm = std::string(text.substr(open + 1, close - open - 1));
+    // Fields after the name, from field 3 (state) on; starttime is field 22.
+    std::string_view rest = text.substr(close + 2);
+    int field = 3;
+    for (; field <= 22 && !rest.empty(); ++field) {
+        const auto end = rest.find(' ');
+        const std::string_view word = rest.substr(0, end);
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+        if (field == 3) {
+            if (word.size() != 1) return std::nullopt;
+            stat.state = word.front();
+        } else if (field == 4 || field == 5) {
+            const auto value = parse_number<pid_t>(word);
+            if (!value) return std::nullopt;
+            (field == 4 ? stat.ppid : stat.pgrp) = *value;
+        } else if (field == 22) {
+            stat.start_ticks = parse_number<std::uint64_t>(word).value_or(0);
+        }
+    }
+    if (field <= 5) return std::nullopt; // no ppid or pgrp
+    return stat;
+}
+
+std::vector<pid_t> descendants_of(pid_t root, const std::unordered_map<pid_t, pid_t>& parent) {
+    std::vector<pid_t> out;
+    for (const auto& [pid, ppid] : parent) {
+        if (pid == root) continue;
+        pid_t p = ppid;
+        // Bounded walk: a table read while processes come and go can hold a cycle.
+        for (std::size_t depth = 0; p > 0 && depth < parent.size(); ++depth) {
+            if (p == root) {
+                out.push_back(pid);
+                break;
+            }
+            const auto it = parent.find(p);
+            if (it == parent.end()) break;
+            p = it->second;
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 std::optional<pid_t> parse_pid(std::string_view text) {
