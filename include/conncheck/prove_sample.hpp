@@ -7,14 +7,9 @@
 #include "conncheck/scan.hpp"
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <unordered_set>
 #include <vector>
-
-namespace conncheck::diag {
-class SocketSource;
-}
 
 namespace conncheck::prove {
 
@@ -43,12 +38,10 @@ void add_time_wait_toward(scan::ProcessSnapshot& snapshot,
 class Sampler {
 public:
     Sampler(scan::Config scan_config, std::size_t groups);
-    ~Sampler();
-    Sampler(const Sampler&) = delete;
-    Sampler& operator=(const Sampler&) = delete;
     // One Sample per group (nullopt where none of its processes could be scanned this tick).
     // Processes that exit during the scan are dropped and the scan retried; other errors
-    // (permission, no socket source) are thrown as conncheck::Error.
+    // (permission, no socket source) are thrown as conncheck::Error. The scanner remembers the
+    // cookies of live sockets between ticks, so their TIME_WAIT is attributed exactly.
     [[nodiscard]] std::vector<std::optional<Sample>> sample(const std::vector<Group>& groups);
     // Distinct sockets toward the group's simulator port seen so far (each one a connection).
     [[nodiscard]] std::uint64_t connections_seen(std::size_t group) const;
@@ -57,13 +50,7 @@ public:
 private:
     scan::Scanner scanner_;
     analysis::Config analysis_config_;
-    scan::CookieOwners known_; // cookies of live sockets seen in earlier ticks -> their pid
     std::vector<std::unordered_set<std::uint64_t>> seen_;
-    std::unique_ptr<diag::SocketSource> time_wait_source_; // netlink, opened on first use
-    bool time_wait_unavailable_ = false;                   // no netlink: by cookie and peer only
 };
-
-// Every live process below `root` in the process tree (root excluded), read from /proc/*/stat.
-[[nodiscard]] std::vector<pid_t> process_tree(const proc::ProcFs& procfs, pid_t root);
 
 } // namespace conncheck::prove

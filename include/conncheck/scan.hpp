@@ -2,13 +2,15 @@
 // those pids' fds and keeps only their sockets, so memory follows the target, not the host.
 #pragma once
 
+#include "conncheck/cookie_memory.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/tcp.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace conncheck::scan {
@@ -23,16 +25,15 @@ struct Config {
     // For chosen pids, ask the kernel for their sockets only (see Scanner::scan_pids); false
     // dumps the whole tables, as a recording always does.
     bool targeted = true;
+    // Keep the TIME_WAIT sockets no scanned process could be given in
+    // Snapshot::unattributed_time_wait (prove: a simulator's port names the collector).
+    bool keep_unattributed_time_wait = false;
 };
-
-// Cookies of live sockets seen earlier (watch's previous tick, check's state file) and who held
-// them. A TIME_WAIT socket keeps its cookie, so these attribute TIME_WAIT exactly.
-using CookieOwners = std::unordered_map<std::uint64_t, pid_t>;
 
 struct ProcessSnapshot {
     proc::ProcessInfo info;
     // Sockets whose inode one of the process's fds holds, plus TIME_WAIT sockets attributed by
-    // cookie through CookieOwners. Unique by cookie.
+    // cookie through the scanner's CookieMemory. Unique by cookie.
     std::vector<SocketRecord> sockets;
     // TIME_WAIT sockets toward one of the process's peers, or to one of its listening ports,
     // whose owner is not known exactly.
@@ -58,6 +59,14 @@ struct Snapshot {
     std::uint64_t sockets_seen = 0;    // every socket the dumps delivered
     std::uint64_t unreadable_processes = 0; // host-wide: fds we may not read
     std::uint64_t vanished_processes = 0;   // host-wide: exited during the scan, skipped
+    // With Config::keep_unattributed_time_wait: the TIME_WAIT sockets counted in
+    // unattributed.time_wait.
+    std::vector<SocketRecord> unattributed_time_wait;
+};
+
+struct RunningScan {
+    std::optional<Snapshot> snapshot; // nullopt when no process was left to scan
+    std::vector<pid_t> exited;        // dropped: exited before or during the scan
 };
 
 class Scanner {
@@ -69,15 +78,26 @@ public:
     // without extensions finds their sockets (filtered in the kernel to their cgroups when each
     // has a cgroup v2 of its own), then tcp_info and socket memory are asked for just those.
     // sockets_seen and unattributed then count only what the kernel returned.
-    [[nodiscard]] Snapshot scan_pids(const std::vector<pid_t>& pids,
-                                     const CookieOwners* known = nullptr);
-    // Every process; races and permission problems are counted, not thrown.
-    [[nodiscard]] Snapshot scan_host(const CookieOwners* known = nullptr);
+    // TIME_WAIT is attributed exactly by the cookies earlier scans remembered, and this scan's
+    // sockets are remembered for the next.
+    [[nodiscard]] Snapshot scan_pids(const std::vector<pid_t>& pids);
+    // Scans those of `pids` still running. One that exits before or during the scan (a zombie
+    // has exited) is dropped, listed in `exited` and forgotten, and the rest scanned again, a
+    // bounded number of times. Other errors are thrown as by scan_pids.
+    [[nodiscard]] RunningScan scan_running(const std::vector<pid_t>& pids);
+    // Every process; races and permission problems are counted, not thrown. Neither uses nor
+    // feeds the cookie memory: a host-wide scan is a one-off.
+    [[nodiscard]] Snapshot scan_host();
+
+    // Cookies a process held in an earlier run (check's state file) and its start time.
+    void remember(pid_t pid, std::uint64_t start_ticks, std::span<const std::uint64_t> cookies);
+    [[nodiscard]] const CookieMemory& cookies() const { return memory_; }
     [[nodiscard]] const proc::ProcFs& procfs() const { return procfs_; }
 
 private:
     Config config_;
     proc::ProcFs procfs_;
+    CookieMemory memory_;
 };
 
 } // namespace conncheck::scan

@@ -365,14 +365,12 @@ int check_once(const CheckOptions& o) {
     }
     lock_and_load(p, started, timeout_ms);
 
-    scan::CookieOwners known;
-    if (p.previous) {
-        std::vector<check::Instance> instances;
-        for (const pid_t pid : pids)
-            instances.push_back({pid, scanner.procfs().read_info(pid).start_ticks});
-        known = check::known_cookies(*p.previous, instances);
-    }
-    const scan::Snapshot snapshot = scanner.scan_pids(pids, &known);
+    // The previous run's cookies attribute its sockets' TIME_WAIT. Instances are pid + start
+    // time: the scanner forgets the cookies of a pid the kernel gave to another process.
+    if (p.previous)
+        for (const auto& before : p.previous->processes)
+            scanner.remember(before.pid, before.start_ticks, before.cookies);
+    const scan::Snapshot snapshot = scanner.scan_pids(pids);
     const auto now = snapshot.taken_at == std::chrono::system_clock::time_point{}
                          ? std::chrono::system_clock::now()
                          : snapshot.taken_at;

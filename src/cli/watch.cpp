@@ -15,7 +15,6 @@
 #include <ctime>
 #include <fcntl.h>
 #include <fmt/core.h>
-#include <fstream>
 #include <optional>
 #include <poll.h>
 #include <set>
@@ -134,18 +133,6 @@ double cpu_seconds() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-// An exited process its parent has not reaped yet (a zombie) keeps its /proc entry but no fds:
-// watching it would record zeros instead of its last figures, and forever if nobody reaps it.
-bool is_running(const proc::ProcFs& procfs, pid_t pid) {
-    std::ifstream stat(procfs.path(pid, "stat"));
-    std::string line;
-    if (!std::getline(stat, line)) return false;
-    const auto paren = line.rfind(')'); // comm may contain ')' and spaces
-    if (paren == std::string::npos || paren + 2 >= line.size()) return false;
-    const char state = line[paren + 2];
-    return state != 'Z' && state != 'X' && state != 'x';
-}
-
 std::string last_figures(const watch::ProcessFrame& p) {
     std::string out;
     for (const auto& s : p.states) {
@@ -215,32 +202,18 @@ private:
         return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
     }
 
-    void mark_gone() {
-        for (auto it = alive_.begin(); it != alive_.end();) {
-            if (!is_running(scanner_.procfs(), *it)) {
-                session_.process_exited(*it, now_ms());
-                it = alive_.erase(it);
-            } else {
-                ++it;
-            }
-        }
-    }
-
     // One scan. False once every watched process is gone.
     bool tick() {
         const auto began = Clock::now();
-        mark_gone();
-        for (int attempt = 0; attempt < 3 && !alive_.empty(); ++attempt) {
-            try {
-                const scan::Snapshot snapshot = scanner_.scan_pids(alive_, &session_.owners());
-                session_.update(snapshot, now_ms(), static_cast<std::int64_t>(std::time(nullptr)));
-                ++scanned_;
-                break;
-            } catch (const Error& e) {
-                // A process exiting between the check and the scan: drop it and scan the rest.
-                if (e.code() != Errc::no_such_process && e.code() != Errc::process_exited) throw;
-                mark_gone();
-            }
+        const scan::RunningScan scanned = scanner_.scan_running(alive_);
+        for (const pid_t pid : scanned.exited) {
+            session_.process_exited(pid, now_ms());
+            std::erase(alive_, pid);
+        }
+        if (scanned.snapshot) {
+            session_.update(*scanned.snapshot, now_ms(),
+                            static_cast<std::int64_t>(std::time(nullptr)));
+            ++scanned_;
         }
         if (scanned_ == 0 && alive_.empty())
             throw Error(Errc::process_exited, "the watched process exited before its first scan");

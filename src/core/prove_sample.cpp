@@ -1,13 +1,9 @@
 #include "conncheck/prove_sample.hpp"
 
-#include "conncheck/diag.hpp"
-#include "conncheck/error.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <iterator>
 #include <netinet/in.h>
-#include <sstream>
 #include <unordered_map>
 
 namespace conncheck::prove {
@@ -60,16 +56,10 @@ bool is_loopback_v4(const Endpoint& e) {
     return false;
 }
 
-class CollectSink : public diag::DumpSink {
-public:
-    explicit CollectSink(std::vector<SocketRecord>& out) : out_(out), mark_(out.size()) {}
-    void on_socket(const SocketRecord& s) override { out_.push_back(s); }
-    void on_restart() override { out_.resize(mark_); }
-
-private:
-    std::vector<SocketRecord>& out_;
-    std::size_t mark_;
-};
+scan::Config keeping_unattributed_time_wait(scan::Config config) {
+    config.keep_unattributed_time_wait = true;
+    return config;
+}
 
 } // namespace
 
@@ -86,9 +76,7 @@ void add_time_wait_toward(scan::ProcessSnapshot& snapshot,
 }
 
 Sampler::Sampler(scan::Config scan_config, std::size_t groups)
-    : scanner_(std::move(scan_config)), seen_(groups) {}
-
-Sampler::~Sampler() = default;
+    : scanner_(keeping_unattributed_time_wait(std::move(scan_config))), seen_(groups) {}
 
 std::uint64_t Sampler::connections_seen(std::size_t group) const {
     return group < seen_.size() ? seen_[group].size() : 0;
@@ -102,47 +90,21 @@ std::vector<std::optional<Sample>> Sampler::sample(const std::vector<Group>& gro
         for (pid_t pid : groups[g].pids)
             if (group_of.emplace(pid, g).second) pids.push_back(pid);
 
-    std::optional<scan::Snapshot> snapshot;
-    // A process of a command's tree can exit between listing and scanning: drop what is gone
-    // and scan again, a bounded number of times.
-    for (int attempt = 0; attempt < 4 && !pids.empty(); ++attempt) {
-        try {
-            snapshot = scanner_.scan_pids(pids, &known_);
-            break;
-        } catch (const Error& e) {
-            if (e.code() != Errc::no_such_process && e.code() != Errc::process_exited) throw;
-            std::erase_if(pids, [&](pid_t pid) { return !scanner_.procfs().exists(pid); });
-        }
-    }
-
     std::vector<std::optional<Sample>> out(groups.size());
-    if (!snapshot) return out;
-    std::vector<SocketRecord> time_wait;
-    if (!time_wait_unavailable_) {
-        try {
-            if (!time_wait_source_) time_wait_source_ = diag::open_netlink();
-            for (const std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
-                CollectSink sink(time_wait);
-                time_wait_source_->dump({family, state_bit(TcpState::time_wait), false, false},
-                                        sink);
-            }
-        } catch (const Error&) {
-            time_wait_unavailable_ = true; // attribution by cookie and peer still works
-            time_wait.clear();
-        }
-    }
+    // A process of a command's tree can exit between listing and scanning: the scanner drops it.
+    const auto scanned = scanner_.scan_running(pids);
+    if (!scanned.snapshot) return out;
+    const scan::Snapshot& snapshot = *scanned.snapshot;
     std::vector<std::vector<const scan::ProcessSnapshot*>> parts(groups.size());
-    for (const auto& p : snapshot->processes) {
+    for (const auto& p : snapshot.processes) {
         const auto it = group_of.find(p.info.pid);
         if (it == group_of.end()) continue;
         parts[it->second].push_back(&p);
-        for (const auto& s : p.sockets)
-            if (s.cookie != 0 && s.state != TcpState::time_wait) known_[s.cookie] = p.info.pid;
     }
     for (std::size_t g = 0; g < groups.size(); ++g) {
         if (parts[g].empty()) continue;
         scan::ProcessSnapshot merged = merge_snapshots(parts[g]);
-        add_time_wait_toward(merged, time_wait, groups[g].sim_port);
+        add_time_wait_toward(merged, snapshot.unattributed_time_wait, groups[g].sim_port);
         for (const auto* list : {&merged.sockets, &merged.time_wait_by_peer})
             for (const auto& s : *list)
                 if (s.cookie != 0 && s.state != TcpState::listen &&
@@ -151,20 +113,6 @@ std::vector<std::optional<Sample>> Sampler::sample(const std::vector<Group>& gro
         out[g] = sample_from(analysis::analyse_process(merged, analysis_config_));
     }
     return out;
-}
-
-std::vector<pid_t> process_tree(const proc::ProcFs& procfs, pid_t root) {
-    std::unordered_map<pid_t, pid_t> parent;
-    for (pid_t pid : procfs.list_pids()) {
-        std::ifstream in(procfs.path(pid, "stat"));
-        if (!in) continue; // exited meanwhile
-        std::ostringstream text;
-        text << in.rdbuf();
-        // A zombie holds no files any more; it only waits to be reaped.
-        if (const auto st = parse_stat_parents(text.str()); st && st->state != 'Z')
-            parent.emplace(pid, st->ppid);
-    }
-    return descendants_of(root, parent);
 }
 
 } // namespace conncheck::prove

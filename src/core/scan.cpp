@@ -1,6 +1,8 @@
 #include "conncheck/scan.hpp"
 
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/netlink.hpp"
+#include "conncheck/diag/proc_net.hpp"
+#include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
 #include "conncheck/privilege.hpp"
 
@@ -99,10 +101,13 @@ private:
 // or an earlier one), else by peer endpoint or listening port, else not at all.
 class TimeWaitSink : public diag::DumpSink {
 public:
+    // `unattributed`: where to keep the sockets no process could be given, or null.
     // `closed`: cookies of the processes' sockets that were gone when asked for again.
-    TimeWaitSink(Snapshot& snapshot, const Group& group, const CookieOwners* known,
+    TimeWaitSink(Snapshot& snapshot, const Group& group, const CookieOwners& known,
+                 std::vector<SocketRecord>* unattributed,
                  const std::vector<std::pair<std::uint64_t, std::size_t>>& closed = {})
-        : snapshot_(snapshot), group_(group), known_(known), live_cookies_(closed) {
+        : snapshot_(snapshot), group_(group), known_(known), unattributed_list_(unattributed),
+          live_cookies_(closed) {
         for (std::size_t idx : group.processes) {
             const auto& p = snapshot.processes[idx];
             pid_index_.emplace(p.info.pid, idx);
@@ -140,6 +145,7 @@ public:
             }
         }
         ++unattributed_;
+        if (unattributed_list_ != nullptr) unattributed_list_->push_back(s);
     }
     void on_restart() override {
         for (std::size_t i = 0; i < group_.processes.size(); ++i) {
@@ -150,6 +156,7 @@ public:
         }
         seen_ = seen_at_mark_;
         unattributed_ = unattributed_at_mark_;
+        if (unattributed_list_ != nullptr) unattributed_list_->resize(list_at_mark_);
     }
     void mark() {
         sizes_.clear();
@@ -159,6 +166,7 @@ public:
         }
         seen_at_mark_ = seen_;
         unattributed_at_mark_ = unattributed_;
+        list_at_mark_ = unattributed_list_ != nullptr ? unattributed_list_->size() : 0;
     }
     std::uint64_t seen_ = 0;
     std::uint64_t unattributed_ = 0;
@@ -169,10 +177,8 @@ private:
         auto it = std::lower_bound(live_cookies_.begin(), live_cookies_.end(),
                                    std::make_pair(cookie, std::size_t{0}));
         if (it != live_cookies_.end() && it->first == cookie) return it->second;
-        if (known_ != nullptr) {
-            if (auto k = known_->find(cookie); k != known_->end()) {
-                if (auto p = pid_index_.find(k->second); p != pid_index_.end()) return p->second;
-            }
+        if (auto k = known_.find(cookie); k != known_.end()) {
+            if (auto p = pid_index_.find(k->second); p != pid_index_.end()) return p->second;
         }
         return std::nullopt;
     }
@@ -183,7 +189,8 @@ private:
     };
     Snapshot& snapshot_;
     const Group& group_;
-    const CookieOwners* known_;
+    const CookieOwners& known_;
+    std::vector<SocketRecord>* unattributed_list_;
     std::unordered_map<pid_t, std::size_t> pid_index_;
     std::vector<std::pair<std::uint64_t, std::size_t>> live_cookies_;
     std::unordered_map<Endpoint, std::size_t, EndpointHash> peers_;
@@ -191,6 +198,7 @@ private:
     std::vector<Sizes> sizes_;
     std::uint64_t seen_at_mark_ = 0;
     std::uint64_t unattributed_at_mark_ = 0;
+    std::size_t list_at_mark_ = 0;
 };
 
 // A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
@@ -384,7 +392,8 @@ void finish_group(Snapshot& snapshot, const Group& group, const LiveSink& live,
 // the processes' peers and listeners are known. Asking the kernel for the two state sets
 // separately costs the same as one dump and keeps memory to the chosen processes.
 void dump_whole(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
-                const CookieOwners* known, diag::SocketSource& source) {
+                const CookieOwners& known, std::vector<SocketRecord>* unattributed,
+                diag::SocketSource& source) {
     // The kernel walks its whole tables for each dump: the live kernel answers both families
     // in one walk.
     std::vector<std::uint8_t> families{AF_INET, AF_INET6};
@@ -397,7 +406,7 @@ void dump_whole(Snapshot& snapshot, const Group& group, const InodeOwners& owner
     for (std::size_t idx : group.processes)
         deduplicate(snapshot.processes[idx].sockets);
 
-    TimeWaitSink tw(snapshot, group, known);
+    TimeWaitSink tw(snapshot, group, known, unattributed);
     for (std::uint8_t family : families) {
         tw.mark();
         note_dump(snapshot,
@@ -412,8 +421,9 @@ void dump_whole(Snapshot& snapshot, const Group& group, const InodeOwners& owner
 // requests or, when they are a large share, by one dump. Both families go in one walk of the
 // kernel's tables.
 void dump_targeted(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
-                   const CookieOwners* known, diag::SocketSource& source,
-                   const proc::ProcFs& procfs, std::vector<std::uint64_t> cgroups) {
+                   const CookieOwners& known, std::vector<SocketRecord>* unattributed,
+                   diag::SocketSource& source, const proc::ProcFs& procfs,
+                   std::vector<std::uint64_t> cgroups) {
     LiveSink live(snapshot, owners, group);
     // TIME_WAIT comes in the same walk, kept aside until the live sockets are known. It has no
     // cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
@@ -469,7 +479,7 @@ void dump_targeted(Snapshot& snapshot, const Group& group, const InodeOwners& ow
         note_dump(snapshot, source.dump({AF_UNSPEC, dump_states, true, true, cgroups}, refresh));
     const auto closed = refresh.drop_stale();
 
-    TimeWaitSink tw(snapshot, group, known, closed);
+    TimeWaitSink tw(snapshot, group, known, unattributed, closed);
     for (const auto& s : find_sink.time_wait)
         tw.on_socket(s);
     finish_group(snapshot, group, live, tw);
@@ -491,7 +501,10 @@ std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const Group& gr
 }
 
 void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
-                const CookieOwners* known, SourceOpener& opener, const proc::ProcFs* targeted) {
+                const CookieOwners& known, bool keep_unattributed, SourceOpener& opener,
+                const proc::ProcFs* targeted) {
+    std::vector<SocketRecord>* unattributed =
+        keep_unattributed ? &snapshot.unattributed_time_wait : nullptr;
     auto source = opener.open(group);
     if (snapshot.source.empty() || snapshot.source == source->name())
         snapshot.source = std::string(source->name());
@@ -499,10 +512,10 @@ void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owner
         snapshot.source = "mixed";
     snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
     if (targeted != nullptr && source->can_target())
-        dump_targeted(snapshot, group, owners, known, *source, *targeted,
+        dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted,
                       own_cgroups(snapshot, group, *targeted));
     else
-        dump_whole(snapshot, group, owners, known, *source);
+        dump_whole(snapshot, group, owners, known, unattributed, *source);
 }
 
 std::vector<Group> group_by_netns(const Snapshot& snapshot) {
@@ -529,11 +542,22 @@ void add_owners(InodeOwners& owners, const proc::FdScan& fds, ProcessSnapshot& p
     process.sockets.reserve(fds.socket_inodes.size());
 }
 
+std::int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
 } // namespace
 
 Scanner::Scanner(Config config) : config_(std::move(config)), procfs_(config_.proc_root) {}
 
-Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, const CookieOwners* known) {
+void Scanner::remember(pid_t pid, std::uint64_t start_ticks,
+                       std::span<const std::uint64_t> cookies) {
+    memory_.remember(pid, start_ticks, cookies, steady_ms());
+}
+
+Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
     Snapshot snapshot;
     snapshot.taken_at = std::chrono::system_clock::now();
     InodeOwners owners;
@@ -543,6 +567,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, const CookieOwners* 
             continue;
         ProcessSnapshot p;
         p.info = procfs_.read_info(pid);
+        memory_.note_instance(pid, p.info.start_ticks);
         proc::FdScan fds;
         try {
             fds = procfs_.scan_fds(pid);
@@ -560,16 +585,42 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, const CookieOwners* 
 
     SourceOpener opener(config_, procfs_, snapshot);
     for (const Group& group : group_by_netns(snapshot))
-        dump_group(snapshot, group, owners, known, opener, config_.targeted ? &procfs_ : nullptr);
+        dump_group(snapshot, group, owners, memory_.owners(), config_.keep_unattributed_time_wait,
+                   opener, config_.targeted ? &procfs_ : nullptr);
 
     for (const auto& p : snapshot.processes)
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid))
             throw Error(Errc::process_exited,
                         "process " + std::to_string(p.info.pid) + " exited during the audit");
+    memory_.update(snapshot, steady_ms());
     return snapshot;
 }
 
-Snapshot Scanner::scan_host(const CookieOwners* known) {
+RunningScan Scanner::scan_running(const std::vector<pid_t>& pids) {
+    RunningScan result;
+    std::vector<pid_t> running = pids;
+    const auto drop_exited = [&] {
+        std::erase_if(running, [&](pid_t pid) {
+            if (procfs_.is_running(pid)) return false;
+            result.exited.push_back(pid);
+            memory_.forget_process(pid);
+            return true;
+        });
+    };
+    drop_exited();
+    for (int attempt = 0; attempt < 4 && !running.empty(); ++attempt) {
+        try {
+            result.snapshot = scan_pids(running);
+            break;
+        } catch (const Error& e) {
+            if (e.code() != Errc::no_such_process && e.code() != Errc::process_exited) throw;
+            drop_exited();
+        }
+    }
+    return result;
+}
+
+Snapshot Scanner::scan_host() {
     Snapshot snapshot;
     snapshot.taken_at = std::chrono::system_clock::now();
     InodeOwners owners;
@@ -601,6 +652,7 @@ Snapshot Scanner::scan_host(const CookieOwners* known) {
                                     privilege::hint(privilege::Access::process_fds) + ")");
 
     SourceOpener opener(config_, procfs_, snapshot);
+    const CookieOwners no_cookies;
     auto groups = group_by_netns(snapshot);
     if (groups.empty()) groups.push_back({procfs_.self_netns(), ::getpid(), {}, false});
     for (Group& group : groups) {
@@ -609,7 +661,8 @@ Snapshot Scanner::scan_host(const CookieOwners* known) {
                 unreadable_netns.end() ||
             (group.netns == procfs_.self_netns() && snapshot.unreadable_processes > 0);
         try {
-            dump_group(snapshot, group, owners, known, opener, nullptr);
+            dump_group(snapshot, group, owners, no_cookies, config_.keep_unattributed_time_wait,
+                       opener, nullptr);
         } catch (const Error& e) {
             // One namespace we cannot read must not hide the others.
             if (groups.size() == 1) throw;

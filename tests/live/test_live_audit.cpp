@@ -18,10 +18,9 @@ using namespace testsupport;
 
 namespace {
 
-analysis::ProcessReport audit(pid_t pid, const analysis::Config& config = {},
-                              const scan::CookieOwners* known = nullptr) {
+analysis::ProcessReport audit(pid_t pid, const analysis::Config& config = {}) {
     scan::Scanner scanner(scan::Config{});
-    const auto snapshot = scanner.scan_pids({pid}, known);
+    const auto snapshot = scanner.scan_pids({pid});
     REQUIRE(snapshot.processes.size() == 1);
     return analysis::analyse_process(snapshot.processes.front(), config);
 }
@@ -192,13 +191,10 @@ TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its 
     const std::uint16_t client_port = ntohs(local.sin_port);
 
     scan::Scanner scanner(scan::Config{});
-    auto first = scanner.scan_pids({getpid()});
-    scan::CookieOwners known;
+    auto first = scanner.scan_pids({getpid()}); // the scanner remembers the cookies it saw
     std::uint64_t cookie = 0;
-    for (const auto& s : first.processes.front().sockets) {
-        known.emplace(s.cookie, getpid());
+    for (const auto& s : first.processes.front().sockets)
         if (s.local.port == client_port && s.state == TcpState::established) cookie = s.cookie;
-    }
     REQUIRE(cookie != 0);
 
     close(client);
@@ -210,7 +206,7 @@ TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its 
     const SocketRecord* found = nullptr;
     REQUIRE(wait_until(
         [&] {
-            second = scanner.scan_pids({getpid()}, &known);
+            second = scanner.scan_pids({getpid()});
             found = nullptr;
             for (const auto& s : second.processes.front().sockets)
                 if (s.cookie == cookie) found = &s;

@@ -1,7 +1,8 @@
-// Cookie bookkeeping between watch ticks, and the Session that turns snapshots into frames.
-// A small fake of scan_pids' contract stands in for the kernel: sockets whose inode the process
-// holds, TIME_WAIT attributed exactly by the cookies handed in, the rest of TIME_WAIT toward the
-// process's peers by peer.
+// Cookie bookkeeping between watch ticks (the scanner's CookieMemory and watch's churn tracker),
+// and the Session that turns snapshots into frames. A small fake of scan_pids' contract stands in
+// for the kernel: sockets whose inode the process holds, TIME_WAIT attributed exactly by the
+// remembered cookies, the rest of TIME_WAIT toward the process's peers by peer.
+#include "conncheck/cookie_memory.hpp"
 #include "conncheck/watch/session.hpp"
 #include "conncheck/watch/tracker.hpp"
 
@@ -43,7 +44,8 @@ SocketRecord conn(std::uint64_t cookie, TcpState state, const Endpoint& remote =
     return s;
 }
 
-// What scan_pids(pids, &known) would return for one process on a host with `host` sockets.
+// What scan_pids would return for one process on a host with `host` sockets, given the owners
+// its CookieMemory knows.
 scan::Snapshot fake_scan(const std::vector<SocketRecord>& host, const std::set<std::uint64_t>& held,
                          const scan::CookieOwners& known, std::uint64_t open_fds = 20,
                          std::uint64_t fd_limit = 1024, std::uint64_t start_ticks = 77) {
@@ -84,13 +86,23 @@ std::set<std::uint64_t> inodes_of(const std::vector<SocketRecord>& host) {
     return out;
 }
 
+// The scanner's side of one tick: the scan, then its cookies remembered for the next.
+scan::Snapshot scan_tick(scan::CookieMemory& memory, const std::vector<SocketRecord>& host,
+                         std::int64_t now_ms, std::uint64_t open_fds = 20,
+                         std::uint64_t fd_limit = 1024, std::uint64_t start_ticks = 77) {
+    auto snap = fake_scan(host, inodes_of(host), memory.owners(), open_fds, fd_limit, start_ticks);
+    memory.update(snap, now_ms);
+    return snap;
+}
+
 struct Ticker {
+    scan::CookieMemory memory;
     CookieTracker tracker;
     std::int64_t now = 0;
     scan::Snapshot last;
     void tick(const std::vector<SocketRecord>& host, std::int64_t step_ms = 1000) {
         now += step_ms;
-        last = fake_scan(host, inodes_of(host), tracker.owners());
+        last = scan_tick(memory, host, now);
         tracker.begin_tick(now);
         for (const auto& p : last.processes)
             tracker.observe(p);
@@ -111,8 +123,8 @@ const Row& state_row(const ProcessFrame& p, TcpState state) {
 TEST_CASE("a socket watch saw ESTABLISHED is attributed exactly once it is TIME_WAIT") {
     Ticker t;
     t.tick({conn(1, TcpState::established), conn(2, TcpState::established)});
-    REQUIRE(t.tracker.owners().contains(1));
-    CHECK(t.tracker.owners().at(1) == pid);
+    REQUIRE(t.memory.owners().contains(1));
+    CHECK(t.memory.owners().at(1) == pid);
 
     // Cookie 1 closed actively: inode gone, cookie kept by the TIME_WAIT socket.
     t.tick({conn(1, TcpState::time_wait), conn(2, TcpState::established)});
@@ -127,7 +139,7 @@ TEST_CASE("a socket watch saw ESTABLISHED is attributed exactly once it is TIME_
     CHECK(t.last.processes.front().time_wait_exact == 1);
     CHECK(t.tracker.churn(pid).closed_total == 1);
     t.tick({conn(2, TcpState::established)});
-    CHECK_FALSE(t.tracker.owners().contains(1));
+    CHECK_FALSE(t.memory.owners().contains(1));
     CHECK(t.tracker.tracked_cookies() == 1);
 }
 
@@ -139,7 +151,7 @@ TEST_CASE("a TIME_WAIT whose live socket watch never saw is attributed by peer o
     const auto& p = t.last.processes.front();
     CHECK(p.time_wait_exact == 0);
     REQUIRE(p.time_wait_by_peer.size() == 1);
-    CHECK_FALSE(t.tracker.owners().contains(3)); // a guess is never handed on as an owner
+    CHECK_FALSE(t.memory.owners().contains(3)); // a guess is never handed on as an owner
     const auto churn = t.tracker.churn(pid);
     CHECK(churn.opened_total == 1);
     CHECK(churn.closed_total == 1);
@@ -165,30 +177,31 @@ TEST_CASE("a closed socket that turns TIME_WAIT later is one close, still attrib
     // Closed by the process, waiting in FIN_WAIT2 for the peer: no inode, not reported as ours.
     t.tick({conn(2, TcpState::established)});
     CHECK(t.tracker.churn(pid).closed_total == 1);
-    CHECK(t.tracker.owners().contains(1)); // kept for the TIME_WAIT to come
+    CHECK(t.memory.owners().contains(1)); // kept for the TIME_WAIT to come
     t.tick({conn(1, TcpState::time_wait), conn(2, TcpState::established)});
     CHECK(t.last.processes.front().time_wait_exact == 1);
     CHECK(t.tracker.churn(pid).closed_total == 1);
 }
 
 TEST_CASE("a closed socket that never comes back is forgotten after the linger time") {
+    scan::CookieMemory memory(5000);
     CookieTracker tracker(5000);
     std::int64_t now = 0;
     auto tick = [&](const std::vector<SocketRecord>& host) {
         now += 1000;
-        const auto snap = fake_scan(host, inodes_of(host), tracker.owners());
+        const auto snap = scan_tick(memory, host, now);
         tracker.begin_tick(now);
         tracker.observe(snap.processes.front());
         tracker.end_tick();
     };
     tick({conn(1, TcpState::established), conn(2, TcpState::established)});
     tick({conn(2, TcpState::established)});
-    CHECK(tracker.owners().contains(1));
+    CHECK(memory.owners().contains(1));
     for (int i = 0; i < 5; ++i)
         tick({conn(2, TcpState::established)});
-    CHECK(tracker.owners().contains(1));
+    CHECK(memory.owners().contains(1));
     tick({conn(2, TcpState::established)});
-    CHECK_FALSE(tracker.owners().contains(1));
+    CHECK_FALSE(memory.owners().contains(1));
     CHECK(tracker.tracked_cookies() == 1);
 }
 
@@ -268,7 +281,7 @@ TEST_CASE("memory stays flat: 10,000 ticks of churn keep only the sockets the ke
         if (tick > 100) CHECK(t.last.processes.front().time_wait_exact == time_wait.size());
     }
     CHECK(peak <= 20 + 5 * 61);
-    CHECK(t.tracker.owners().size() <= 20 + 5 * 61);
+    CHECK(t.memory.owners().size() <= 20 + 5 * 61);
     CHECK(t.tracker.churn(pid).closed_total == 5 * 10'000);
 }
 
@@ -277,6 +290,7 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
     o.interval_ms = 1000;
     o.window_ms = 600'000;
     Session session(o);
+    scan::CookieMemory memory;
     std::vector<SocketRecord> host;
     std::uint64_t cookie = 1;
     std::uint64_t fds = 100;
@@ -287,7 +301,7 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
             host.push_back(conn(cookie++, TcpState::close_wait)); // one more leaked every minute
             fds += 10;
         }
-        const auto snap = fake_scan(host, inodes_of(host), session.owners(), fds, 1024);
+        const auto snap = scan_tick(memory, host, tick * 1000LL, fds, 1024);
         session.update(snap, tick * 1000LL, 1'792'000'000 + tick);
     }
     FrameOptions fo;
@@ -315,10 +329,11 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
 
 TEST_CASE("a state seen late is backfilled with zeros, so its trend starts from nothing") {
     Session session(Options{});
+    scan::CookieMemory memory;
     std::vector<SocketRecord> host{conn(1, TcpState::established)};
     for (int tick = 0; tick < 120; ++tick) {
         if (tick == 100) host.push_back(conn(2, TcpState::syn_sent));
-        session.update(fake_scan(host, inodes_of(host), session.owners()), tick * 1000LL, 0);
+        session.update(scan_tick(memory, host, tick * 1000LL), tick * 1000LL, 0);
     }
     const auto f = session.frame();
     const auto& row = state_row(f.processes.front(), TcpState::syn_sent);
@@ -328,17 +343,20 @@ TEST_CASE("a state seen late is backfilled with zeros, so its trend starts from 
 
 TEST_CASE("an exited process keeps its last figures; a reused pid counts as exited") {
     Session session(Options{});
+    scan::CookieMemory memory;
     std::vector<SocketRecord> host{conn(1, TcpState::established), conn(2, TcpState::close_wait)};
-    session.update(fake_scan(host, inodes_of(host), session.owners()), 0, 0);
-    session.update(fake_scan(host, inodes_of(host), session.owners()), 1000, 1);
+    session.update(scan_tick(memory, host, 0), 0, 0);
+    session.update(scan_tick(memory, host, 1000), 1000, 1);
     session.process_exited(pid, 2000);
+    CHECK_FALSE(memory.owners().empty());
+    memory.forget_process(pid); // what the scanner does for an exited process
     auto f = session.frame();
     REQUIRE(f.processes.size() == 1);
     CHECK(f.processes.front().exited);
     CHECK(f.processes.front().exited_after_ms == 2000);
     CHECK(state_row(f.processes.front(), TcpState::close_wait).current == 1);
     CHECK(session.running().empty());
-    CHECK(session.owners().empty());
+    CHECK(memory.owners().empty());
     const auto lines = to_lines(f);
     REQUIRE(lines.size() == 1);
     CHECK(lines.front().find(
@@ -346,19 +364,21 @@ TEST_CASE("an exited process keeps its last figures; a reused pid counts as exit
           std::string::npos);
 
     Session other(Options{});
-    other.update(fake_scan(host, inodes_of(host), other.owners(), 20, 1024, 77), 0, 0);
-    other.update(fake_scan(host, inodes_of(host), other.owners(), 20, 1024, 99), 1000, 1);
+    scan::CookieMemory other_memory;
+    other.update(scan_tick(other_memory, host, 0, 20, 1024, 77), 0, 0);
+    other.update(scan_tick(other_memory, host, 1000, 20, 1024, 99), 1000, 1);
     CHECK(other.running().empty());
 }
 
 TEST_CASE("log lines and JSON lines carry the same counts") {
     Session session(Options{});
+    scan::CookieMemory memory;
     std::vector<SocketRecord> host{conn(1, TcpState::established), conn(2, TcpState::established),
                                    conn(3, TcpState::close_wait)};
-    session.update(fake_scan(host, inodes_of(host), session.owners()), 0, 1'792'574'640);
+    session.update(scan_tick(memory, host, 0), 0, 1'792'574'640);
     host = {conn(1, TcpState::time_wait), conn(2, TcpState::established),
             conn(3, TcpState::close_wait), conn(9, TcpState::time_wait)};
-    session.update(fake_scan(host, inodes_of(host), session.owners()), 1000, 1'792'574'641);
+    session.update(scan_tick(memory, host, 1000), 1000, 1'792'574'641);
     const auto f = session.frame();
 
     const auto lines = to_lines(f);
@@ -388,7 +408,7 @@ TEST_CASE("log lines and JSON lines carry the same counts") {
 
 TEST_CASE("strings from the watched process are sanitized in every output") {
     Session session(Options{});
-    auto snap = fake_scan({conn(1, TcpState::established)}, {100'001}, session.owners());
+    auto snap = fake_scan({conn(1, TcpState::established)}, {100'001}, scan::CookieOwners{});
     snap.processes.front().info.comm = "evil\x1b[2Jname";
     snap.processes.front().info.cmdline = "x \x1b]0;title\x07 y";
     session.update(snap, 0, 0);

@@ -41,10 +41,9 @@ public:
     // One tick. `now_ms` is monotonic, `unix_seconds` the wall clock for display. Every process
     // in the snapshot is observed; a watched pid missing from it is left as it was.
     void update(const scan::Snapshot& snapshot, std::int64_t now_ms, std::int64_t unix_seconds);
-    // The process is gone: keep its last figures, drop its cookies.
+    // The process is gone: keep its last figures, drop its churn.
     void process_exited(pid_t pid, std::int64_t now_ms);
 
-    [[nodiscard]] const scan::CookieOwners& owners() const { return tracker_.owners(); }
     [[nodiscard]] Frame frame(const FrameOptions& options = {}) const;
     [[nodiscard]] std::uint64_t ticks() const { return tick_; }
     // Watched processes not known to have exited, by pid.

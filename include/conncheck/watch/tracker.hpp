@@ -1,7 +1,7 @@
-// Cookie bookkeeping between watch ticks. A socket keeps its 64-bit cookie from SYN to the end of
-// TIME_WAIT, so remembering who held each cookie tells (a) which connections opened and closed
-// between two ticks and (b) who owned a TIME_WAIT socket, whose inode and uid the kernel has
-// already cleared. Only cookies the kernel still reports are kept: memory follows the sockets.
+// Churn between watch ticks. A socket keeps its 64-bit cookie from SYN to the end of TIME_WAIT, so
+// the cookies of each tick tell which connections opened and closed since the last one. (Who owned
+// a TIME_WAIT socket is the scanner's CookieMemory.) Only cookies the kernel still reports are
+// kept: memory follows the sockets.
 #pragma once
 
 #include "conncheck/scan.hpp"
@@ -60,8 +60,6 @@ public:
     // The process exited: drop its cookies and figures.
     void forget_process(pid_t pid);
 
-    // Cookies of sockets seen live, for the next scan_pids: their TIME_WAIT is attributed exactly.
-    [[nodiscard]] const scan::CookieOwners& owners() const { return owners_; }
     [[nodiscard]] Churn churn(pid_t pid) const;
     // Peers with connections opened in the last minute, most first.
     [[nodiscard]] std::vector<PeerChurn> peer_churn(pid_t pid) const;
@@ -76,7 +74,6 @@ private:
     struct Tracked {
         pid_t pid = 0;
         Phase phase = Phase::live;
-        bool exact = false;          // seen live: the owner is known, not guessed from the peer
         std::uint32_t seen_tick = 0; // last tick the scan reported it
         std::int64_t changed_ms = 0; // when it entered `phase`
     };
@@ -99,14 +96,11 @@ private:
     };
 
     void opened(ProcessStats& stats, const PeerKey& peer);
-    void set_owner(std::uint64_t cookie, pid_t pid);
-    void drop_owner(std::uint64_t cookie, pid_t pid);
 
     std::int64_t linger_ms_;
     std::int64_t now_ms_ = 0;
     std::uint32_t tick_ = 0;
     std::unordered_map<std::uint64_t, Tracked> sockets_; // by cookie
-    scan::CookieOwners owners_;
     std::unordered_map<pid_t, ProcessStats> processes_;
 };
 

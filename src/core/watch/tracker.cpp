@@ -48,15 +48,6 @@ void CookieTracker::opened(ProcessStats& stats, const PeerKey& peer) {
     ++p.opened_total;
 }
 
-void CookieTracker::set_owner(std::uint64_t cookie, pid_t pid) {
-    owners_[cookie] = pid;
-}
-
-void CookieTracker::drop_owner(std::uint64_t cookie, pid_t pid) {
-    const auto it = owners_.find(cookie);
-    if (it != owners_.end() && it->second == pid) owners_.erase(it);
-}
-
 void CookieTracker::observe(const scan::ProcessSnapshot& process) {
     const pid_t pid = process.info.pid;
     auto& stats = processes_[pid];
@@ -76,10 +67,8 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
         auto& t = it->second;
         if (inserted) {
             t.pid = pid;
-            t.exact = true;
             t.changed_ms = now_ms_;
             t.phase = tw ? Phase::time_wait : Phase::live;
-            set_owner(s.cookie, pid);
             if (!baseline) {
                 opened(stats, peer_of(s, listening));
                 if (tw) {
@@ -96,10 +85,6 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
             if (tw && t.phase != Phase::time_wait) t.changed_ms = now_ms_;
             if (!tw && t.phase != Phase::live) t.changed_ms = now_ms_;
             t.phase = tw ? Phase::time_wait : Phase::live;
-            if (!t.exact) {
-                t.exact = true;
-                set_owner(s.cookie, pid);
-            }
         }
         // A cookie first seen in another watched process (a socket shared across fork) stays
         // with that process.
@@ -107,15 +92,13 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
     }
 
     // TIME_WAIT toward the process's peers whose live socket watch never saw: a connection that
-    // opened and closed between two ticks, or one from before the watch began. Only a guess by
-    // peer, so never handed to the next scan as an owner.
+    // opened and closed between two ticks, or one from before the watch began.
     for (const auto& s : process.time_wait_by_peer) {
         if (s.cookie == 0) continue;
         auto [it, inserted] = sockets_.try_emplace(s.cookie);
         auto& t = it->second;
         if (inserted) {
             t.pid = pid;
-            t.exact = false;
             t.phase = Phase::time_wait;
             t.changed_ms = now_ms_;
             if (!baseline) {
@@ -154,7 +137,6 @@ void CookieTracker::end_tick() {
             ++it;
             continue;
         }
-        drop_owner(it->first, t.pid);
         it = sockets_.erase(it);
     }
     for (auto& [pid, stats] : processes_) {
@@ -178,7 +160,6 @@ void CookieTracker::end_tick() {
 void CookieTracker::forget_process(pid_t pid) {
     for (auto it = sockets_.begin(); it != sockets_.end();) {
         if (it->second.pid == pid) {
-            drop_owner(it->first, pid);
             it = sockets_.erase(it);
         } else {
             ++it;
