@@ -6,7 +6,6 @@
 #include <array>
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -37,8 +36,6 @@ inline constexpr std::array<Metric, 6> all_metrics{Metric::established,         
 [[nodiscard]] std::string_view metric_label(Metric m);
 [[nodiscard]] double metric_value(const Sample& s, Metric m);
 
-// Least-squares slope of y over x; 0 when there are fewer than two distinct x values.
-[[nodiscard]] double least_squares_slope(std::span<const double> x, std::span<const double> y);
 // Slope of a metric over the run, per hour.
 [[nodiscard]] double growth_per_hour(const std::vector<Sample>& samples, Metric m);
 // Slope of ESTABLISHED + CLOSE_WAIT over the run, per hour.
@@ -100,6 +97,8 @@ struct Report {
     RunInfo run;
     VerdictRule rule;
     std::vector<CollectorRun> collectors;
+    std::vector<pid_t> simulator_pids;
+    std::uint64_t left_behind = 0; // processes of the run still alive after it stopped them
 };
 
 // Without a command: the demonstration held (leaky leaks, fixed shows no leak). With one: the

@@ -15,10 +15,6 @@ namespace conncheck::text {
 // ...) as \u{202e}, and a backslash as \\, so every escape in the output is one we wrote. Cuts
 // to at most `max_width` columns, ending with "..." when cut.
 [[nodiscard]] std::string sanitize(std::string_view raw, std::size_t max_width = std::string::npos);
-// "512 B", "1.5 KiB", "2.0 MiB"
-[[nodiscard]] std::string human_bytes(std::uint64_t bytes);
-// "850ms", "45s", "3m12s", "5h03m", "2d4h"
-[[nodiscard]] std::string human_duration_ms(std::uint64_t ms);
 // Parses "250ms", "1.5s", "10m", "2h", "60" (seconds). nullopt-like: returns false on bad text.
 [[nodiscard]] bool parse_duration_ms(std::string_view text, std::uint64_t& out_ms);
 // ISO 8601 UTC with seconds: "2026-10-21T09:24:00Z"

@@ -4,8 +4,8 @@
 
 #include "conncheck/watch/frame.hpp"
 
+#include <cstddef>
 #include <string>
-#include <string_view>
 
 namespace conncheck::cli::screen {
 
@@ -14,6 +14,9 @@ struct Size {
     int rows = 24;
 };
 inline constexpr Size minimum_size{60, 14};
+// History points kept per sparkline: more than its widest (120 columns), so a wide terminal
+// still averages several samples into each column.
+inline constexpr std::size_t spark_points = 160;
 
 struct ViewState {
     watch::PeerSort sort = watch::PeerSort::count;
@@ -25,8 +28,5 @@ struct ViewState {
 // to its end, the rest of the screen cleared. Rows never reach the last column, so nothing wraps.
 // A terminal smaller than minimum_size gets a one-line notice instead.
 [[nodiscard]] std::string render(const watch::Frame& frame, const ViewState& view, Size size);
-
-// Display columns of UTF-8 text (wide East Asian characters count two, combining marks zero).
-[[nodiscard]] int display_width(std::string_view utf8);
 
 } // namespace conncheck::cli::screen

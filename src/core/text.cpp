@@ -122,27 +122,6 @@ std::string sanitize(std::string_view raw, std::size_t max_width) {
     return out;
 }
 
-std::string human_bytes(std::uint64_t bytes) {
-    if (bytes < 1024) return fmt::format("{} B", bytes);
-    static constexpr const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-    double value = static_cast<double>(bytes) / 1024.0;
-    std::size_t unit = 0;
-    while (value >= 1024.0 && unit + 1 < std::size(units)) {
-        value /= 1024.0;
-        ++unit;
-    }
-    return fmt::format("{:.1f} {}", value, units[unit]);
-}
-
-std::string human_duration_ms(std::uint64_t ms) {
-    if (ms < 1000) return fmt::format("{}ms", ms);
-    const std::uint64_t s = ms / 1000;
-    if (s < 60) return fmt::format("{}s", s);
-    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
-    if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
-    return fmt::format("{}d{}h", s / 86400, (s % 86400) / 3600);
-}
-
 bool parse_duration_ms(std::string_view text, std::uint64_t& out_ms) {
     if (text.empty()) return false;
     std::size_t split = 0;

@@ -1,6 +1,7 @@
 #include "conncheck/prove.hpp"
 #include "conncheck/prove_output.hpp"
 #include "conncheck/prove_sample.hpp"
+#include "prove_svg.hpp"
 #include "xml_check.hpp"
 
 #include <cmath>
@@ -184,7 +185,7 @@ TEST_CASE("CSV time series") {
 TEST_CASE("SVG is well-formed and escapes text") {
     const Report r = sample_report(true);
     std::ostringstream out;
-    write_svg(out, r);
+    cli::write_svg(out, r);
     const std::string svg = out.str();
     CHECK(xmlcheck::problem(svg).empty());
     CHECK(svg.find("<svg xmlns=\"http://www.w3.org/2000/svg\"") != std::string::npos);
@@ -196,12 +197,12 @@ TEST_CASE("SVG is well-formed and escapes text") {
     hostile.collectors[2].label = "<script>&\"'";
     hostile.run.faults = "a<b";
     std::ostringstream out2;
-    write_svg(out2, hostile);
+    cli::write_svg(out2, hostile);
     CHECK(xmlcheck::problem(out2.str()).empty());
     CHECK(out2.str().find("&lt;script&gt;&amp;&quot;&apos;") != std::string::npos);
 
     std::ostringstream empty;
-    write_svg(empty, Report{});
+    cli::write_svg(empty, Report{});
     CHECK(xmlcheck::problem(empty.str()).empty());
 }
 
@@ -235,8 +236,8 @@ TEST_CASE("JSON report") {
 }
 
 TEST_CASE("xml_escape") {
-    CHECK(xml_escape("a<b>&\"'c") == "a&lt;b&gt;&amp;&quot;&apos;c");
-    CHECK(xml_escape("") == "");
+    CHECK(cli::xml_escape("a<b>&\"'c") == "a&lt;b&gt;&amp;&quot;&apos;c");
+    CHECK(cli::xml_escape("") == "");
 }
 
 TEST_CASE("merging the snapshots of a process tree counts shared sockets once") {

@@ -1,5 +1,6 @@
 #include "conncheck/tcp.hpp"
 #include "conncheck/text.hpp"
+#include "human_text.hpp"
 
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -72,13 +73,13 @@ TEST_CASE("durations parse with units and reject garbage") {
 }
 
 TEST_CASE("human-readable figures") {
-    CHECK(text::human_bytes(512) == "512 B");
-    CHECK(text::human_bytes(1536) == "1.5 KiB");
-    CHECK(text::human_bytes(3 * 1024 * 1024) == "3.0 MiB");
-    CHECK(text::human_duration_ms(850) == "850ms");
-    CHECK(text::human_duration_ms(45'000) == "45s");
-    CHECK(text::human_duration_ms(192'000) == "3m12s");
-    CHECK(text::human_duration_ms((2 * 86400 + 4 * 3600) * 1000ULL) == "2d4h");
+    CHECK(cli::human_bytes(512) == "512 B");
+    CHECK(cli::human_bytes(1536) == "1.5 KiB");
+    CHECK(cli::human_bytes(3 * 1024 * 1024) == "3.0 MiB");
+    CHECK(cli::human_duration_ms(850) == "850ms");
+    CHECK(cli::human_duration_ms(45'000) == "45s");
+    CHECK(cli::human_duration_ms(192'000) == "3m12s");
+    CHECK(cli::human_duration_ms((2 * 86400 + 4 * 3600) * 1000ULL) == "2d4h");
     CHECK(text::iso8601_utc(1'761'038'640) == "2025-10-21T09:24:00Z");
 }
 

@@ -5,6 +5,8 @@
 #include "conncheck/cookie_memory.hpp"
 #include "conncheck/watch/session.hpp"
 #include "conncheck/watch/tracker.hpp"
+#include "human_text.hpp"
+#include "watch_output.hpp"
 
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -50,7 +52,7 @@ scan::Snapshot fake_scan(const std::vector<SocketRecord>& host, const std::set<s
                          const scan::CookieOwners& known, std::uint64_t open_fds = 20,
                          std::uint64_t fd_limit = 1024, std::uint64_t start_ticks = 77) {
     scan::Snapshot snap;
-    snap.source = "netlink";
+    snap.source = diag::SourceKind::netlink;
     scan::ProcessSnapshot p;
     p.info.pid = pid;
     p.info.comm = "collector";
@@ -305,7 +307,7 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
         session.update(snap, tick * 1000LL, 1'792'000'000 + tick);
     }
     FrameOptions fo;
-    fo.sparklines = true;
+    fo.spark_points = 160;
     const Frame f = session.frame(fo);
     REQUIRE(f.processes.size() == 1);
     const auto& p = f.processes.front();
@@ -321,9 +323,10 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
     CHECK(state_row(p, TcpState::time_wait).current == 0); // always shown
     CHECK(p.fds.current == 200);
     REQUIRE(p.fd_projection);
-    INFO(p.fd_projection_text);
-    CHECK(p.fd_projection_text.starts_with("fds grow 59"));
-    CHECK(p.fd_projection_text.find("the limit of 1024 is reached in ~") != std::string::npos);
+    const std::string projection = cli::describe_projection(*p.fd_projection);
+    INFO(projection);
+    CHECK(projection.starts_with("fds grow 59"));
+    CHECK(projection.find("the limit of 1024 is reached in ~") != std::string::npos);
     CHECK(f.uptime_ms == 600'000);
 }
 
@@ -357,7 +360,7 @@ TEST_CASE("an exited process keeps its last figures; a reused pid counts as exit
     CHECK(state_row(f.processes.front(), TcpState::close_wait).current == 1);
     CHECK(session.running().empty());
     CHECK(memory.owners().empty());
-    const auto lines = to_lines(f);
+    const auto lines = cli::to_lines(f);
     REQUIRE(lines.size() == 1);
     CHECK(lines.front().find(
               " pid=4242 exited=1 exited_after_seconds=2 established=1 close_wait=1 ") !=
@@ -381,7 +384,7 @@ TEST_CASE("log lines and JSON lines carry the same counts") {
     session.update(scan_tick(memory, host, 1000), 1000, 1'792'574'641);
     const auto f = session.frame();
 
-    const auto lines = to_lines(f);
+    const auto lines = cli::to_lines(f);
     REQUIRE(lines.size() == 1);
     INFO(lines.front());
     CHECK(lines.front().starts_with(
@@ -391,7 +394,7 @@ TEST_CASE("log lines and JSON lines carry the same counts") {
     CHECK(lines.front().find(" closed_per_min=120.0 ") != std::string::npos); // 2 in 1 s
     CHECK(lines.front().find('\x1b') == std::string::npos);
 
-    const auto j = nlohmann::json::parse(to_json(f).dump());
+    const auto j = nlohmann::json::parse(cli::to_json(f).dump());
     CHECK(j["time"] == "2026-10-21T09:24:01Z");
     const auto& p = j["processes"][0];
     CHECK(p["pid"] == pid);
@@ -416,9 +419,9 @@ TEST_CASE("strings from the watched process are sanitized in every output") {
     CHECK(f.processes.front().comm.find('\x1b') == std::string::npos);
     CHECK(f.processes.front().cmdline.find('\x1b') == std::string::npos);
     CHECK(f.processes.front().cmdline.find('\x07') == std::string::npos);
-    for (const auto& line : to_lines(f))
+    for (const auto& line : cli::to_lines(f))
         CHECK(line.find('\x1b') == std::string::npos);
-    CHECK(to_json(f).dump().find('\x1b') == std::string::npos);
+    CHECK(cli::to_json(f).dump().find('\x1b') == std::string::npos);
 }
 
 TEST_CASE("the peer sort cycles through every key") {

@@ -1,5 +1,7 @@
-// Trend maths of watch mode: least-squares slope, the bounded window, the projection to a limit.
+// Trend maths of watch mode: least-squares slope, the bounded window, the projection to a limit,
+// and how the front end says them.
 #include "conncheck/watch/trend.hpp"
+#include "human_text.hpp"
 
 #include <doctest/doctest.h>
 
@@ -7,13 +9,14 @@
 #include <string>
 
 using namespace conncheck::watch;
+using namespace conncheck::cli;
 
 namespace {
 
 constexpr std::int64_t hour_ms = 3'600'000;
 
-Samples line(double start, double per_hour, std::int64_t step_ms, int n, std::int64_t t0 = 0) {
-    Samples s;
+Points line(double start, double per_hour, std::int64_t step_ms, int n, std::int64_t t0 = 0) {
+    Points s;
     for (int i = 0; i < n; ++i) {
         const std::int64_t t = t0 + i * step_ms;
         s.push_back({t, start + per_hour * static_cast<double>(t - t0) / hour_ms});
@@ -38,7 +41,7 @@ TEST_CASE("the slope survives a large time origin (monotonic clocks of long-runn
 }
 
 TEST_CASE("least squares fits through noise: alternating +-1 around a rising line") {
-    Samples s;
+    Points s;
     for (int i = 0; i < 3600; ++i)
         s.push_back({i * 1000LL, 50.0 + 2.0 * i / 3600.0 + (i % 2 == 0 ? 1.0 : -1.0)});
     CHECK(*slope_per_hour(s) == doctest::Approx(2.0).epsilon(0.01));
@@ -148,13 +151,13 @@ TEST_CASE("slopes print with a sign and one decimal") {
 }
 
 TEST_CASE("sparklines scale between the window's minimum and maximum") {
-    Samples rising;
+    Points rising;
     for (int i = 0; i < 8; ++i)
         rising.push_back({i * 1000LL, static_cast<double>(i)});
     CHECK(sparkline(rising, 8) == "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588");
-    Samples flat{{0, 4}, {1000, 4}, {2000, 4}};
+    Points flat{{0, 4}, {1000, 4}, {2000, 4}};
     CHECK(sparkline(flat, 10) == "\u2581\u2581\u2581"); // fewer samples than columns: shorter
-    Samples many;
+    Points many;
     for (int i = 0; i < 600; ++i)
         many.push_back({i * 1000LL, i < 300 ? 0.0 : 10.0});
     const std::string s = sparkline(many, 4);

@@ -1,5 +1,6 @@
 // What watch shows after one tick, as plain data: the screen, the log line and the JSON line are
-// three renderings of the same Frame. Every string in it is already sanitized.
+// three renderings of the same Frame, all in the front end. Every string in it is already
+// sanitized.
 #pragma once
 
 #include "conncheck/analysis.hpp"
@@ -8,7 +9,6 @@
 #include "conncheck/watch/trend.hpp"
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -21,7 +21,7 @@ struct Row {
     std::int64_t since_last = 0;          // change since the previous tick
     std::int64_t since_start = 0;         // change since the first tick
     std::optional<double> slope_per_hour; // least squares over the window
-    Samples spark; // the window reduced to a few points, for a sparkline; empty if not asked for
+    Points spark; // the window reduced to a few points, for a sparkline; empty if not asked for
 };
 
 struct StateRow {
@@ -58,7 +58,6 @@ struct ProcessFrame {
     std::size_t peers_total = 0;             // before the cut
     std::vector<analysis::Finding> findings; // most severe first
     std::optional<Projection> fd_projection;
-    std::string fd_projection_text; // "fds grow 3.1/h: the limit of 1024 is reached in ~2 d 4 h"
 };
 
 struct Frame {
@@ -86,10 +85,5 @@ enum class PeerSort { count, close_wait, time_wait, idle, reconnects };
 [[nodiscard]] std::string_view peer_sort_name(PeerSort sort);
 [[nodiscard]] PeerSort next_peer_sort(PeerSort sort);
 void sort_peers(std::vector<PeerFrame>& peers, PeerSort sort);
-
-// One JSON object: the fields the screen shows, per process and in total.
-[[nodiscard]] nlohmann::ordered_json to_json(const Frame& frame);
-// One line per process: "2026-10-21T09:24:00Z pid=4242 established=45 close_wait=12 ...".
-[[nodiscard]] std::vector<std::string> to_lines(const Frame& frame);
 
 } // namespace conncheck::watch

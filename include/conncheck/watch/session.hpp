@@ -28,8 +28,7 @@ struct Options {
 };
 
 struct FrameOptions {
-    bool sparklines = false;        // fill Row::spark (the screen wants them, lines do not)
-    std::size_t spark_points = 160; // at most this many points per sparkline
+    std::size_t spark_points = 0; // fill Row::spark with at most this many points; 0: none
     PeerSort peer_sort = PeerSort::count;
     std::size_t max_peers = 20;
 };

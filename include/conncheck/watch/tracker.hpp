@@ -70,13 +70,8 @@ public:
                                          const std::vector<std::uint16_t>& listening_ports);
 
 private:
-    enum class Phase : std::uint8_t { live, closed, time_wait };
-    struct Tracked {
-        pid_t pid = 0;
-        Phase phase = Phase::live;
-        std::uint32_t seen_tick = 0; // last tick the scan reported it
-        std::int64_t changed_ms = 0; // when it entered `phase`
-    };
+    using Phase = scan::CookiePhase;
+    using Tracked = scan::TrackedCookie;
     struct Event {
         std::int64_t t_ms = 0;
         std::uint32_t opened = 0;
@@ -99,7 +94,7 @@ private:
 
     std::int64_t linger_ms_;
     std::int64_t now_ms_ = 0;
-    std::uint32_t tick_ = 0;
+    std::uint64_t tick_ = 0;
     std::unordered_map<std::uint64_t, Tracked> sockets_; // by cookie
     std::unordered_map<pid_t, ProcessStats> processes_;
 };

@@ -6,20 +6,19 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
-#include <string>
 
 namespace conncheck::watch {
 
-struct Sample {
+struct Point {
     std::int64_t t_ms = 0; // monotonic milliseconds, any origin
     double value = 0;
 };
 
-using Samples = std::deque<Sample>; // oldest first
+using Points = std::deque<Point>; // oldest first
 
 // Least-squares slope of value over time, in units per hour. nullopt with fewer than two
 // samples or when they all share one time.
-[[nodiscard]] std::optional<double> slope_per_hour(const Samples& samples);
+[[nodiscard]] std::optional<double> slope_per_hour(const Points& samples);
 
 // The samples of one figure over the last `window_ms`. Memory is bounded whatever the ratio of
 // window to interval: samples closer together than window / max_points share one averaged point.
@@ -30,7 +29,7 @@ public:
 
     // Times must not go backwards; a sample older than the newest is ignored.
     void add(std::int64_t t_ms, double value);
-    [[nodiscard]] const Samples& points() const { return points_; }
+    [[nodiscard]] const Points& points() const { return points_; }
     [[nodiscard]] bool empty() const { return points_.empty(); }
     [[nodiscard]] std::optional<double> slope_per_hour() const;
     // Milliseconds between the oldest and the newest point.
@@ -40,11 +39,11 @@ public:
 private:
     std::int64_t window_ms_;
     std::int64_t bucket_ms_;
-    Samples points_;
+    Points points_;
     std::uint32_t in_bucket_ = 0; // samples averaged into the newest point
 };
 
-// "fds grow 3.1/h: the limit of 1024 is reached in ~2 d 4 h"
+// A growing count and when it reaches its limit at this slope.
 struct Projection {
     double slope_per_hour = 0;
     double current = 0;
@@ -62,16 +61,4 @@ struct ProjectionRules {
 // When `series` trends up toward `limit` (0: no limit), when it gets there at this slope.
 [[nodiscard]] std::optional<Projection> project_to_limit(const Series& series, std::uint64_t limit,
                                                          const ProjectionRules& rules = {});
-// "fds grow 3.1/h: the limit of 1024 is reached in ~2 d 4 h"
-[[nodiscard]] std::string describe_projection(const Projection& projection,
-                                              const std::string& what = "fds");
-// "~2 d 4 h", "~3 h 12 min", "~45 min", "under a minute"
-[[nodiscard]] std::string approx_duration(std::uint64_t ms);
-// "+1.7/h", "-0.3/h", "0/h", "+120/h"
-[[nodiscard]] std::string format_slope(double per_hour);
-// One block character (U+2581..U+2588) per column: the samples split into `width` equal spans of
-// time, each shown by its mean, scaled between the window's minimum and maximum. A flat series is
-// a row of the lowest block. Fewer samples than columns give a shorter line.
-[[nodiscard]] std::string sparkline(const Samples& samples, std::size_t width);
-
 } // namespace conncheck::watch

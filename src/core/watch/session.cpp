@@ -14,9 +14,9 @@ constexpr std::size_t comm_width = 32;
 constexpr std::size_t cmdline_width = 200;
 
 // The window reduced to at most `points` points, each the mean of an equal span of time.
-Samples reduce(const Samples& samples, std::size_t points) {
+Points reduce(const Points& samples, std::size_t points) {
     if (samples.size() <= points || points == 0) return samples;
-    Samples out;
+    Points out;
     const std::int64_t t0 = samples.front().t_ms;
     const double span = static_cast<double>(samples.back().t_ms - t0) + 1.0;
     std::size_t bucket = 0;
@@ -136,9 +136,9 @@ void Session::update(const scan::Snapshot& snapshot, std::int64_t now_ms,
     ++tick_;
     now_ms_ = now_ms;
     unix_seconds_ = unix_seconds;
-    source_ = snapshot.source;
+    source_ = scan::source_name(snapshot);
     has_tcp_info_ = snapshot.has_tcp_info;
-    has_cookies_ = snapshot.source != "proc_net";
+    has_cookies_ = snapshot.mixed_sources || snapshot.source != diag::SourceKind::proc_net;
     warnings_ = snapshot.warnings;
 
     tracker_.begin_tick(now_ms);
@@ -214,8 +214,6 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
     ProjectionRules rules = options_.projection;
     rules.min_span_ms = std::min(rules.min_span_ms, options_.window_ms / 2);
     last.fd_projection = project_to_limit(h.fds->series, last.fd_limit, rules);
-    last.fd_projection_text =
-        last.fd_projection ? describe_projection(*last.fd_projection) : std::string{};
 }
 
 void Session::process_exited(pid_t pid, std::int64_t now_ms) {
@@ -226,7 +224,6 @@ void Session::process_exited(pid_t pid, std::int64_t now_ms) {
     h.last.exited = true;
     h.last.exited_after_ms = tick_ == 0 ? 0 : now_ms - first_ms_;
     h.last.fd_projection.reset();
-    h.last.fd_projection_text.clear();
 }
 
 std::vector<pid_t> Session::running() const {
@@ -243,7 +240,7 @@ Row Session::make_row(const Figure& figure, const FrameOptions& options) const {
     row.since_start = static_cast<std::int64_t>(figure.current - figure.first);
     const std::int64_t min_span = std::min(options_.min_slope_span_ms, options_.window_ms / 2);
     if (figure.series.span_ms() >= min_span) row.slope_per_hour = figure.series.slope_per_hour();
-    if (options.sparklines) row.spark = reduce(figure.series.points(), options.spark_points);
+    if (options.spark_points > 0) row.spark = reduce(figure.series.points(), options.spark_points);
     return row;
 }
 

@@ -88,7 +88,7 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
         }
         // A cookie first seen in another watched process (a socket shared across fork) stays
         // with that process.
-        t.seen_tick = tick_;
+        t.seen = tick_;
     }
 
     // TIME_WAIT toward the process's peers whose live socket watch never saw: a connection that
@@ -108,7 +108,7 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
                 ++stats.totals.short_lived_total;
             }
         }
-        t.seen_tick = tick_;
+        t.seen = tick_;
     }
     ++stats.ticks;
 }
@@ -119,7 +119,7 @@ void CookieTracker::end_tick() {
         const auto owner = processes_.find(t.pid);
         // Only processes scanned this tick can have lost a socket.
         const bool scanned = owner != processes_.end() && owner->second.current.t_ms == now_ms_;
-        if (t.seen_tick == tick_ || !scanned) {
+        if (t.seen == tick_ || !scanned) {
             ++it;
             continue;
         }
