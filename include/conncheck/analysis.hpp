@@ -23,11 +23,13 @@ struct StateCounts {
 };
 
 struct Config {
-    std::uint32_t idle_ms = 60'000;      // --idle: a connection silent this long is stale
+    std::uint32_t idle_ms = 60'000;      // a connection silent this long is stale
     std::uint32_t churn_per_minute = 10; // TIME_WAIT toward one peer in 60 s that is churn
     std::uint64_t close_wait_critical = 10;
     double fd_warning_ratio = 0.80;
     double fd_critical_ratio = 0.95;
+    // How the front end lets people change idle_ms ("--idle"), named in advice; empty: none.
+    std::string idle_setting;
 };
 
 enum class Severity { info, warning, critical };

@@ -18,6 +18,16 @@ struct Snapshot;
 // Cookie -> the pid that held the live socket.
 using CookieOwners = std::unordered_map<std::uint64_t, pid_t>;
 
+// Where a socket seen by a scan is in its life: held by the process, closed by it (the kernel may
+// still hold it in FIN_WAIT until the peer's FIN), or in TIME_WAIT.
+enum class CookiePhase : std::uint8_t { live, closed, time_wait };
+struct TrackedCookie {
+    pid_t pid = 0;
+    CookiePhase phase = CookiePhase::live;
+    std::uint64_t seen = 0;      // the last scan (update, tick) that reported it
+    std::int64_t changed_ms = 0; // when it entered `phase`
+};
+
 class CookieMemory {
 public:
     // A closed socket leaves the process's fd table at once but turns TIME_WAIT only after the
@@ -49,13 +59,8 @@ public:
     [[nodiscard]] std::vector<std::uint64_t> held_by(pid_t pid) const;
 
 private:
-    enum class Phase : std::uint8_t { live, closed, time_wait };
-    struct Entry {
-        pid_t pid = 0;
-        Phase phase = Phase::live;
-        std::uint64_t seen_update = 0; // the last update that reported it
-        std::int64_t changed_ms = 0;   // when it entered `phase`
-    };
+    using Phase = CookiePhase;
+    using Entry = TrackedCookie;
     void erase(std::unordered_map<std::uint64_t, Entry>::iterator it);
 
     std::int64_t linger_ms_;

@@ -15,7 +15,7 @@ namespace conncheck::prove {
 
 // The processes of one collector (a reference collector is one pid; a command is its process
 // tree) and the port of its own simulator.
-struct Group {
+struct CollectorProcesses {
     std::vector<pid_t> pids;
     std::uint16_t sim_port = 0;
 };
@@ -42,7 +42,8 @@ public:
     // Processes that exit during the scan are dropped and the scan retried; other errors
     // (permission, no socket source) are thrown as conncheck::Error. The scanner remembers the
     // cookies of live sockets between ticks, so their TIME_WAIT is attributed exactly.
-    [[nodiscard]] std::vector<std::optional<Sample>> sample(const std::vector<Group>& groups);
+    [[nodiscard]] std::vector<std::optional<Sample>>
+    sample(const std::vector<CollectorProcesses>& groups);
     // Distinct sockets toward the group's simulator port seen so far (each one a connection).
     [[nodiscard]] std::uint64_t connections_seen(std::size_t group) const;
     [[nodiscard]] const proc::ProcFs& procfs() const { return scanner_.procfs(); }

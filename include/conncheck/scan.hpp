@@ -3,6 +3,7 @@
 #pragma once
 
 #include "conncheck/cookie_memory.hpp"
+#include "conncheck/diag/source.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/tcp.hpp"
 
@@ -15,13 +16,14 @@
 
 namespace conncheck::scan {
 
-enum class SourceKind { automatic, netlink, proc_net };
+// The socket source the front end asks for; Config::replay_path overrides it.
+enum class SourcePreference { automatic, netlink, proc_net };
 
 struct Config {
     std::string proc_root = "/proc";
     std::string replay_path; // non-empty: sockets come from this recording, not the kernel
     std::string record_path; // non-empty: record the netlink replies here (--dump-netlink)
-    SourceKind source = SourceKind::automatic;
+    SourcePreference source = SourcePreference::automatic;
     // For chosen pids, ask the kernel for their sockets only (see Scanner::scan_pids); false
     // dumps the whole tables, as a recording always does.
     bool targeted = true;
@@ -54,15 +56,19 @@ struct Snapshot {
     std::vector<ProcessSnapshot> processes;
     Unattributed unattributed;         // filled by host-wide scans
     std::vector<std::string> warnings; // interrupted dump, fallback source, unreadable processes
-    std::string source;                // "netlink", "replay" or "proc_net"
-    bool has_tcp_info = true;          // false: idle times and memory unknown
-    std::uint64_t sockets_seen = 0;    // every socket the dumps delivered
+    std::optional<diag::SourceKind> source; // of every dump, unless mixed_sources
+    bool mixed_sources = false;             // namespaces read from different sources
+    bool has_tcp_info = true;               // false: idle times and memory unknown
+    std::uint64_t sockets_seen = 0;         // every socket the dumps delivered
     std::uint64_t unreadable_processes = 0; // host-wide: fds we may not read
     std::uint64_t vanished_processes = 0;   // host-wide: exited during the scan, skipped
     // With Config::keep_unattributed_time_wait: the TIME_WAIT sockets counted in
     // unattributed.time_wait.
     std::vector<SocketRecord> unattributed_time_wait;
 };
+
+// "netlink", "replay", "proc_net", "mixed" ("" before any dump).
+[[nodiscard]] std::string source_name(const Snapshot& snapshot);
 
 struct RunningScan {
     std::optional<Snapshot> snapshot; // nullopt when no process was left to scan

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "conncheck/analysis.hpp"
+#include "conncheck/fd.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -21,7 +22,7 @@ inline constexpr int format_version = 1;
 inline constexpr std::uint64_t max_file_bytes = 64ULL << 20;
 
 // The counts growth is measured on, at one moment.
-struct Sample {
+struct HistoryEntry {
     std::int64_t taken_at_ms = 0; // Unix time
     std::uint64_t established = 0;
     std::uint64_t close_wait = 0;
@@ -39,7 +40,7 @@ struct ProcessState {
     // Cookies of every socket the process held (TIME_WAIT ones attributed by cookie included):
     // its sockets that close before the next run keep these cookies in TIME_WAIT.
     std::vector<std::uint64_t> cookies;
-    std::vector<Sample> history; // oldest first, see add_sample
+    std::vector<HistoryEntry> history; // oldest first, see add_sample
 };
 
 struct State {
@@ -67,16 +68,13 @@ public:
     // Polls for the lock until `max_wait` has passed, then throws Error(timeout) saying another
     // run holds it.
     static Lock acquire(const std::string& state_path, std::chrono::milliseconds max_wait);
-    Lock(Lock&& other) noexcept;
-    Lock& operator=(Lock&& other) noexcept;
-    Lock(const Lock&) = delete;
-    Lock& operator=(const Lock&) = delete;
-    ~Lock();
     [[nodiscard]] const std::string& path() const { return path_; }
 
 private:
-    Lock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-    int fd_ = -1;
+    // Closing the descriptor releases the flock; the lock file stays, so that two runs never
+    // lock two different files of the same name.
+    Lock(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+    UniqueFd fd_;
     std::string path_;
 };
 
@@ -104,10 +102,10 @@ inline constexpr std::chrono::seconds sample_spacing{50};
 
 // The sample to measure growth from at `now_ms`: the oldest one within growth_window, else the
 // newest one (runs hours apart still compare with the previous run). nullopt for no history.
-[[nodiscard]] std::optional<Sample> growth_base(const std::vector<Sample>& history,
-                                                std::int64_t now_ms);
+[[nodiscard]] std::optional<HistoryEntry> growth_base(const std::vector<HistoryEntry>& history,
+                                                      std::int64_t now_ms);
 // Drops samples older than growth_window before `sample`, then appends `sample` unless the
 // newest kept one is closer than sample_spacing.
-void add_sample(std::vector<Sample>& history, const Sample& sample);
+void add_sample(std::vector<HistoryEntry>& history, const HistoryEntry& sample);
 
 } // namespace conncheck::statefile

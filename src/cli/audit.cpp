@@ -27,6 +27,7 @@ int run_audit(const AuditOptions& options) {
 
     analysis::Config config;
     config.idle_ms = options.idle_seconds * 1000U;
+    config.idle_setting = "--idle";
     // The snapshot (every socket) is gone before the report is written.
     const analysis::HostReport report = [&] {
         const scan::Snapshot snapshot = host_wide ? scanner.scan_host() : scanner.scan_pids(pids);

@@ -1,4 +1,5 @@
 #include "check.hpp"
+#include "human_text.hpp"
 
 #include "conncheck/analysis.hpp"
 #include "conncheck/check/evaluator.hpp"
@@ -129,15 +130,6 @@ check::Thresholds parse_thresholds(const CheckOptions& o) {
                              percent_option(o.fds_critical, "--fds-critical")};
 }
 
-std::uint32_t parse_min_age(const CheckOptions& o) {
-    std::uint64_t ms = 0;
-    if (!text::parse_duration_ms(o.close_wait_min_age, ms) || ms > 7ULL * 86'400'000)
-        throw Error(Errc::usage, fmt::format("--close-wait-min-age: '{}' is not a duration from "
-                                             "0s to 7d (30s, 2m)",
-                                             text::sanitize(o.close_wait_min_age, 40)));
-    return static_cast<std::uint32_t>(ms);
-}
-
 std::string percent_text(const std::optional<double>& p) {
     return p ? thresholds::format_number(*p) + "%" : std::string();
 }
@@ -197,7 +189,7 @@ std::vector<std::string> summary(const check::ProcessVerdict& v, const check::Th
                                 percent_text(t.fds_critical_percent)));
     const auto& g = v.growth;
     if (g.basis != check::GrowthBasis::measured) return out;
-    const std::string span = text::human_duration_ms(static_cast<std::uint64_t>(g.span_ms));
+    const std::string span = human_duration_ms(static_cast<std::uint64_t>(g.span_ms));
     for (const auto& [label, count] :
          {std::pair{"ESTABLISHED", g.established}, std::pair{"CLOSE_WAIT", g.close_wait}}) {
         if (count.delta == 0) continue;
@@ -215,12 +207,12 @@ std::string growth_detail(const check::Growth& g) {
         return fmt::format(
             "  growth over {} (since {}): ESTABLISHED {:+}, CLOSE_WAIT {:+}, stale {:+}, fds "
             "{:+}{}",
-            text::human_duration_ms(static_cast<std::uint64_t>(g.span_ms)),
+            human_duration_ms(static_cast<std::uint64_t>(g.span_ms)),
             text::iso8601_utc(g.since_ms / 1000), g.established.delta, g.close_wait.delta,
             g.stale_delta, g.fds_delta,
             g.rated ? std::string()
                     : fmt::format(" (rated per hour once the span reaches {})",
-                                  text::human_duration_ms(check::min_growth_span_ms)));
+                                  human_duration_ms(check::min_growth_span_ms)));
     case check::GrowthBasis::no_history:
         return {};
     case check::GrowthBasis::clock_moved_back:
@@ -252,7 +244,7 @@ std::vector<std::string> details(const check::ProcessVerdict& v) {
         states.empty() ? std::string("no TCP sockets") : fmt::format("{}", fmt::join(states, ", ")),
         r.time_wait_exact, r.time_wait_by_peer, r.stale, r.info.open_fds,
         r.info.fd_limit.soft == 0 ? std::string() : fmt::format(" of {}", r.info.fd_limit.soft),
-        text::human_bytes(r.kernel_memory_bytes)));
+        human_bytes(r.kernel_memory_bytes)));
     for (const auto& f : r.findings)
         out.push_back(fmt::format("  {} {}: {}", analysis::severity_name(f.severity),
                                   analysis::kind_name(f.kind), plugin_text(f.summary)));
@@ -277,15 +269,6 @@ struct Prepared {
     std::optional<statefile::State> previous;
 };
 
-std::uint64_t parse_timeout(const CheckOptions& o) {
-    std::uint64_t timeout_ms = 0;
-    if (!text::parse_duration_ms(o.timeout, timeout_ms) || timeout_ms == 0)
-        throw Error(Errc::usage, fmt::format("--timeout: '{}' is not a positive duration (10s, "
-                                             "1500ms, 1m)",
-                                             text::sanitize(o.timeout, 40)));
-    return timeout_ms;
-}
-
 // Takes the state file's lock and reads it, waiting for an overlapping run until shortly before
 // our own deadline, then saying so plainly rather than letting the timer cut us off with a vaguer
 // message.
@@ -298,9 +281,9 @@ void lock_and_load(Prepared& p, std::chrono::steady_clock::time_point started,
                                     std::chrono::milliseconds(timeout_ms) - elapsed - margin);
     // A file we refuse is refused before the lock file is created: nothing is left beside it.
     // Read again under the lock, since another run may replace it meanwhile.
-    (void)statefile::load(p.state_path, p.key);
+    (void)for_option("--state-file", [&] { return statefile::load(p.state_path, p.key); });
     p.lock.emplace(statefile::Lock::acquire(p.state_path, lock_wait));
-    p.previous = statefile::load(p.state_path, p.key);
+    p.previous = for_option("--state-file", [&] { return statefile::load(p.state_path, p.key); });
 }
 
 void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdict& verdict,
@@ -334,7 +317,7 @@ void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdic
             "state file {}{}\n", plugin_text(p.state_path),
             p.previous
                 ? fmt::format(", previous run {} ago",
-                              text::human_duration_ms(static_cast<std::uint64_t>(
+                              human_duration_ms(static_cast<std::uint64_t>(
                                   std::max<std::int64_t>(0, now_ms - p.previous->taken_at_ms))))
                 : std::string(", first run"));
     }
@@ -346,8 +329,9 @@ int check_once(const CheckOptions& o) {
     Prepared p;
     p.thresholds = parse_thresholds(o);
     p.analysis.idle_ms = o.idle_seconds * 1000U;
-    p.close_wait_min_age_ms = parse_min_age(o);
-    const std::uint64_t timeout_ms = parse_timeout(o);
+    p.close_wait_min_age_ms = static_cast<std::uint32_t>(
+        duration_option("--close-wait-min-age", o.close_wait_min_age, 0, max_duration_ms));
+    const std::uint64_t timeout_ms = duration_option("--timeout", o.timeout, 1, max_duration_ms);
     if (!has_selector(o.selector))
         throw Error(Errc::usage, "check needs the process to watch: --pid, --pidfile or --name");
     arm_timeout(timeout_ms, o.timeout);
@@ -358,7 +342,7 @@ int check_once(const CheckOptions& o) {
     // Only the default path's directories are ours to create: a --state-file in a directory
     // that does not exist is a mistake to report, not a tree to make.
     if (o.state_file.empty()) {
-        p.state_path = statefile::default_path(p.key);
+        p.state_path = for_option("--state-file", [&] { return statefile::default_path(p.key); });
         statefile::make_parent_dirs(p.state_path);
     } else {
         p.state_path = o.state_file;

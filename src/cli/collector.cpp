@@ -3,7 +3,9 @@
 #include "common.hpp"
 #include "conncheck/error.hpp"
 #include "conncheck/text.hpp"
+#include "conncheck/ws/address.hpp"
 #include "conncheck/ws/collector.hpp"
+#include "conncheck/ws/log_lines.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -16,18 +18,10 @@ namespace conncheck::cli {
 
 namespace {
 
-std::chrono::milliseconds duration_option(const std::string& flag, const std::string& value,
-                                          bool allow_zero) {
-    std::uint64_t ms = 0;
-    if (!text::parse_duration_ms(value, ms))
-        throw Error(Errc::usage, fmt::format("invalid {} '{}': expected a duration such as 250ms, "
-                                             "1.5s, 10m or 30 (seconds)",
-                                             flag, text::sanitize(value, 40)));
-    if (ms == 0 && !allow_zero)
-        throw Error(Errc::usage, fmt::format("{} must be longer than 0", flag));
-    if (ms > 7ULL * 24 * 3600 * 1000)
-        throw Error(Errc::usage, fmt::format("{} must be at most 7 days", flag));
-    return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+std::chrono::milliseconds milliseconds_option(std::string_view flag, const std::string& value,
+                                              bool allow_zero) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(
+        duration_option(flag, value, allow_zero ? 0 : 1, max_duration_ms)));
 }
 
 double factor_option(const std::string& value) {
@@ -42,28 +36,9 @@ double factor_option(const std::string& value) {
                                          text::sanitize(value, 40)));
 }
 
-std::string stamp(std::chrono::system_clock::time_point at) {
-    return text::iso8601_utc(
-        std::chrono::duration_cast<std::chrono::seconds>(at.time_since_epoch()).count());
-}
-
 // One line per event, flushed at once: `conncheck prove` and people read this as it happens.
 void print_event(const ws::CollectorEvent& event) {
-    using Kind = ws::CollectorEvent::Kind;
-    switch (event.kind) {
-    case Kind::connect:
-        fmt::print("{} connect n={} peer={}\n", stamp(event.at), event.n,
-                   text::sanitize(event.peer, 64));
-        break;
-    case Kind::disconnect:
-        fmt::print("{} disconnect n={} reason={} detail={}\n", stamp(event.at), event.n,
-                   ws::end_reason_name(event.reason), text::sanitize(event.detail, 200));
-        break;
-    case Kind::reconnect:
-        fmt::print("{} reconnect n={} delay_ms={} open={}\n", stamp(event.at), event.n,
-                   event.delay_ms, event.open);
-        break;
-    }
+    fmt::print("{}\n", ws::format_event(event));
     std::fflush(stdout);
 }
 
@@ -118,16 +93,17 @@ int run_collector(const CollectorOptions& options) {
     if (options.url.empty())
         throw Error(Errc::usage, "collector needs --url ws://HOST:PORT/PATH or wss://...");
     ws::CollectorConfig config;
+    (void)for_option("--url", [&] { return ws::parse_ws_url(options.url); });
     config.url = options.url;
     config.leaky = options.leaky;
     config.subscribe = options.subscribe;
     config.insecure = options.insecure;
     config.heartbeat_timeout =
-        duration_option("--heartbeat-timeout", options.heartbeat_timeout, false);
-    config.close_timeout = duration_option("--close-timeout", options.close_timeout, true);
-    config.backoff.base = duration_option("--reconnect-delay", options.reconnect_delay, true);
-    config.backoff.cap = duration_option("--max-delay", options.max_delay, true);
-    config.backoff.min_lifetime = duration_option("--min-lifetime", options.min_lifetime, true);
+        milliseconds_option("--heartbeat-timeout", options.heartbeat_timeout, false);
+    config.close_timeout = milliseconds_option("--close-timeout", options.close_timeout, true);
+    config.backoff.base = milliseconds_option("--reconnect-delay", options.reconnect_delay, true);
+    config.backoff.cap = milliseconds_option("--max-delay", options.max_delay, true);
+    config.backoff.min_lifetime = milliseconds_option("--min-lifetime", options.min_lifetime, true);
     config.backoff.factor = factor_option(options.backoff);
     if (options.jitter == "full")
         config.backoff.jitter = ws::Jitter::full;
@@ -140,8 +116,7 @@ int run_collector(const CollectorOptions& options) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     ws::Collector collector(config, print_event);
     const ws::CollectorTotals totals = collector.run({SIGINT, SIGTERM});
-    fmt::print("totals messages={} reconnects={} open_connections={}\n", totals.messages,
-               totals.reconnects, totals.open_connections);
+    fmt::print("{}\n", ws::format_totals(totals));
     std::fflush(stdout);
     return exit_code::ok;
 }

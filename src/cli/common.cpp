@@ -1,13 +1,18 @@
 #include "common.hpp"
 
+#include "human_text.hpp"
+#include "terminal.hpp"
+
 #include "conncheck/text.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fmt/core.h>
-#include <sys/ioctl.h>
+#include <string_view>
 #include <unistd.h>
+#include <utility>
+#include <vector>
 
 namespace conncheck::cli {
 
@@ -90,11 +95,25 @@ std::string selector_key(const SelectorOptions& options) {
     return key.empty() ? "host" : key;
 }
 
+namespace {
+
+// How --source spells each preference.
+constexpr std::pair<std::string_view, scan::SourcePreference> source_choices[] = {
+    {"auto", scan::SourcePreference::automatic},
+    {"netlink", scan::SourcePreference::netlink},
+    {"proc", scan::SourcePreference::proc_net},
+};
+
+} // namespace
+
 void add_source_options(CLI::App& app, SourceOptions& options) {
     const char* group = "Diagnostics";
+    std::vector<std::string> names;
+    for (const auto& [name, preference] : source_choices)
+        names.emplace_back(name);
     app.add_option("--source", options.source,
                    "Where sockets come from: auto (sock_diag, else /proc/net/tcp), netlink, proc")
-        ->check(CLI::IsMember({"auto", "netlink", "proc"}))
+        ->check(CLI::IsMember(names))
         ->group(group);
     app.add_option("--dump-netlink", options.dump_netlink,
                    "Record the raw sock_diag replies to FILE (attach it to a bug report)")
@@ -115,10 +134,23 @@ scan::Config make_scan_config(const SourceOptions& options) {
     config.proc_root = options.proc_root;
     config.replay_path = options.replay;
     config.record_path = options.dump_netlink;
-    config.source = options.source == "netlink" ? scan::SourceKind::netlink
-                    : options.source == "proc"  ? scan::SourceKind::proc_net
-                                                : scan::SourceKind::automatic;
+    for (const auto& [name, preference] : source_choices)
+        if (options.source == name) config.source = preference;
     return config;
+}
+
+std::uint64_t duration_option(std::string_view flag, const std::string& value, std::uint64_t min_ms,
+                              std::uint64_t max_ms) {
+    std::uint64_t ms = 0;
+    if (!text::parse_duration_ms(value, ms))
+        throw Error(Errc::usage, fmt::format("invalid {} '{}': expected a duration such as 250ms, "
+                                             "1.5s, 10m or 2h (a bare number is seconds)",
+                                             flag, text::sanitize(value, 40)));
+    if (ms < min_ms || ms > max_ms)
+        throw Error(Errc::usage,
+                    fmt::format("{} {} is out of range: {} to {}", flag, text::sanitize(value, 40),
+                                human_duration_ms(min_ms), human_duration_ms(max_ms)));
+    return ms;
 }
 
 int exit_code_for(Errc code) {
@@ -155,8 +187,7 @@ bool use_color(bool no_color_flag) {
 }
 
 int terminal_width() {
-    winsize ws{};
-    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    if (const int cols = screen::terminal_size(STDOUT_FILENO).cols; cols > 0) return cols;
     if (const char* columns = std::getenv("COLUMNS")) {
         const int n = std::atoi(columns);
         if (n > 0 && n < 10'000) return n;

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -52,6 +53,23 @@ struct SourceOptions {
 };
 void add_source_options(CLI::App& app, SourceOptions& options);
 [[nodiscard]] scan::Config make_scan_config(const SourceOptions& options);
+
+// The value of a duration option (250ms, 1.5s, 10m, 2h; a bare number is seconds) in
+// milliseconds, from min_ms to max_ms. Throws Error(usage) naming the option.
+[[nodiscard]] std::uint64_t duration_option(std::string_view flag, const std::string& value,
+                                            std::uint64_t min_ms, std::uint64_t max_ms);
+// A week: the longest any duration option may be unless it says otherwise.
+inline constexpr std::uint64_t max_duration_ms = 7ULL * 86'400'000;
+
+// Runs `parse` (the core's reading of an option's value) and puts the option's name in front of
+// the error it throws: the core says what is wrong, the front end which option it came from.
+template <typename Parse> auto for_option(std::string_view flag, Parse&& parse) {
+    try {
+        return parse();
+    } catch (const Error& e) {
+        throw Error(e.code(), std::string(flag) + ": " + e.what());
+    }
+}
 
 [[nodiscard]] int exit_code_for(Errc code);
 // Prints "conncheck: <message>" on stderr and returns exit_code_for(error.code()).

@@ -65,17 +65,14 @@ void setup_exchange_sim(CLI::App& sub, ExchangeSimOptions& options) {
 
 int run_exchange_sim(const ExchangeSimOptions& options) {
     ws::SimulatorConfig config;
-    const ws::ListenAddress listen = ws::parse_listen_address(options.listen);
+    const ws::ListenAddress listen =
+        for_option("--listen", [&] { return ws::parse_listen_address(options.listen); });
     config.host = listen.host;
     config.port = listen.port;
     config.rate = rate_option(options.rate);
-    std::uint64_t fault_ms = 0;
-    if (!text::parse_duration_ms(options.fault_after, fault_ms) || fault_ms > 7ULL * 86'400'000)
-        throw Error(Errc::usage, fmt::format("invalid --fault-after '{}': expected a duration "
-                                             "such as 250ms, 1.5s or 2 (seconds)",
-                                             text::sanitize(options.fault_after, 40)));
-    config.fault_after = std::chrono::milliseconds(static_cast<std::int64_t>(fault_ms));
-    config.faults = ws::parse_faults(options.faults);
+    config.fault_after = std::chrono::milliseconds(static_cast<std::int64_t>(
+        duration_option("--fault-after", options.fault_after, 0, max_duration_ms)));
+    config.faults = for_option("--faults", [&] { return ws::parse_faults(options.faults); });
 
     raise_open_files_limit();
     ws::ExchangeSim sim(
@@ -86,7 +83,7 @@ int run_exchange_sim(const ExchangeSimOptions& options) {
                    "address: other machines can connect to it\n",
                    sim.bound_address());
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    fmt::print("exchange-sim listening on {}\n", sim.bound_address());
+    fmt::print("{}\n", ws::format_listening(sim.bound_address()));
     std::fflush(stdout);
     const ws::SimulatorStats stats = sim.run({SIGINT, SIGTERM});
     fmt::print(stderr,

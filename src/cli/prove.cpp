@@ -6,8 +6,11 @@
 #include "conncheck/prove_output.hpp"
 #include "conncheck/prove_sample.hpp"
 #include "conncheck/text.hpp"
+#include "conncheck/ws/exchange_sim.hpp"
+#include "conncheck/ws/log_lines.hpp"
 #include "prove_children.hpp"
 #include "prove_render.hpp"
+#include "prove_svg.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -17,8 +20,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace conncheck::cli {
@@ -29,7 +30,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr std::string_view url_placeholder = "{url}";
-constexpr std::string_view known_faults[] = {"silent", "fin", "close", "rst"};
 
 struct Settings {
     std::uint64_t duration_ms = 0;
@@ -41,42 +41,17 @@ struct Settings {
     std::uint64_t min_lifetime_ms = 0;
 };
 
-std::uint64_t duration_arg(const std::string& flag, const std::string& text, std::uint64_t min_ms,
-                           std::uint64_t max_ms) {
-    std::uint64_t ms = 0;
-    if (!text::parse_duration_ms(text, ms))
-        throw Error(Errc::usage,
-                    fmt::format("{}: invalid duration '{}' (examples: 250ms, 1.5s, 2m)", flag,
-                                text::sanitize(text, 40)));
-    if (ms < min_ms || ms > max_ms)
-        throw Error(Errc::usage,
-                    fmt::format("{}: {} is out of range ({} to {})", flag, text::sanitize(text, 40),
-                                text::human_duration_ms(min_ms), text::human_duration_ms(max_ms)));
-    return ms;
-}
-
 Settings validate(const ProveOptions& o) {
     Settings s;
-    s.duration_ms = duration_arg("--duration", o.duration, 1000, 86'400'000);
-    s.fault_after_ms = duration_arg("--fault-after", o.fault_after, 1, 3'600'000);
-    s.interval_ms = duration_arg("--interval", o.interval, 50, 10'000);
-    s.reconnect_delay_ms = duration_arg("--reconnect-delay", o.reconnect_delay, 0, 60'000);
+    s.duration_ms = duration_option("--duration", o.duration, 1000, 86'400'000);
+    s.fault_after_ms = duration_option("--fault-after", o.fault_after, 1, 3'600'000);
+    s.interval_ms = duration_option("--interval", o.interval, 50, 10'000);
+    s.reconnect_delay_ms = duration_option("--reconnect-delay", o.reconnect_delay, 0, 60'000);
     if (s.interval_ms > s.duration_ms)
         throw Error(Errc::usage, "--interval is longer than --duration");
     if (o.rate < 1 || o.rate > 10'000)
         throw Error(Errc::usage, fmt::format("--rate: {} is out of range (1 to 10000)", o.rate));
-    std::istringstream list(o.faults);
-    std::string fault;
-    bool any = false;
-    while (std::getline(list, fault, ',')) {
-        if (std::find(std::begin(known_faults), std::end(known_faults), fault) ==
-            std::end(known_faults))
-            throw Error(Errc::usage,
-                        fmt::format("--faults: unknown fault '{}' (silent, fin, close, rst)",
-                                    text::sanitize(fault, 40)));
-        any = true;
-    }
-    if (!any || o.faults.back() == ',') throw Error(Errc::usage, "--faults: empty fault in list");
+    (void)for_option("--faults", [&] { return ws::parse_faults(o.faults); });
     if (!o.cmd.empty() && o.cmd.find(url_placeholder) == std::string::npos)
         throw Error(Errc::usage, "--cmd must contain {url}, the simulator's address for it");
     // A silent stream is noticed after heartbeat_ms without messages: a few message intervals.
@@ -113,38 +88,13 @@ struct Slot {
     }
 };
 
-std::optional<std::uint64_t> field(const std::string& line, std::string_view key) {
-    const std::string needle = fmt::format(" {}=", key);
-    const auto at = line.find(needle);
-    if (at == std::string::npos) return std::nullopt;
-    try {
-        return std::stoull(line.substr(at + needle.size()));
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-}
-
-// `<ts> reconnect n=N delay_ms=D open=O` and, on SIGTERM, `totals messages=M reconnects=R ...`.
 void collector_line(Slot& slot, const std::string& line) {
-    if (line.rfind("totals ", 0) == 0) {
-        slot.totals_reconnects = field(line, "reconnects");
-        slot.totals_messages = field(line, "messages");
-    } else if (line.find(" reconnect n=") != std::string::npos) {
+    const ws::CollectorLine parsed = ws::parse_collector_line(line);
+    if (parsed.kind == ws::CollectorLine::Kind::totals) {
+        slot.totals_reconnects = parsed.reconnects;
+        slot.totals_messages = parsed.messages;
+    } else if (parsed.kind == ws::CollectorLine::Kind::reconnect) {
         ++slot.reconnect_lines;
-    }
-}
-
-// `exchange-sim listening on 127.0.0.1:PORT`
-std::optional<std::uint16_t> listening_port(const std::string& line) {
-    const auto at = line.find("listening on ");
-    const auto colon = line.rfind(':');
-    if (at == std::string::npos || colon == std::string::npos || colon < at) return std::nullopt;
-    try {
-        const unsigned long port = std::stoul(line.substr(colon + 1));
-        if (port == 0 || port > 65535) return std::nullopt;
-        return static_cast<std::uint16_t>(port);
-    } catch (const std::exception&) {
-        return std::nullopt;
     }
 }
 
@@ -162,34 +112,6 @@ std::string last_words(const ProveChild& child) {
     const auto& tail = child.stderr_tail();
     return tail.empty() ? std::string() : ": " + text::sanitize(tail.back(), 200);
 }
-
-// One line on stderr, redrawn; only on a terminal.
-class Progress {
-public:
-    Progress() : enabled_(::isatty(STDERR_FILENO) == 1) {}
-    ~Progress() { clear(); }
-    Progress(const Progress&) = delete;
-    Progress& operator=(const Progress&) = delete;
-    void show(const std::string& line) {
-        if (!enabled_) return;
-        winsize ws{};
-        std::size_t width = 80;
-        if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) width = ws.ws_col;
-        fmt::print(stderr, "\r\x1b[K{}", line.substr(0, width - 1));
-        std::fflush(stderr);
-        shown_ = true;
-    }
-    void clear() {
-        if (!enabled_ || !shown_) return;
-        fmt::print(stderr, "\r\x1b[K");
-        std::fflush(stderr);
-        shown_ = false;
-    }
-
-private:
-    bool enabled_;
-    bool shown_ = false;
-};
 
 std::string progress_line(double elapsed, double total, const std::vector<Slot>& slots) {
     std::string line = fmt::format("prove {:.1f}/{:.0f}s", elapsed, total);
@@ -268,14 +190,14 @@ void start_simulators(std::vector<Slot>& slots, const ProveOptions& o, const Set
         for (auto& s : slots) {
             for (const auto& line : s.sim->read_lines())
                 if (s.port == 0)
-                    if (auto port = listening_port(line)) s.port = *port;
+                    if (auto port = ws::parse_listening_port(line)) s.port = *port;
             if (s.port == 0 && !s.sim->running())
                 throw Error(Errc::io, fmt::format("{} {} before it listened{}", s.sim->role(),
                                                   s.sim->exit_description(), last_words(*s.sim)));
             all = all && s.port != 0;
         }
         if (all) return;
-        if (SignalGuard::received() != 0) return;
+        if (ProveSignals::received() != 0) return;
         if (Clock::now() >= deadline)
             throw Error(Errc::timeout,
                         "the exchange simulators did not start listening within 10 s");
@@ -312,7 +234,7 @@ void start_collectors(std::vector<Slot>& slots, const ProveOptions& o, const Set
 }
 
 void take_sample(std::vector<Slot>& slots, prove::Sampler& sampler, double t) {
-    std::vector<prove::Group> groups;
+    std::vector<prove::CollectorProcesses> groups;
     for (const auto& s : slots)
         groups.push_back({slot_pids(s, sampler.procfs()), s.port});
     const auto samples = sampler.sample(groups);
@@ -338,6 +260,80 @@ void open_output(std::ofstream& out, const std::string& path, const char* flag) 
 void finish_output(std::ofstream& out, const std::string& path) {
     out.flush();
     if (!out) throw Error(Errc::io, fmt::format("cannot write {}", text::sanitize(path, 200)));
+}
+
+struct RunEnd {
+    int signo = 0;       // the signal that stopped the run early, 0 for none
+    double elapsed = 0;  // seconds since the collectors started
+    std::string failure; // a child that died, empty for none
+};
+
+// Samples the collectors every interval until the duration is over, a signal arrives or a child
+// dies, reading their output meanwhile.
+RunEnd run_collectors(std::vector<Slot>& slots, prove::Sampler& sampler, const Settings& st,
+                      Progress& progress) {
+    RunEnd end;
+    const auto t0 = Clock::now();
+    const auto deadline = t0 + milliseconds(st.duration_ms);
+    auto next_sample = t0;
+    const auto seconds_since = [&](Clock::time_point t) {
+        return std::chrono::duration<double>(t - t0).count();
+    };
+    while (ProveSignals::received() == 0 && end.failure.empty()) {
+        for (auto& s : slots) {
+            for (const auto& line : s.collector->read_lines())
+                if (!s.command) collector_line(s, line);
+            s.sim->read_lines();
+            for (auto* child : {&*s.sim, &*s.collector})
+                if (!child->running() && end.failure.empty())
+                    end.failure = fmt::format("{} {} after {:.1f} s{}", child->role(),
+                                              child->exit_description(),
+                                              seconds_since(Clock::now()), last_words(*child));
+        }
+        const auto now = Clock::now();
+        if (!end.failure.empty() || now >= deadline) break;
+        if (now >= next_sample) {
+            take_sample(slots, sampler, seconds_since(now));
+            while (next_sample <= now)
+                next_sample += milliseconds(st.interval_ms);
+            progress.show(progress_line(seconds_since(now), st.duration_ms / 1000.0, slots));
+        }
+        const auto wake = std::min(next_sample, deadline);
+        auto children = all_children(slots);
+        wait_for_output(children,
+                        std::chrono::ceil<milliseconds>(wake - Clock::now()) + milliseconds(1));
+    }
+    end.signo = ProveSignals::received();
+    end.elapsed = seconds_since(Clock::now());
+    if (end.signo == 0 && end.failure.empty()) take_sample(slots, sampler, end.elapsed);
+    return end;
+}
+
+prove::Report make_report(std::vector<Slot>& slots, const ProveOptions& options, const Settings& st,
+                          const RunEnd& end) {
+    prove::Report report;
+    report.run.interrupted = end.signo != 0;
+    report.run.duration_seconds = end.signo != 0 ? end.elapsed : st.duration_ms / 1000.0;
+    report.run.fault_after_ms = st.fault_after_ms;
+    report.run.interval_ms = st.interval_ms;
+    report.run.rate = options.rate;
+    report.run.faults = options.faults;
+    report.run.command = text::sanitize(options.cmd, 200);
+    for (auto& s : slots) {
+        prove::CollectorRun c;
+        c.key = s.key;
+        c.label = s.label;
+        c.pid = s.collector->pid();
+        c.port = s.port;
+        c.samples = std::move(s.samples);
+        c.reconnects = s.reconnects();
+        c.reconnects_source = s.command ? "cookies" : s.totals_reconnects ? "totals" : "log";
+        c.connections_seen = s.connections_seen;
+        c.messages = s.totals_messages;
+        report.collectors.push_back(std::move(c));
+        report.simulator_pids.push_back(s.sim->pid());
+    }
+    return report;
 }
 
 } // namespace
@@ -394,11 +390,10 @@ int run_prove(const ProveOptions& options) {
     slots.emplace_back("fixed", "fixed", false);
     if (!options.cmd.empty()) slots.emplace_back("command", "your command", true);
 
-    SignalGuard signals;
+    ProveSignals signals;
     become_subreaper();
     Progress progress;
     Fleet fleet(slots);
-    std::string failure;
 
     progress.show("prove: starting the exchange simulators");
     start_simulators(slots, options, st);
@@ -406,101 +401,45 @@ int run_prove(const ProveOptions& options) {
     const auto started_unix = std::chrono::duration_cast<std::chrono::seconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-    if (SignalGuard::received() == 0) start_collectors(slots, options, st);
-    const auto t0 = Clock::now();
-    const auto end = t0 + milliseconds(st.duration_ms);
-    auto next_sample = t0;
-    const auto seconds_since = [&](Clock::time_point t) {
-        return std::chrono::duration<double>(t - t0).count();
-    };
-    while (SignalGuard::received() == 0 && failure.empty()) {
-        for (auto& s : slots) {
-            for (const auto& line : s.collector->read_lines())
-                if (!s.command) collector_line(s, line);
-            s.sim->read_lines();
-            for (auto* child : {&*s.sim, &*s.collector})
-                if (!child->running() && failure.empty())
-                    failure = fmt::format("{} {} after {:.1f} s{}", child->role(),
-                                          child->exit_description(), seconds_since(Clock::now()),
-                                          last_words(*child));
-        }
-        const auto now = Clock::now();
-        if (!failure.empty() || now >= end) break;
-        if (now >= next_sample) {
-            take_sample(slots, sampler, seconds_since(now));
-            while (next_sample <= now)
-                next_sample += milliseconds(st.interval_ms);
-            progress.show(progress_line(seconds_since(now), st.duration_ms / 1000.0, slots));
-        }
-        const auto wake = std::min(next_sample, end);
-        auto children = all_children(slots);
-        wait_for_output(children,
-                        std::chrono::ceil<milliseconds>(wake - Clock::now()) + milliseconds(1));
-    }
-    const int signo = SignalGuard::received();
-    const double elapsed = seconds_since(Clock::now());
-    if (signo == 0 && failure.empty()) take_sample(slots, sampler, elapsed);
+    if (ProveSignals::received() == 0) start_collectors(slots, options, st);
+    const RunEnd end = run_collectors(slots, sampler, st, progress);
     progress.show("prove: stopping the collectors and simulators");
     fleet.stop();
     progress.clear();
 
     const bool started = std::all_of(slots.begin(), slots.end(),
                                      [](const Slot& s) { return s.collector.has_value(); });
-    if (signo != 0) {
+    if (end.signo != 0) {
         fmt::print(stderr,
                    "conncheck: prove interrupted by {} after {:.1f} s; every child "
                    "stopped{}\n",
-                   sigabbrev_np(signo) ? fmt::format("SIG{}", sigabbrev_np(signo)) : "a signal",
-                   started ? elapsed : 0.0, started ? ", the counts so far follow" : "");
-        if (!started) return 128 + signo;
+                   sigabbrev_np(end.signo) ? fmt::format("SIG{}", sigabbrev_np(end.signo))
+                                           : "a signal",
+                   started ? end.elapsed : 0.0, started ? ", the counts so far follow" : "");
+        if (!started) return 128 + end.signo;
     }
-    if (!failure.empty()) {
+    if (!end.failure.empty()) {
         std::fflush(stdout);
-        fmt::print(stderr, "conncheck: {}; nothing proven\n", failure);
+        fmt::print(stderr, "conncheck: {}; nothing proven\n", end.failure);
         return exit_code::failure;
     }
 
-    prove::Report report;
-    report.run.interrupted = signo != 0;
-    report.run.duration_seconds = signo != 0 ? elapsed : st.duration_ms / 1000.0;
-    report.run.fault_after_ms = st.fault_after_ms;
-    report.run.interval_ms = st.interval_ms;
-    report.run.rate = options.rate;
-    report.run.faults = options.faults;
-    report.run.command = text::sanitize(options.cmd, 200);
+    prove::Report report = make_report(slots, options, st, end);
     report.run.started_unix = started_unix;
-    for (auto& s : slots) {
-        prove::CollectorRun c;
-        c.key = s.key;
-        c.label = s.label;
-        c.pid = s.collector->pid();
-        c.port = s.port;
-        c.samples = std::move(s.samples);
-        c.reconnects = s.reconnects();
-        c.reconnects_source = s.command ? "cookies" : s.totals_reconnects ? "totals" : "log";
-        c.connections_seen = s.connections_seen;
-        c.messages = s.totals_messages;
-        report.collectors.push_back(std::move(c));
-    }
+    report.left_behind = fleet.left_behind();
     if (csv_out.is_open()) {
         prove::write_csv(csv_out, report);
         finish_output(csv_out, options.csv);
     }
     if (svg_out.is_open()) {
-        prove::write_svg(svg_out, report);
+        write_svg(svg_out, report);
         finish_output(svg_out, options.svg);
     }
-    if (options.json) {
-        nlohmann::json j = prove::to_json(report);
-        j["simulator_pids"] = nlohmann::json::array();
-        for (const auto& s : slots)
-            j["simulator_pids"].push_back(s.sim->pid());
-        j["left_behind"] = fleet.left_behind();
-        fmt::print("{}\n", j.dump(2));
-    } else {
+    if (options.json)
+        fmt::print("{}\n", prove::to_json(report).dump(2));
+    else
         print_prove_table(report);
-    }
-    if (signo != 0) return 128 + signo;
+    if (end.signo != 0) return 128 + end.signo;
     return prove::decide(report).ok ? exit_code::ok : exit_code::failure;
 }
 

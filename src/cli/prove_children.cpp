@@ -25,7 +25,7 @@ constexpr std::size_t stderr_lines_kept = 5;
 
 volatile std::sig_atomic_t received_signal = 0;
 sigset_t wait_mask;         // the mask ppoll waits with: ours, without the stop signals
-bool signals_armed = false; // a SignalGuard is alive
+bool signals_armed = false; // a ProveSignals is alive
 
 void note_signal(int signo) {
     received_signal = signo;
@@ -87,6 +87,13 @@ int exit_code_of(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return 127;
+}
+
+[[noreturn]] void exec_program(char* const* argv) {
+    ::execv(argv[0], argv);
+    static constexpr char msg[] = "conncheck prove: exec failed\n";
+    [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    ::_exit(127);
 }
 
 // The guard: starts the shell in a new process group and is the subreaper of everything below
@@ -162,8 +169,8 @@ ProveChild::ProveChild(std::string role, pid_t pid, int out_fd, int err_fd)
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-ProveChild ProveChild::program(std::string role, const std::vector<std::string>& argv) {
-    std::vector<std::string> args = argv;
+ProveChild ProveChild::spawn(std::string role, std::vector<std::string> args, int death_signal,
+                             void (*become)(char* const* argv)) {
     const std::vector<char*> cargv = c_argv(args);
     Fds f = open_fds();
     const pid_t parent = ::getpid();
@@ -174,11 +181,8 @@ ProveChild ProveChild::program(std::string role, const std::vector<std::string>&
         throw_errno("cannot start " + role, err);
     }
     if (pid == 0) {
-        child_common(f, parent, SIGKILL);
-        ::execv(cargv[0], cargv.data());
-        static constexpr char msg[] = "conncheck prove: exec failed\n";
-        [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
-        ::_exit(127);
+        child_common(f, parent, death_signal);
+        become(cargv.data());
     }
     ::setpgid(pid, pid); // also here: whichever of the two runs first
     ::close(f.out_w);
@@ -187,26 +191,12 @@ ProveChild ProveChild::program(std::string role, const std::vector<std::string>&
     return ProveChild(std::move(role), pid, f.out_r, f.err_r);
 }
 
+ProveChild ProveChild::program(std::string role, const std::vector<std::string>& argv) {
+    return spawn(std::move(role), argv, SIGKILL, exec_program);
+}
+
 ProveChild ProveChild::shell(std::string role, const std::string& command) {
-    std::vector<std::string> args{"sh", "-c", command};
-    const std::vector<char*> cargv = c_argv(args);
-    Fds f = open_fds();
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-        const int err = errno;
-        f.close_all();
-        throw_errno("cannot start " + role, err);
-    }
-    if (pid == 0) {
-        child_common(f, parent, SIGTERM);
-        run_guard(cargv.data());
-    }
-    ::setpgid(pid, pid);
-    ::close(f.out_w);
-    ::close(f.err_w);
-    ::close(f.devnull);
-    return ProveChild(std::move(role), pid, f.out_r, f.err_r);
+    return spawn(std::move(role), {"sh", "-c", command}, SIGTERM, run_guard);
 }
 
 ProveChild::ProveChild(ProveChild&& other) noexcept
@@ -330,7 +320,7 @@ void stop_children(const std::vector<ProveChild*>& children, std::chrono::millis
     drain();
 }
 
-SignalGuard::SignalGuard() {
+ProveSignals::ProveSignals() {
     struct sigaction sa {};
     sa.sa_handler = note_signal;
     sigemptyset(&sa.sa_mask);
@@ -348,14 +338,14 @@ SignalGuard::SignalGuard() {
     signals_armed = true;
 }
 
-SignalGuard::~SignalGuard() {
+ProveSignals::~ProveSignals() {
     // The handlers stay: a second Ctrl-C that arrived while the result was printed only sets the
     // flag, instead of killing prove with its output still in stdout's buffer.
     signals_armed = false;
     ::sigprocmask(SIG_SETMASK, &wait_mask, nullptr);
 }
 
-int SignalGuard::received() {
+int ProveSignals::received() {
     return received_signal;
 }
 

@@ -46,6 +46,10 @@ public:
     void signal(int signo); // to the child (the guard, for a shell command)
 
 private:
+    // Forks a child on fresh pipes that dies with `death_signal` when prove does; `become`
+    // replaces it (exec) and never returns.
+    static ProveChild spawn(std::string role, std::vector<std::string> args, int death_signal,
+                            void (*become)(char* const* argv));
     ProveChild(std::string role, pid_t pid, int out_fd, int err_fd);
     void read_stream(int& fd, std::string& buffer, std::vector<std::string>* lines);
 
@@ -66,17 +70,17 @@ void stop_children(const std::vector<ProveChild*>& children, std::chrono::millis
                    const std::function<void(std::size_t, const std::string&)>& on_line);
 
 // Polls the children's pipes for at most `timeout`; SIGINT, SIGTERM or SIGHUP (blocked outside
-// this call by SignalGuard) end the wait early.
+// this call by ProveSignals) end the wait early.
 void wait_for_output(const std::vector<ProveChild*>& children, std::chrono::milliseconds timeout);
 
 // Blocks SIGINT, SIGTERM and SIGHUP for prove's lifetime, and notes their arrival. Children
 // start with an empty signal mask and default dispositions.
-class SignalGuard {
+class ProveSignals {
 public:
-    SignalGuard();
-    ~SignalGuard();
-    SignalGuard(const SignalGuard&) = delete;
-    SignalGuard& operator=(const SignalGuard&) = delete;
+    ProveSignals();
+    ~ProveSignals();
+    ProveSignals(const ProveSignals&) = delete;
+    ProveSignals& operator=(const ProveSignals&) = delete;
     [[nodiscard]] static int received(); // the signal number, 0 when none arrived
 };
 

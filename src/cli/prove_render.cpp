@@ -1,10 +1,16 @@
 #include "prove_render.hpp"
 
+#include "ansi.hpp"
+#include "human_text.hpp"
+#include "terminal.hpp"
+
 #include "conncheck/text.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fmt/core.h>
+#include <unistd.h>
 
 namespace conncheck::cli {
 
@@ -16,8 +22,7 @@ std::string signed_count(double per_hour) {
 
 std::string signed_bytes(double per_hour) {
     const auto magnitude = static_cast<std::uint64_t>(std::llround(std::abs(per_hour)));
-    return fmt::format("{}{}", per_hour < 0 && magnitude > 0 ? "-" : "+",
-                       text::human_bytes(magnitude));
+    return fmt::format("{}{}", per_hour < 0 && magnitude > 0 ? "-" : "+", human_bytes(magnitude));
 }
 
 } // namespace
@@ -50,7 +55,7 @@ void print_prove_table(const prove::Report& report) {
         const prove::Sample last = c.samples.empty() ? prove::Sample{} : c.samples.back();
         row(c.label, {std::to_string(last.established), std::to_string(last.close_wait),
                       std::to_string(last.time_wait), std::to_string(last.total),
-                      text::human_bytes(last.kernel_memory_bytes), std::to_string(c.reconnects)});
+                      human_bytes(last.kernel_memory_bytes), std::to_string(c.reconnects)});
     }
     fmt::print("\ngrowth per hour (least-squares slope over the run)\n");
     row("", headings);
@@ -78,6 +83,24 @@ void print_prove_table(const prove::Report& report) {
     if (!run.command.empty())
         fmt::print("your command's reconnects: distinct connections to its simulator, minus one\n");
     fmt::print("{}\n", prove::decide(report).summary);
+}
+
+Progress::Progress() : enabled_(::isatty(STDERR_FILENO) == 1) {}
+
+void Progress::show(const std::string& line) {
+    if (!enabled_) return;
+    const int cols = screen::terminal_size(STDERR_FILENO).cols;
+    const std::size_t width = cols > 1 ? static_cast<std::size_t>(cols) : 80;
+    fmt::print(stderr, "\r{}{}", ansi::clear_to_end_of_line, line.substr(0, width - 1));
+    std::fflush(stderr);
+    shown_ = true;
+}
+
+void Progress::clear() {
+    if (!enabled_ || !shown_) return;
+    fmt::print(stderr, "\r{}", ansi::clear_to_end_of_line);
+    std::fflush(stderr);
+    shown_ = false;
 }
 
 } // namespace conncheck::cli

@@ -1,5 +1,8 @@
 #include "render.hpp"
 
+#include "ansi.hpp"
+#include "human_text.hpp"
+
 #include "conncheck/privilege.hpp"
 #include "conncheck/text.hpp"
 
@@ -20,12 +23,12 @@ constexpr TcpState primary_states[] = {TcpState::established, TcpState::close_wa
 std::string idle_range(const std::optional<std::uint32_t>& lo,
                        const std::optional<std::uint32_t>& hi) {
     if (!lo || !hi) return "-";
-    if (*lo / 1000 == *hi / 1000) return text::human_duration_ms(*hi);
-    return text::human_duration_ms(*lo) + "-" + text::human_duration_ms(*hi);
+    if (*lo / 1000 == *hi / 1000) return human_duration_ms(*hi);
+    return human_duration_ms(*lo) + "-" + human_duration_ms(*hi);
 }
 
 std::string bold(std::string_view s, bool color) {
-    return color ? fmt::format("\033[1m{}\033[0m", s) : std::string(s);
+    return color ? fmt::format("{}{}{}", ansi::bold, s, ansi::reset) : std::string(s);
 }
 
 std::string netns_label(const proc::ProcessInfo& info) {
@@ -42,10 +45,10 @@ std::string severity_tag(Severity severity, bool color) {
         return s;
     }());
     if (!color) return label;
-    const char* code = severity == Severity::critical  ? "31;1"
-                       : severity == Severity::warning ? "33;1"
-                                                       : "36";
-    return fmt::format("\033[{}m{}\033[0m", code, label);
+    const char* style = severity == Severity::critical  ? ansi::bold_red
+                        : severity == Severity::warning ? ansi::bold_yellow
+                                                        : ansi::cyan;
+    return fmt::format("{}{}{}", style, label, ansi::reset);
 }
 
 std::string render_findings(const std::vector<analysis::Finding>& findings,
@@ -94,7 +97,7 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
             state_line(s);
     }
     out += fmt::format("  {:<14} {:>7}   kernel memory {}\n", "total", r.states.total(),
-                       text::human_bytes(r.kernel_memory_bytes));
+                       human_bytes(r.kernel_memory_bytes));
 
     if (!r.peers.empty()) {
         out += fmt::format("\n  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n", "PEER", "ESTAB",
@@ -109,7 +112,7 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
                 "  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n",
                 text::sanitize(p.remote.to_string(), 40), p.states[TcpState::established],
                 p.states[TcpState::close_wait], p.states[TcpState::time_wait], other,
-                idle_range(p.idle_min_ms, p.idle_max_ms), text::human_bytes(p.unread_bytes));
+                idle_range(p.idle_min_ms, p.idle_max_ms), human_bytes(p.unread_bytes));
         }
         if (r.peers.size() > shown)
             out += fmt::format("  ... {} more peers (--json lists them all)\n",

@@ -1,7 +1,10 @@
 #include "screen.hpp"
 
+#include "ansi.hpp"
+#include "human_text.hpp"
+#include "screen_line.hpp"
+
 #include "conncheck/text.hpp"
-#include "conncheck/watch/trend.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -21,95 +24,20 @@ using watch::StateRow;
 
 // --- drawing ---
 
-constexpr const char* bold = "\x1b[1m";
-constexpr const char* dim = "\x1b[2m";
-constexpr const char* red = "\x1b[31m";
-constexpr const char* green = "\x1b[32m";
-constexpr const char* yellow = "\x1b[33m";
-constexpr const char* reverse = "\x1b[7m";
-constexpr const char* bold_red = "\x1b[1;31m";
-
-std::uint32_t decode(std::string_view s, std::size_t& i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int extra = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
-    std::uint32_t cp = extra == 0   ? c
-                       : extra == 1 ? (c & 0x1fU)
-                       : extra == 2 ? (c & 0x0fU)
-                                    : (c & 0x07U);
-    ++i;
-    for (; extra > 0 && i < s.size(); --extra, ++i)
-        cp = (cp << 6) | (static_cast<unsigned char>(s[i]) & 0x3fU);
-    return cp;
-}
-
-int code_point_width(std::uint32_t cp) {
-    if (cp < 0x20 || cp == 0x7f) return 0;
-    if ((cp >= 0x0300 && cp <= 0x036f) || (cp >= 0x1ab0 && cp <= 0x1aff) ||
-        (cp >= 0x1dc0 && cp <= 0x1dff) || (cp >= 0x200b && cp <= 0x200f) ||
-        (cp >= 0x20d0 && cp <= 0x20ff) || (cp >= 0xfe00 && cp <= 0xfe0f) ||
-        (cp >= 0xfe20 && cp <= 0xfe2f))
-        return 0;
-    if ((cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf && cp != 0x303f) ||
-        (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) ||
-        (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
-        (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1f64f) ||
-        (cp >= 0x1f900 && cp <= 0x1f9ff) || (cp >= 0x20000 && cp <= 0x3fffd))
-        return 2;
-    return 1;
-}
-
-// One screen row. Text past `max` columns is dropped; styles only when colour is on.
-class Line {
-public:
-    Line(int max, bool color) : max_(max), color_(color) {}
-    Line& add(std::string_view s, const char* style = nullptr) {
-        std::string part;
-        std::size_t i = 0;
-        while (i < s.size()) {
-            const std::size_t start = i;
-            const int w = code_point_width(decode(s, i));
-            if (cols_ + w > max_) {
-                i = s.size();
-                break;
-            }
-            cols_ += w;
-            part.append(s.substr(start, i - start));
-        }
-        if (part.empty()) return *this;
-        if (style != nullptr && color_) {
-            bytes_ += style;
-            bytes_ += part;
-            bytes_ += "\x1b[0m";
-        } else {
-            bytes_ += part;
-        }
-        return *this;
-    }
-    Line& pad_to(int col) {
-        if (col > cols_) add(std::string(static_cast<std::size_t>(col - cols_), ' '));
-        return *this;
-    }
-    // `s` right-aligned in a cell that ends at column `end`.
-    Line& right(std::string_view s, int end, const char* style = nullptr) {
-        pad_to(end - display_width(s));
-        return add(s, style);
-    }
-    [[nodiscard]] int cols() const { return cols_; }
-    [[nodiscard]] std::string take() { return std::move(bytes_); }
-
-private:
-    int max_;
-    bool color_;
-    int cols_ = 0;
-    std::string bytes_;
-};
+using ansi::bold;
+using ansi::bold_red;
+using ansi::dim;
+using ansi::green;
+using ansi::red;
+using ansi::reverse;
+using ansi::yellow;
 
 std::string signed_text(std::int64_t v) {
     return v > 0 ? fmt::format("+{}", v) : fmt::format("{}", v);
 }
 
 std::string short_duration(std::int64_t ms) {
-    return text::human_duration_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(ms, 0)));
+    return human_duration_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(ms, 0)));
 }
 
 // "10m", "2h", "500ms": durations the user typed, without the padding of human_duration_ms.
@@ -137,7 +65,7 @@ const char* severity_style(analysis::Severity s) {
                                               : nullptr;
 }
 
-std::string_view severity_tag(analysis::Severity s) {
+std::string_view severity_abbrev(analysis::Severity s) {
     return s == analysis::Severity::critical  ? "CRIT "
            : s == analysis::Severity::warning ? "WARN "
                                               : "INFO ";
@@ -158,7 +86,7 @@ void state_row(std::vector<std::string>& out, const Layout& l, std::string_view 
     line.right(fmt::format("{}", row.current), 20, bold);
     line.right(signed_text(row.since_last), 27);
     line.right(signed_text(row.since_start), 35);
-    const std::string trend = row.slope_per_hour ? watch::format_slope(*row.slope_per_hour) : "...";
+    const std::string trend = row.slope_per_hour ? format_slope(*row.slope_per_hour) : "...";
     const bool rising = row.slope_per_hour && *row.slope_per_hour >= 0.05;
     const bool falling = row.slope_per_hour && *row.slope_per_hour <= -0.05;
     line.right(trend, 44,
@@ -167,8 +95,7 @@ void state_row(std::vector<std::string>& out, const Layout& l, std::string_view 
                                            : nullptr);
     line.pad_to(46);
     const int spark_cols = std::min(l.cols - 46, 120);
-    if (spark_cols > 0)
-        line.add(watch::sparkline(row.spark, static_cast<std::size_t>(spark_cols)), dim);
+    if (spark_cols > 0) line.add(sparkline(row.spark, static_cast<std::size_t>(spark_cols)), dim);
     out.push_back(line.take());
 }
 
@@ -232,9 +159,8 @@ std::vector<std::string> header_lines(const Frame& frame, const ViewState& view,
     } else {
         facts.add(fmt::format("fds {}", frame.open_fds_total));
     }
-    facts.add(fmt::format(
-        " · socket memory {}",
-        text::human_bytes(single ? only->kernel_memory_bytes : frame.kernel_memory_total)));
+    facts.add(fmt::format(" · socket memory {}", human_bytes(single ? only->kernel_memory_bytes
+                                                                    : frame.kernel_memory_total)));
     out.push_back(facts.take());
 
     auto second = l.line();
@@ -391,12 +317,15 @@ std::vector<std::string> finding_lines(const Frame& frame, const Layout& l) {
     for (const auto& p : frame.processes) {
         if (p.exited) continue;
         const std::string who = several ? fmt::format("pid {}: ", p.pid) : std::string{};
-        if (!p.fd_projection_text.empty()) {
-            out.push_back(l.line().add("TREND ", yellow).add(who + p.fd_projection_text).take());
+        if (p.fd_projection) {
+            out.push_back(l.line()
+                              .add("TREND ", yellow)
+                              .add(who + describe_projection(*p.fd_projection))
+                              .take());
         }
         for (const auto& f : p.findings) {
             out.push_back(l.line()
-                              .add(severity_tag(f.severity), severity_style(f.severity))
+                              .add(severity_abbrev(f.severity), severity_style(f.severity))
                               .add(who + f.summary)
                               .take());
         }
@@ -418,14 +347,6 @@ std::string footer(const Frame& frame, const ViewState& view, const Layout& l) {
 }
 
 } // namespace
-
-int display_width(std::string_view utf8) {
-    int w = 0;
-    std::size_t i = 0;
-    while (i < utf8.size())
-        w += code_point_width(decode(utf8, i));
-    return w;
-}
 
 std::string render(const Frame& frame, const ViewState& view, Size size) {
     std::vector<std::string> lines;
@@ -468,15 +389,15 @@ std::string render(const Frame& frame, const ViewState& view, Size size) {
             lines.emplace_back();
         lines.push_back(footer(frame, view, l));
     }
-    // Synchronized output (DEC 2026): a terminal that knows it shows the frame at once.
-    std::string out = "\x1b[?2026h\x1b[H";
+    // A terminal that knows synchronized output shows the frame at once.
+    std::string out = ansi::begin_synchronized_update;
     const auto rows = static_cast<std::size_t>(std::max(size.rows, 1));
     for (std::size_t i = 0; i < rows; ++i) {
         if (i < lines.size()) out += lines[i];
-        out += "\x1b[K";
+        out += ansi::clear_to_end_of_line;
         if (i + 1 < rows) out += "\r\n";
     }
-    out += "\x1b[?2026l";
+    out += ansi::end_synchronized_update;
     return out;
 }
 

@@ -1,7 +1,9 @@
 #include "watch.hpp"
 
+#include "human_text.hpp"
 #include "screen.hpp"
 #include "terminal.hpp"
+#include "watch_output.hpp"
 
 #include "conncheck/scan.hpp"
 #include "conncheck/text.hpp"
@@ -57,9 +59,9 @@ extern "C" void on_signal(int sig) {
     errno = saved;
 }
 
-class SignalGuard {
+class WatchSignals {
 public:
-    explicit SignalGuard(bool screen) {
+    explicit WatchSignals(bool screen) {
         if (::pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0)
             throw_errno("cannot create a pipe", errno);
         g_quit = 0;
@@ -74,7 +76,7 @@ public:
             install(SIGCONT);
         }
     }
-    ~SignalGuard() {
+    ~WatchSignals() {
         for (std::size_t i = 0; i < count_; ++i)
             ::sigaction(signals_[i], &previous_[i], nullptr);
         ::close(g_wake[0]);
@@ -82,8 +84,8 @@ public:
         g_wake[0] = -1;
         g_wake[1] = -1;
     }
-    SignalGuard(const SignalGuard&) = delete;
-    SignalGuard& operator=(const SignalGuard&) = delete;
+    WatchSignals(const WatchSignals&) = delete;
+    WatchSignals& operator=(const WatchSignals&) = delete;
     void reinstall(int sig) {
         struct sigaction sa {};
         sa.sa_handler = on_signal;
@@ -111,20 +113,6 @@ void drain(int fd) {
     char buf[64];
     while (::read(fd, buf, sizeof buf) > 0) {
     }
-}
-
-std::uint64_t parse_duration_option(const std::string& name, const std::string& value,
-                                    std::uint64_t min_ms, std::uint64_t max_ms) {
-    std::uint64_t ms = 0;
-    if (!text::parse_duration_ms(value, ms))
-        throw Error(Errc::usage, fmt::format("invalid {} '{}': expected a duration such as 500ms, "
-                                             "1s, 10m or 2h",
-                                             name, text::sanitize(value, 40)));
-    if (ms < min_ms || ms > max_ms)
-        throw Error(Errc::usage,
-                    fmt::format("{} {} is out of range: {} to {}", name, text::sanitize(value, 40),
-                                text::human_duration_ms(min_ms), text::human_duration_ms(max_ms)));
-    return ms;
 }
 
 double cpu_seconds() {
@@ -162,7 +150,7 @@ public:
         last_wall_ = start_;
         // The first scan happens before the screen is taken, so its errors print normally.
         if (!tick()) return finish();
-        SignalGuard signals(screen_mode_);
+        WatchSignals signals(screen_mode_);
         std::optional<screen::Terminal> terminal;
         if (screen_mode_) {
             terminal.emplace(keys_ ? STDIN_FILENO : -1, STDOUT_FILENO);
@@ -191,10 +179,11 @@ private:
     watch::Options make_session_options(const WatchOptions& o) {
         watch::Options& w = session_options_;
         w.interval_ms = static_cast<std::int64_t>(
-            parse_duration_option("--interval", o.interval, min_interval_ms, max_interval_ms));
-        w.window_ms = static_cast<std::int64_t>(parse_duration_option(
+            duration_option("--interval", o.interval, min_interval_ms, max_interval_ms));
+        w.window_ms = static_cast<std::int64_t>(duration_option(
             "--window", o.window, static_cast<std::uint64_t>(w.interval_ms), max_window_ms));
         w.analysis.idle_ms = o.idle_seconds * 1000U;
+        w.analysis.idle_setting = "--idle";
         return w;
     }
 
@@ -228,7 +217,7 @@ private:
 
     watch::Frame build_frame() {
         watch::FrameOptions fo;
-        fo.sparklines = screen_mode_;
+        fo.spark_points = screen_mode_ ? screen::spark_points : 0;
         fo.peer_sort = view_.sort;
         fo.max_peers = screen_mode_ ? 500 : 20;
         watch::Frame frame = session_.frame(fo);
@@ -253,14 +242,14 @@ private:
         }
         const watch::Frame frame = build_frame();
         if (options_.json) {
-            fmt::print("{}\n", watch::to_json(frame).dump());
+            fmt::print("{}\n", to_json(frame).dump());
         } else {
             watch::Frame fresh = frame;
             std::erase_if(fresh.processes, [&](const watch::ProcessFrame& p) {
                 if (!p.exited) return false;
                 return !reported_exit_.insert(p.pid).second;
             });
-            for (const auto& line : watch::to_lines(fresh))
+            for (const auto& line : to_lines(fresh))
                 fmt::print("{}\n", line);
         }
         std::fflush(stdout);
@@ -272,7 +261,7 @@ private:
     }
 
     // Waits for the next tick, handling keys and signals. An exit code ends the watch.
-    std::optional<int> wait_for_next_tick(SignalGuard& signals) {
+    std::optional<int> wait_for_next_tick(WatchSignals& signals) {
         const auto interval = std::chrono::milliseconds(interval_ms_);
         const auto next = start_ + interval * ((Clock::now() - start_) / interval + 1);
         while (true) {
@@ -293,7 +282,7 @@ private:
         }
     }
 
-    std::optional<int> handle_signals(SignalGuard& signals) {
+    std::optional<int> handle_signals(WatchSignals& signals) {
         if (g_quit != 0) {
             const int sig = g_quit;
             if (sig == SIGINT) return exit_code::ok; // Ctrl-C is a way to quit, like q
@@ -356,7 +345,7 @@ private:
                 if (!p.exited) continue;
                 fmt::print("conncheck watch: pid {} ({}) exited after {}; last figures: {}\n",
                            p.pid, p.comm,
-                           text::human_duration_ms(static_cast<std::uint64_t>(p.exited_after_ms)),
+                           human_duration_ms(static_cast<std::uint64_t>(p.exited_after_ms)),
                            last_figures(p));
             }
             std::fflush(stdout);

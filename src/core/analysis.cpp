@@ -152,8 +152,10 @@ std::optional<Finding> find_stale_duplicates(const std::vector<SocketRecord>& so
         "live (top: {} to {})",
         plural(f.count, "connection", "connections"), config.idle_ms / 1000, top.count,
         top.remote.to_string());
-    f.advice = "A reconnect left the old connection open: close it before reconnecting (if these "
-               "are an idle connection pool, raise --idle).";
+    f.advice =
+        fmt::format("A reconnect left the old connection open: close it before "
+                    "reconnecting (if these are an idle connection pool, raise {}).",
+                    config.idle_setting.empty() ? "the idle threshold" : config.idle_setting);
     f.figures.emplace_back("peers", static_cast<double>(peers_live));
     f.figures.emplace_back("idle_threshold_seconds", seconds(config.idle_ms));
     return f;
@@ -272,7 +274,7 @@ HostReport analyse(const scan::Snapshot& snapshot, const Config& config, bool ho
     h.host_wide = host_wide;
     h.unattributed = snapshot.unattributed;
     h.warnings = snapshot.warnings;
-    h.source = snapshot.source;
+    h.source = scan::source_name(snapshot);
     h.has_tcp_info = snapshot.has_tcp_info;
     h.sockets_seen = snapshot.sockets_seen;
     h.unreadable_processes = snapshot.unreadable_processes;

@@ -35,13 +35,13 @@ void CookieMemory::update(const Snapshot& snapshot, std::int64_t now_ms) {
                 e.phase = phase;
                 e.changed_ms = now_ms;
             }
-            e.seen_update = updates_;
+            e.seen = updates_;
         }
     }
     for (auto it = entries_.begin(); it != entries_.end();) {
         Entry& e = it->second;
         // Only a process scanned this time can have lost a socket.
-        if (e.seen_update == updates_ || !scanned.contains(e.pid)) {
+        if (e.seen == updates_ || !scanned.contains(e.pid)) {
             ++it;
             continue;
         }
@@ -94,7 +94,7 @@ void CookieMemory::forget_process(pid_t pid) {
 std::vector<std::uint64_t> CookieMemory::held_by(pid_t pid) const {
     std::vector<std::uint64_t> out;
     for (const auto& [cookie, e] : entries_)
-        if (e.pid == pid && e.seen_update == updates_ && updates_ > 0) out.push_back(cookie);
+        if (e.pid == pid && e.seen == updates_ && updates_ > 0) out.push_back(cookie);
     std::sort(out.begin(), out.end());
     return out;
 }

@@ -1,6 +1,7 @@
 #include "conncheck/proc.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/fd.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -20,24 +21,18 @@ namespace {
 
 // A file in /proc read whole with one open; nullopt with errno set when it cannot be read.
 std::optional<std::string> read_small_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return std::nullopt;
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return std::nullopt;
     std::string content;
     char buf[4096];
     while (true) {
-        const ssize_t got = ::read(fd, buf, sizeof buf);
+        const ssize_t got = ::read(fd.get(), buf, sizeof buf);
         if (got < 0 && errno == EINTR) continue;
-        if (got < 0) {
-            const int err = errno;
-            ::close(fd);
-            errno = err;
-            return std::nullopt;
-        }
+        if (got < 0) return std::nullopt; // errno as read() left it: closing keeps it
         if (got == 0) break;
         content.append(buf, static_cast<std::size_t>(got));
         if (content.size() > (1U << 20)) break; // cmdline can be long; 1 MiB is plenty
     }
-    ::close(fd);
     return content;
 }
 

@@ -1,6 +1,5 @@
 #include "conncheck/prove_sample.hpp"
 
-
 #include <algorithm>
 #include <iterator>
 #include <netinet/in.h>
@@ -82,7 +81,7 @@ std::uint64_t Sampler::connections_seen(std::size_t group) const {
     return group < seen_.size() ? seen_[group].size() : 0;
 }
 
-std::vector<std::optional<Sample>> Sampler::sample(const std::vector<Group>& groups) {
+std::vector<std::optional<Sample>> Sampler::sample(const std::vector<CollectorProcesses>& groups) {
     if (seen_.size() < groups.size()) seen_.resize(groups.size());
     std::unordered_map<pid_t, std::size_t> group_of;
     std::vector<pid_t> pids;

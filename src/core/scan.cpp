@@ -4,6 +4,7 @@
 #include "conncheck/diag/proc_net.hpp"
 #include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/fd.hpp"
 #include "conncheck/privilege.hpp"
 
 #include <algorithm>
@@ -24,31 +25,17 @@ constexpr std::uint32_t live_states = all_states & ~state_bit(TcpState::time_wai
 // one inode may be held by several processes (fork, fd passing): each holder gets the socket.
 using InodeOwners = std::vector<std::pair<std::uint64_t, std::size_t>>;
 
-struct Group {
+struct NetnsGroup {
     std::uint64_t netns = 0;
     pid_t representative = 0;           // a pid inside the namespace
     std::vector<std::size_t> processes; // indexes into Snapshot::processes
     bool has_unreadable = false;        // some process here hides its fds from us
 };
 
-class FdHandle {
-public:
-    explicit FdHandle(int fd) : fd_(fd) {}
-    ~FdHandle() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    FdHandle(const FdHandle&) = delete;
-    FdHandle& operator=(const FdHandle&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
 // Collects the live (non-TIME_WAIT) sockets the chosen processes hold.
 class LiveSink : public diag::DumpSink {
 public:
-    LiveSink(Snapshot& snapshot, const InodeOwners& owners, const Group& group)
+    LiveSink(Snapshot& snapshot, const InodeOwners& owners, const NetnsGroup& group)
         : snapshot_(snapshot), owners_(owners), group_(group) {
         mark();
     }
@@ -90,7 +77,7 @@ public:
 private:
     Snapshot& snapshot_;
     const InodeOwners& owners_;
-    const Group& group_;
+    const NetnsGroup& group_;
     std::vector<std::size_t> sizes_;
     std::uint64_t seen_at_mark_ = 0;
     std::uint64_t orphaned_at_mark_ = 0;
@@ -103,7 +90,7 @@ class TimeWaitSink : public diag::DumpSink {
 public:
     // `unattributed`: where to keep the sockets no process could be given, or null.
     // `closed`: cookies of the processes' sockets that were gone when asked for again.
-    TimeWaitSink(Snapshot& snapshot, const Group& group, const CookieOwners& known,
+    TimeWaitSink(Snapshot& snapshot, const NetnsGroup& group, const CookieOwners& known,
                  std::vector<SocketRecord>* unattributed,
                  const std::vector<std::pair<std::uint64_t, std::size_t>>& closed = {})
         : snapshot_(snapshot), group_(group), known_(known), unattributed_list_(unattributed),
@@ -188,7 +175,7 @@ private:
         std::uint64_t exact;
     };
     Snapshot& snapshot_;
-    const Group& group_;
+    const NetnsGroup& group_;
     const CookieOwners& known_;
     std::vector<SocketRecord>* unattributed_list_;
     std::unordered_map<pid_t, std::size_t> pid_index_;
@@ -224,21 +211,21 @@ public:
     SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot)
         : config_(config), procfs_(procfs), snapshot_(snapshot), self_netns_(procfs.self_netns()) {}
 
-    std::unique_ptr<diag::SocketSource> open(const Group& group) {
+    std::unique_ptr<diag::SocketSource> open(const NetnsGroup& group) {
         if (!config_.replay_path.empty()) return diag::open_replay(config_.replay_path);
-        if (config_.source == SourceKind::proc_net) return proc_net(group);
+        if (config_.source == SourcePreference::proc_net) return proc_net(group);
         try {
             diag::NetlinkOptions options;
             options.record_path = config_.record_path;
             if (group.netns == 0 || group.netns == self_netns_) return diag::open_netlink(options);
             const std::string ns_path = procfs_.path(group.representative, "ns/net");
-            FdHandle ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+            UniqueFd ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
             if (ns.get() < 0) throw_errno("cannot open " + ns_path, errno);
             options.netns_fd = ns.get();
             return diag::open_netlink(options);
         } catch (const Error& e) {
             const bool may_fall_back =
-                config_.source == SourceKind::automatic &&
+                config_.source == SourcePreference::automatic &&
                 (e.code() == Errc::source_unavailable || e.code() == Errc::permission_denied);
             if (!may_fall_back) throw;
             snapshot_.warnings.push_back(std::string(e.what()) + "; read " +
@@ -249,7 +236,7 @@ public:
     }
 
 private:
-    std::unique_ptr<diag::SocketSource> proc_net(const Group& group) {
+    std::unique_ptr<diag::SocketSource> proc_net(const NetnsGroup& group) {
         return diag::open_proc_net(procfs_.root(), group.representative);
     }
     const Config& config_;
@@ -284,7 +271,7 @@ constexpr std::uint64_t exact_share_percent = 40;
 // Replaces the processes' records (sorted by cookie) with the kernel's fuller answers.
 class RefreshSink : public diag::DumpSink {
 public:
-    RefreshSink(Snapshot& snapshot, const Group& group) : snapshot_(snapshot), group_(group) {
+    RefreshSink(Snapshot& snapshot, const NetnsGroup& group) : snapshot_(snapshot), group_(group) {
         for (std::size_t idx : group.processes)
             refreshed_.emplace_back(snapshot.processes[idx].sockets.size(), 0);
     }
@@ -325,7 +312,7 @@ public:
 
 private:
     Snapshot& snapshot_;
-    const Group& group_;
+    const NetnsGroup& group_;
     std::vector<std::vector<char>> refreshed_;
 };
 
@@ -351,8 +338,8 @@ private:
 
 // Whether a process holds TCP sockets the first dump did not return: created before it moved
 // to its cgroup, passed from another process, or not yet in any kernel table.
-bool missed_tcp_sockets(const Snapshot& snapshot, const Group& group, const InodeOwners& owners,
-                        const proc::ProcFs& procfs) {
+bool missed_tcp_sockets(const Snapshot& snapshot, const NetnsGroup& group,
+                        const InodeOwners& owners, const proc::ProcFs& procfs) {
     for (std::size_t idx : group.processes) {
         const auto& p = snapshot.processes[idx];
         std::vector<std::uint64_t> found;
@@ -369,7 +356,7 @@ bool missed_tcp_sockets(const Snapshot& snapshot, const Group& group, const Inod
     return false;
 }
 
-void finish_group(Snapshot& snapshot, const Group& group, const LiveSink& live,
+void finish_group(Snapshot& snapshot, const NetnsGroup& group, const LiveSink& live,
                   const TimeWaitSink& tw) {
     for (std::size_t idx : group.processes) {
         auto& p = snapshot.processes[idx];
@@ -391,7 +378,7 @@ void finish_group(Snapshot& snapshot, const Group& group, const LiveSink& live,
 // Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
 // the processes' peers and listeners are known. Asking the kernel for the two state sets
 // separately costs the same as one dump and keeps memory to the chosen processes.
-void dump_whole(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                 diag::SocketSource& source) {
     // The kernel walks its whole tables for each dump: the live kernel answers both families
@@ -420,7 +407,7 @@ void dump_whole(Snapshot& snapshot, const Group& group, const InodeOwners& owner
 // their own), then the kernel fills tcp_info and socket memory for just those, by exact
 // requests or, when they are a large share, by one dump. Both families go in one walk of the
 // kernel's tables.
-void dump_targeted(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+void dump_targeted(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                    const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                    diag::SocketSource& source, const proc::ProcFs& procfs,
                    std::vector<std::uint64_t> cgroups) {
@@ -487,7 +474,7 @@ void dump_targeted(Snapshot& snapshot, const Group& group, const InodeOwners& ow
 
 // The cgroup v2 ids of the group's processes, when every one has a cgroup below the root: a
 // filter on the root cgroup would keep every socket.
-std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const Group& group,
+std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const NetnsGroup& group,
                                        const proc::ProcFs& procfs) {
     std::vector<std::uint64_t> ids;
     for (std::size_t idx : group.processes) {
@@ -500,16 +487,14 @@ std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const Group& gr
     return ids;
 }
 
-void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owners,
+void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, bool keep_unattributed, SourceOpener& opener,
                 const proc::ProcFs* targeted) {
     std::vector<SocketRecord>* unattributed =
         keep_unattributed ? &snapshot.unattributed_time_wait : nullptr;
     auto source = opener.open(group);
-    if (snapshot.source.empty() || snapshot.source == source->name())
-        snapshot.source = std::string(source->name());
-    else
-        snapshot.source = "mixed";
+    if (snapshot.source && *snapshot.source != source->kind()) snapshot.mixed_sources = true;
+    snapshot.source = source->kind();
     snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
     if (targeted != nullptr && source->can_target())
         dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted,
@@ -518,12 +503,12 @@ void dump_group(Snapshot& snapshot, const Group& group, const InodeOwners& owner
         dump_whole(snapshot, group, owners, known, unattributed, *source);
 }
 
-std::vector<Group> group_by_netns(const Snapshot& snapshot) {
-    std::vector<Group> groups;
+std::vector<NetnsGroup> group_by_netns(const Snapshot& snapshot) {
+    std::vector<NetnsGroup> groups;
     for (std::size_t i = 0; i < snapshot.processes.size(); ++i) {
         const auto& info = snapshot.processes[i].info;
         auto it = std::find_if(groups.begin(), groups.end(),
-                               [&](const Group& g) { return g.netns == info.netns; });
+                               [&](const NetnsGroup& g) { return g.netns == info.netns; });
         if (it == groups.end()) {
             groups.push_back({info.netns, info.pid, {}, false});
             it = std::prev(groups.end());
@@ -549,6 +534,11 @@ std::int64_t steady_ms() {
 }
 
 } // namespace
+
+std::string source_name(const Snapshot& snapshot) {
+    if (snapshot.mixed_sources) return "mixed";
+    return snapshot.source ? std::string(diag::source_name(*snapshot.source)) : std::string();
+}
 
 Scanner::Scanner(Config config) : config_(std::move(config)), procfs_(config_.proc_root) {}
 
@@ -584,7 +574,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
     std::sort(owners.begin(), owners.end());
 
     SourceOpener opener(config_, procfs_, snapshot);
-    for (const Group& group : group_by_netns(snapshot))
+    for (const NetnsGroup& group : group_by_netns(snapshot))
         dump_group(snapshot, group, owners, memory_.owners(), config_.keep_unattributed_time_wait,
                    opener, config_.targeted ? &procfs_ : nullptr);
 
@@ -655,7 +645,7 @@ Snapshot Scanner::scan_host() {
     const CookieOwners no_cookies;
     auto groups = group_by_netns(snapshot);
     if (groups.empty()) groups.push_back({procfs_.self_netns(), ::getpid(), {}, false});
-    for (Group& group : groups) {
+    for (NetnsGroup& group : groups) {
         group.has_unreadable =
             std::find(unreadable_netns.begin(), unreadable_netns.end(), group.netns) !=
                 unreadable_netns.end() ||

@@ -1,6 +1,7 @@
 #include "conncheck/statefile.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/fd.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -22,21 +23,6 @@ namespace conncheck::statefile {
 namespace {
 
 using nlohmann::json;
-
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-
-private:
-    int fd_;
-};
 
 // The file must be ours: a state file another user can plant decides what we attribute and
 // report, and one we follow through a symlink could be anyone's file.
@@ -77,7 +63,7 @@ std::int64_t get_time(const json& object, std::string_view key, const std::strin
     return it->get<std::int64_t>();
 }
 
-json sample_json(const Sample& s) {
+json entry_json(const HistoryEntry& s) {
     return json{{"taken_at_ms", s.taken_at_ms},
                 {"established", s.established},
                 {"close_wait", s.close_wait},
@@ -85,9 +71,9 @@ json sample_json(const Sample& s) {
                 {"fds", s.fds}};
 }
 
-Sample sample_from(const json& j, const std::string& path) {
+HistoryEntry entry_from(const json& j, const std::string& path) {
     if (!j.is_object()) corrupt(path, "a history entry is not an object");
-    Sample s;
+    HistoryEntry s;
     s.taken_at_ms = get_time(j, "taken_at_ms", path, "history");
     s.established = get_u64(j, "established", path, "history");
     s.close_wait = get_u64(j, "close_wait", path, "history");
@@ -130,7 +116,7 @@ ProcessState process_from(const json& j, const std::string& path) {
     if (history == j.end() || !history->is_array())
         corrupt(path, where + ": 'history' is not an array");
     for (const auto& h : *history)
-        p.history.push_back(sample_from(h, path));
+        p.history.push_back(entry_from(h, path));
     return p;
 }
 
@@ -163,7 +149,7 @@ std::string default_path(std::string_view selector_key, uid_t euid, const char* 
         return std::string(xdg_state_home) + "/conncheck/" + file;
     if (home == nullptr || home[0] != '/')
         throw Error(Errc::usage, "cannot find a directory for the state file: set HOME or "
-                                 "XDG_STATE_HOME, or pass --state-file");
+                                 "XDG_STATE_HOME, or name the file");
     return std::string(home) + "/.local/state/conncheck/" + file;
 }
 
@@ -190,7 +176,7 @@ void make_parent_dirs(const std::string& path) {
 
 Lock Lock::acquire(const std::string& state_path, std::chrono::milliseconds max_wait) {
     const std::string path = state_path + ".lock";
-    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
     if (fd.get() < 0) {
         if (errno == ELOOP)
             throw Error(Errc::bad_file,
@@ -210,46 +196,25 @@ Lock Lock::acquire(const std::string& state_path, std::chrono::milliseconds max_
         if (std::chrono::steady_clock::now() >= deadline) {
             const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - start);
-            throw Error(
-                Errc::timeout,
-                fmt::format("state file {} is locked by another conncheck run (gave up "
-                            "after {}); runs overlap: lengthen the interval or the "
-                            "timeout, or look for a hung run holding {}",
-                            state_path,
-                            text::human_duration_ms(static_cast<std::uint64_t>(waited.count())),
-                            path));
+            throw Error(Errc::timeout,
+                        fmt::format("state file {} is locked by another conncheck run (gave up "
+                                    "after {} ms); runs overlap: lengthen the interval or the "
+                                    "timeout, or look for a hung run holding {}",
+                                    state_path, waited.count(), path));
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    return Lock(fd.release(), path);
-}
-
-Lock::Lock(Lock&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
-
-Lock& Lock::operator=(Lock&& other) noexcept {
-    if (this != &other) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = std::exchange(other.fd_, -1);
-        path_ = std::move(other.path_);
-    }
-    return *this;
-}
-
-// Closing the descriptor releases the flock; the lock file stays, so that two runs never lock
-// two different files of the same name.
-Lock::~Lock() {
-    if (fd_ >= 0) ::close(fd_);
+    return Lock(std::move(fd), path);
 }
 
 std::optional<State> load(const std::string& path, std::string_view selector) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (fd.get() < 0) {
         if (errno == ENOENT) return std::nullopt;
         if (errno == ELOOP)
             throw Error(Errc::bad_file,
                         fmt::format("state file {} is a symbolic link; refusing to follow it "
-                                    "(pass the real path with --state-file)",
+                                    "(name the real path)",
                                     path));
         throw Error(Errc::bad_file, errno_message("cannot open state file " + path, errno));
     }
@@ -270,7 +235,7 @@ std::optional<State> load(const std::string& path, std::string_view selector) {
     if (state.selector != selector)
         throw Error(Errc::bad_file,
                     fmt::format("state file {} belongs to another check (selector '{}', this one "
-                                "is '{}'); give each check its own --state-file",
+                                "is '{}'); give each check its own state file",
                                 path, text::sanitize(state.selector, 80), selector));
     return state;
 }
@@ -282,7 +247,7 @@ void save(const std::string& path, const State& state) {
     const std::string tmp_prefix = "." + target.filename().string() + ".tmp.";
     remove_leftovers(dir, tmp_prefix);
     std::string tmp = (dir / (tmp_prefix + "XXXXXX")).string();
-    Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+    UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
     if (fd.get() < 0)
         throw Error(Errc::io,
                     errno_message("cannot create a temporary file in " + dir.string(), errno));
@@ -302,7 +267,7 @@ void save(const std::string& path, const State& state) {
     if (::close(fd.release()) != 0) fail("cannot close " + tmp);
     if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename " + tmp + " to " + path);
     // The rename is durable only once the directory entry is on disk.
-    Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0)
         throw Error(Errc::io, errno_message("cannot fsync directory " + dir.string(), errno));
 }
@@ -317,7 +282,7 @@ std::string encode(const State& state) {
         }
         json history = json::array();
         for (const auto& h : p.history)
-            history.push_back(sample_json(h));
+            history.push_back(entry_json(h));
         processes.push_back(json{{"pid", p.pid},
                                  {"start_ticks", p.start_ticks},
                                  {"comm", p.comm},
@@ -368,7 +333,8 @@ State decode(std::string_view text, const std::string& path) {
     return state;
 }
 
-std::optional<Sample> growth_base(const std::vector<Sample>& history, std::int64_t now) {
+std::optional<HistoryEntry> growth_base(const std::vector<HistoryEntry>& history,
+                                        std::int64_t now) {
     if (history.empty()) return std::nullopt;
     const std::int64_t window_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(growth_window).count();
@@ -377,12 +343,12 @@ std::optional<Sample> growth_base(const std::vector<Sample>& history, std::int64
     return history.back();
 }
 
-void add_sample(std::vector<Sample>& history, const Sample& sample) {
+void add_sample(std::vector<HistoryEntry>& history, const HistoryEntry& sample) {
     const std::int64_t window_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(growth_window).count();
     const std::int64_t spacing_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(sample_spacing).count();
-    std::erase_if(history, [&](const Sample& s) {
+    std::erase_if(history, [&](const HistoryEntry& s) {
         return sample.taken_at_ms - s.taken_at_ms > window_ms || s.taken_at_ms > sample.taken_at_ms;
     });
     if (!history.empty() && sample.taken_at_ms - history.back().taken_at_ms < spacing_ms) return;

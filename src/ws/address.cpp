@@ -73,7 +73,7 @@ WsUrl parse_ws_url(std::string_view url) {
         rest = url.substr(5);
     } else {
         throw Error(Errc::usage,
-                    fmt::format("--url must start with ws:// or wss://, not '{}'", url));
+                    fmt::format("a WebSocket URL starts with ws:// or wss://, not '{}'", url));
     }
     const auto path_at = rest.find_first_of("/?#");
     const auto authority = rest.substr(0, path_at);
@@ -81,17 +81,18 @@ WsUrl parse_ws_url(std::string_view url) {
     if (const auto hash = target.find('#'); hash != std::string_view::npos)
         target = target.substr(0, hash);
     if (authority.find('@') != std::string_view::npos)
-        throw Error(Errc::usage, "--url must not carry user information (user@host)");
+        throw Error(Errc::usage, "the URL must not carry user information (user@host)");
     std::string_view host;
     std::string_view port;
     if (!split_host_port(authority, host, port) || host.empty())
-        throw Error(Errc::usage, fmt::format("--url has no valid host: '{}'", url));
+        throw Error(Errc::usage, fmt::format("the URL has no valid host: '{}'", url));
     std::uint16_t port_number = 0;
     if (!port.empty() && (!parse_port(port, port_number) || port_number == 0))
-        throw Error(Errc::usage, fmt::format("--url has an invalid port '{}'", port));
+        throw Error(Errc::usage, fmt::format("the URL has an invalid port '{}'", port));
     for (const char c : target)
         if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
-            throw Error(Errc::usage, "--url path must not contain spaces or control characters");
+            throw Error(Errc::usage,
+                        "the URL's path must not contain spaces or control characters");
     out.host = std::string(host);
     out.port = port.empty() ? (out.secure ? "443" : "80") : std::string(port);
     // "ws://host?x=1" asks for "/?x=1".
@@ -107,9 +108,8 @@ ListenAddress parse_listen_address(std::string_view text) {
     ListenAddress out;
     if (!split_host_port(text, host, port) || host.empty() || port.empty() ||
         !parse_port(port, out.port))
-        throw Error(
-            Errc::usage,
-            fmt::format("--listen wants HOST:PORT (127.0.0.1:9443, [::1]:0), not '{}'", text));
+        throw Error(Errc::usage,
+                    fmt::format("expected HOST:PORT (127.0.0.1:9443, [::1]:0), not '{}'", text));
     out.host = std::string(host);
     return out;
 }

@@ -1,23 +1,12 @@
 #include "conncheck/ws/exchange_sim.hpp"
 
-// GCC reports a null dereference inside Asio's scheduler after inlining it into this file; the
-// system-header marking cannot hide a warning raised that late. A false positive in Boost.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
+#include "beast.hpp"
 
 #include "conncheck/error.hpp"
 #include "conncheck/ws/address.hpp"
 
 #include <algorithm>
 #include <array>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
 #include <cmath>
 #include <fmt/core.h>
 #include <optional>
@@ -26,13 +15,6 @@
 #include <utility>
 
 namespace conncheck::ws {
-
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
-using tcp = net::ip::tcp;
-using error_code = boost::system::error_code;
-using steady = std::chrono::steady_clock;
 
 const char* fault_name(Fault fault) {
     switch (fault) {
@@ -54,6 +36,7 @@ std::vector<Fault> parse_faults(std::string_view list) {
     while (at <= list.size()) {
         const auto comma = list.find(',', at);
         const auto item = list.substr(at, comma == std::string_view::npos ? list.npos : comma - at);
+        if (item.empty()) throw Error(Errc::usage, "an empty fault in the list");
         bool known = false;
         for (const Fault fault : {Fault::silent, Fault::fin, Fault::close, Fault::rst}) {
             if (item == fault_name(fault)) {
@@ -62,10 +45,8 @@ std::vector<Fault> parse_faults(std::string_view list) {
             }
         }
         if (!known)
-            throw Error(
-                Errc::usage,
-                fmt::format("unknown fault '{}' in --faults (known: silent, fin, close, rst)",
-                            item));
+            throw Error(Errc::usage,
+                        fmt::format("unknown fault '{}' (silent, fin, close, rst)", item));
         if (comma == std::string_view::npos) break;
         at = comma + 1;
     }
@@ -274,10 +255,11 @@ class ExchangeSim::Impl final : public Server {
 public:
     Impl(SimulatorConfig config, Log log) : config_(std::move(config)), log_(std::move(log)) {
         if (!(config_.rate > 0 && config_.rate <= 100'000))
-            throw Error(Errc::usage, fmt::format("--rate must be between 0 and 100000 messages per "
-                                                 "second, not {}",
+            throw Error(Errc::usage, fmt::format("the rate must be more than 0 and at most 100000 "
+                                                 "messages per second, not {}",
                                                  config_.rate));
-        if (config_.faults.empty()) throw Error(Errc::usage, "--faults needs at least one fault");
+        if (config_.faults.empty())
+            throw Error(Errc::usage, "the simulator needs at least one fault");
         interval_ = std::chrono::duration_cast<steady::duration>(
             std::chrono::duration<double>(1.0 / config_.rate));
         error_code ec;
@@ -285,7 +267,7 @@ public:
         const auto results = resolver.resolve(config_.host, std::to_string(config_.port),
                                               tcp::resolver::passive, ec);
         if (ec || results.empty())
-            throw Error(Errc::usage, fmt::format("cannot resolve --listen host '{}': {}",
+            throw Error(Errc::usage, fmt::format("cannot resolve the listen host '{}': {}",
                                                  config_.host, ec.message()));
         const tcp::endpoint endpoint = *results.begin();
         const auto where = join_host_port(endpoint.address().to_string(), endpoint.port());

@@ -44,7 +44,7 @@ statefile::ProcessState seen(pid_t pid, std::uint64_t start_ticks, std::int64_t 
     p.stale = 0;
     p.fds = 30;
     p.cookies = {7, 8, 9};
-    p.history.push_back(statefile::Sample{taken_at_ms, established, close_wait, 0, 30});
+    p.history.push_back(statefile::HistoryEntry{taken_at_ms, established, close_wait, 0, 30});
     return p;
 }
 

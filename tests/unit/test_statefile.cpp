@@ -202,11 +202,11 @@ TEST_CASE("default paths") {
 
 TEST_CASE("growth history: base within the window, else the previous run") {
     constexpr std::int64_t minute = 60'000;
-    std::vector<Sample> history;
+    std::vector<HistoryEntry> history;
     CHECK_FALSE(growth_base(history, 0).has_value());
     // One run a minute for two hours: the base is the oldest sample within the hour.
     for (std::int64_t t = 0; t <= 120; ++t) {
-        Sample s;
+        HistoryEntry s;
         s.taken_at_ms = t * minute;
         s.established = static_cast<std::uint64_t>(t);
         const auto base = growth_base(history, s.taken_at_ms);
@@ -219,12 +219,12 @@ TEST_CASE("growth history: base within the window, else the previous run") {
     }
     CHECK(history.size() == 61);
     // Runs closer than the spacing add nothing.
-    add_sample(history, Sample{120 * minute + 1000, 0, 0, 0, 0});
+    add_sample(history, HistoryEntry{120 * minute + 1000, 0, 0, 0, 0});
     CHECK(history.back().taken_at_ms == 120 * minute);
     // The next run 15 hours later compares with the last sample.
     const auto base = growth_base(history, (120 + 15 * 60) * minute);
     REQUIRE(base.has_value());
     CHECK(base->taken_at_ms == 120 * minute);
-    add_sample(history, Sample{(120 + 15 * 60) * minute, 0, 0, 0, 0});
+    add_sample(history, HistoryEntry{(120 + 15 * 60) * minute, 0, 0, 0, 0});
     CHECK(history.size() == 1);
 }

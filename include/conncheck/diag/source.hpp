@@ -47,13 +47,17 @@ struct DumpStats {
     std::uint64_t gone = 0;      // fetch(): sockets closed (or their 4-tuple reused) meanwhile
 };
 
+enum class SourceKind { netlink, replay, proc_net };
+// "netlink", "replay" or "proc_net": said in reports.
+[[nodiscard]] std::string_view source_name(SourceKind kind);
+
 class SocketSource {
 public:
     virtual ~SocketSource();
     // Streams every socket matching `request` to `sink`. Throws conncheck::Error.
     virtual DumpStats dump(const DumpRequest& request, DumpSink& sink) = 0;
-    // "netlink", "replay" or "proc_net": said in reports.
-    [[nodiscard]] virtual std::string_view name() const = 0;
+    [[nodiscard]] virtual SourceKind kind() const = 0;
+    [[nodiscard]] std::string_view name() const { return source_name(kind()); }
     // False where idle times and memory are unknown (/proc/net/tcp).
     [[nodiscard]] virtual bool has_tcp_info() const { return true; }
     // Whether dump() takes AF_UNSPEC and cgroup filters and fetch() answers: the live kernel,

@@ -200,9 +200,10 @@ statefile::ProcessState next_state(const Observed& o, const statefile::ProcessSt
     state.fds = r.info.open_fds;
     state.cookies = o.cookies;
     if (same != nullptr) state.history = same->history;
-    statefile::add_sample(state.history, statefile::Sample{now_ms, r.states[TcpState::established],
-                                                           r.states[TcpState::close_wait], r.stale,
-                                                           r.info.open_fds});
+    statefile::add_sample(state.history,
+                          statefile::HistoryEntry{now_ms, r.states[TcpState::established],
+                                                  r.states[TcpState::close_wait], r.stale,
+                                                  r.info.open_fds});
     return state;
 }
 

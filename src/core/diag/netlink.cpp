@@ -232,7 +232,7 @@ public:
     DumpStats dump(const DumpRequest& request, DumpSink& sink) override {
         return detail::run_dump(*this, request, sink, max_retries_);
     }
-    [[nodiscard]] std::string_view name() const override { return "netlink"; }
+    [[nodiscard]] SourceKind kind() const override { return SourceKind::netlink; }
     [[nodiscard]] bool can_target() const override { return record_path_.empty(); }
 
     DumpStats fetch(std::span<const SocketRecord* const> sockets, bool want_info, bool want_mem,

@@ -98,7 +98,7 @@ public:
         }
         return stats;
     }
-    [[nodiscard]] std::string_view name() const override { return "proc_net"; }
+    [[nodiscard]] SourceKind kind() const override { return SourceKind::proc_net; }
     [[nodiscard]] bool has_tcp_info() const override { return false; }
 
 private:

@@ -159,7 +159,7 @@ public:
         end_ = k + 1 < dumps.size() ? dumps[k + 1] : (v6 ? inet6_ : inet_).size();
         return detail::run_dump(*this, request, filter, UINT_MAX);
     }
-    [[nodiscard]] std::string_view name() const override { return "replay"; }
+    [[nodiscard]] SourceKind kind() const override { return SourceKind::replay; }
 
 private:
     void index() {

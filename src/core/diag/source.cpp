@@ -10,6 +10,18 @@ namespace conncheck::diag {
 DumpSink::~DumpSink() = default;
 SocketSource::~SocketSource() = default;
 
+std::string_view source_name(SourceKind kind) {
+    switch (kind) {
+    case SourceKind::netlink:
+        return "netlink";
+    case SourceKind::replay:
+        return "replay";
+    case SourceKind::proc_net:
+        return "proc_net";
+    }
+    return "netlink";
+}
+
 DumpStats SocketSource::fetch(std::span<const SocketRecord* const> /*sockets*/, bool /*want_info*/,
                               bool /*want_mem*/, DumpSink& /*sink*/) {
     throw Error(Errc::source_unavailable,
