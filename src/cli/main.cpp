@@ -2,13 +2,15 @@
 // run, errors mapped to exit codes.
 #include "audit.hpp"
 #include "check.hpp"
-#include "collector.hpp"
 #include "common.hpp"
-#include "exchange_sim.hpp"
 #include "export.hpp"
-#include "prove.hpp"
 #include "trace.hpp"
 #include "watch.hpp"
+#if CONNCHECK_HAVE_COLLECTOR
+#include "collector.hpp"
+#include "exchange_sim.hpp"
+#include "prove.hpp"
+#endif
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -44,6 +46,7 @@ Subcommand subcommand(std::string name, std::string description, void (*setup)(C
 
 std::vector<Subcommand> subcommands() {
     std::vector<Subcommand> table;
+#if CONNCHECK_HAVE_COLLECTOR
     table.push_back(subcommand<CollectorOptions>(
         "collector",
         "Run the reference WebSocket market-data collector: connect, subscribe, count messages, "
@@ -62,6 +65,7 @@ std::vector<Subcommand> subcommands() {
         "yours) side by side against misbehaving local exchange simulators and compare their "
         "sockets",
         setup_prove, run_prove));
+#endif
     table.push_back(subcommand<WatchOptions>(
         "watch",
         "Watch processes' TCP connections live: counts per state, trends, churn, exact "
