@@ -301,5 +301,4 @@ private:
 using PlainWs = websocket::stream<beast::tcp_stream>;
 using SecureWs = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
 
-
 } // namespace conncheck::ws::detail
