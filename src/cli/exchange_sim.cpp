@@ -5,6 +5,7 @@
 #include "conncheck/text.hpp"
 #include "conncheck/ws/address.hpp"
 #include "conncheck/ws/exchange_sim.hpp"
+#include "conncheck/ws/log_lines.hpp"
 
 #include <chrono>
 #include <cmath>
