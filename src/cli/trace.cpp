@@ -1,5 +1,7 @@
 #include "trace.hpp"
 
+#include "human_text.hpp"
+
 #include "conncheck/error.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/text.hpp"
@@ -68,15 +70,6 @@ std::uint64_t monotonic_ns() {
            static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-std::uint64_t parse_duration(const std::string& flag, const std::string& value) {
-    std::uint64_t ms = 0;
-    if (!text::parse_duration_ms(value, ms) || ms == 0)
-        throw Error(Errc::usage, fmt::format("invalid {} '{}': expected a duration such as 500ms, "
-                                             "30s, 10m or 2h",
-                                             flag, text::sanitize(value, 40)));
-    return ms;
-}
-
 // HH:MM:SS.mmm (UTC) of a wall_time() string.
 std::string clock_of(const std::string& iso) {
     return iso.substr(11, 12);
@@ -99,7 +92,7 @@ std::string peer_label(const trace::PeerKey& peer) {
 }
 
 std::string ms_since(std::uint64_t from_ns, std::uint64_t to_ns) {
-    return text::human_duration_ms((to_ns - std::min(to_ns, from_ns)) / 1'000'000);
+    return human_duration_ms((to_ns - std::min(to_ns, from_ns)) / 1'000'000);
 }
 
 class Printer {
@@ -151,7 +144,7 @@ public:
             break;
         case trace::EventKind::resumed:
             fmt::print("{} resumed   #{} data after {} of silence {}\n", at, e.connection,
-                       text::human_duration_ms(e.silence_ns / 1'000'000), ends);
+                       human_duration_ms(e.silence_ns / 1'000'000), ends);
             break;
         case trace::EventKind::destroyed:
             fmt::print("{} destroyed #{} {}\n", at, e.connection, ends);
@@ -213,7 +206,7 @@ public:
                    "OPENED", "ENDED", "HELD", "OPENS/MIN", "ENDS/MIN", "TIME_WAIT",
                    "RECONNECT MIN/MED/MAX", "OLDEST HELD");
         const auto seconds = [](const std::optional<std::uint64_t>& ns) {
-            return ns ? text::human_duration_ms(*ns / 1'000'000) : std::string("-");
+            return ns ? human_duration_ms(*ns / 1'000'000) : std::string("-");
         };
         for (const auto& p : r.peers)
             fmt::print("{:<28} {:>6} {:>6} {:>5} {:>9.1f} {:>9.1f} {:>12} {:>26} {:>12}\n",
@@ -274,8 +267,11 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
 
 int run_trace(const TraceOptions& options) {
     const std::uint64_t for_ms =
-        options.for_duration.empty() ? 0 : parse_duration("--for", options.for_duration);
-    const std::uint64_t silence_ms = parse_duration("--silence", options.silence);
+        options.for_duration.empty()
+            ? 0
+            : duration_option("--for", options.for_duration, 1, max_duration_ms);
+    const std::uint64_t silence_ms =
+        duration_option("--silence", options.silence, 1, max_duration_ms);
     if (!has_selector(options.selector))
         throw Error(Errc::usage, "trace needs the processes to follow: --pid, --pidfile or --name");
 
