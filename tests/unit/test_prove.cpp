@@ -1,3 +1,4 @@
+#include "conncheck/fit.hpp"
 #include "conncheck/prove.hpp"
 #include "conncheck/prove_output.hpp"
 #include "conncheck/prove_sample.hpp"
