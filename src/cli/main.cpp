@@ -3,6 +3,7 @@
 #include "audit.hpp"
 #include "check.hpp"
 #include "common.hpp"
+#include "completions.hpp"
 #include "export.hpp"
 #include "trace.hpp"
 #include "watch.hpp"
@@ -29,8 +30,8 @@ using namespace conncheck::cli;
 struct Subcommand {
     std::string name;
     std::string description;
-    std::function<void(CLI::App&)> setup; // adds the options to the subcommand's App
-    std::function<int()> run;             // runs it with the parsed options
+    std::function<void(CLI::App&)> setup;         // adds the options to the subcommand's App
+    std::function<int(const CLI::App& root)> run; // runs it with the parsed options
     int usage_exit_code = exit_code::usage;
 };
 
@@ -41,7 +42,18 @@ Subcommand subcommand(std::string name, std::string description, void (*setup)(C
     auto options = std::make_shared<Options>();
     return {std::move(name), std::move(description),
             [options, setup](CLI::App& app) { setup(app, *options); },
-            [options, run] { return run(*options); }, usage_exit_code};
+            [options, run](const CLI::App&) { return run(*options); }, usage_exit_code};
+}
+
+// A row whose run also needs the whole command line (completions describe it).
+template <typename Options>
+Subcommand subcommand(std::string name, std::string description, void (*setup)(CLI::App&, Options&),
+                      int (*run)(const CLI::App&, const Options&),
+                      int usage_exit_code = exit_code::usage) {
+    auto options = std::make_shared<Options>();
+    return {std::move(name), std::move(description),
+            [options, setup](CLI::App& app) { setup(app, *options); },
+            [options, run](const CLI::App& root) { return run(root, *options); }, usage_exit_code};
 }
 
 std::vector<Subcommand> subcommands() {
@@ -86,6 +98,11 @@ std::vector<Subcommand> subcommands() {
         "Prometheus metrics of the selected processes, on stdout or as a textfile for "
         "node_exporter",
         setup_export, run_export));
+    table.push_back(subcommand<CompletionsOptions>(
+        "completions",
+        "Print the completion script for bash, zsh or fish, made from these very options (the "
+        "package installs them)",
+        setup_completions, run_completions));
     return table;
 }
 
@@ -124,8 +141,8 @@ int main(int argc, char** argv) {
 
     try {
         for (std::size_t i = 0; i < table.size(); ++i)
-            if (apps[i]->parsed()) return table[i].run();
-        return audit.run();
+            if (apps[i]->parsed()) return table[i].run(app);
+        return audit.run(app);
     } catch (const conncheck::Error& e) {
         return print_error(e);
     } catch (const std::exception& e) {

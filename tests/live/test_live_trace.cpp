@@ -1,6 +1,6 @@
 // The eBPF probe against the kernel: it loads and verifies here, follows this process's own
 // loopback connections through every state, and reports nothing of a process it was not given.
-#include "conncheck/diag.hpp"
+#include "conncheck/diag/netlink.hpp"
 #include "conncheck/trace/probe.hpp"
 #include "support.hpp"
 
