@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -32,28 +33,30 @@ struct Subcommand {
     std::string description;
     std::function<void(CLI::App&)> setup;         // adds the options to the subcommand's App
     std::function<int(const CLI::App& root)> run; // runs it with the parsed options
-    int usage_exit_code = exit_code::usage;
+    // Answers a bad argument instead of the usual line on stderr and exit_code::usage (check:
+    // its UNKNOWN status line); null for the usual.
+    int (*usage_error)(std::string_view message) = nullptr;
 };
 
 // A row of the table: the options struct lives as long as the row.
 template <typename Options>
 Subcommand subcommand(std::string name, std::string description, void (*setup)(CLI::App&, Options&),
-                      int (*run)(const Options&), int usage_exit_code = exit_code::usage) {
+                      int (*run)(const Options&), int (*usage_error)(std::string_view) = nullptr) {
     auto options = std::make_shared<Options>();
     return {std::move(name), std::move(description),
             [options, setup](CLI::App& app) { setup(app, *options); },
-            [options, run](const CLI::App&) { return run(*options); }, usage_exit_code};
+            [options, run](const CLI::App&) { return run(*options); }, usage_error};
 }
 
 // A row whose run also needs the whole command line (completions describe it).
 template <typename Options>
 Subcommand subcommand(std::string name, std::string description, void (*setup)(CLI::App&, Options&),
                       int (*run)(const CLI::App&, const Options&),
-                      int usage_exit_code = exit_code::usage) {
+                      int (*usage_error)(std::string_view) = nullptr) {
     auto options = std::make_shared<Options>();
     return {std::move(name), std::move(description),
             [options, setup](CLI::App& app) { setup(app, *options); },
-            [options, run](const CLI::App& root) { return run(root, *options); }, usage_exit_code};
+            [options, run](const CLI::App& root) { return run(root, *options); }, usage_error};
 }
 
 std::vector<Subcommand> subcommands() {
@@ -91,8 +94,8 @@ std::vector<Subcommand> subcommands() {
     table.push_back(subcommand<CheckOptions>(
         "check",
         "Monitoring Plugins check (Nagios, Icinga, cron): OK/WARNING/CRITICAL/UNKNOWN from "
-        "CLOSE_WAIT, ESTABLISHED, stale connections and their growth",
-        setup_check, run_check, check_unknown));
+        "CLOSE_WAIT, ESTABLISHED, stale connections, open fds and growth",
+        setup_check, run_check, check_usage_error));
     table.push_back(subcommand<ExportOptions>(
         "export",
         "Prometheus metrics of the selected processes, on stdout or as a textfile for "
@@ -112,7 +115,8 @@ int main(int argc, char** argv) {
     CLI::App app{"conncheck: find and prove TCP connection leaks in a process.\n"
                  "Without a subcommand it audits the selected processes (or the whole host) once.",
                  "conncheck"};
-    app.set_version_flag("-V,--version", CONNCHECK_VERSION);
+    const std::string version_text = std::string("conncheck ") + CONNCHECK_VERSION;
+    app.set_version_flag("-V,--version", version_text);
     app.footer(exit_codes_help());
     app.require_subcommand(0, 1);
     // One line on stderr for every bad argument; subcommands inherit this when they are added.
@@ -127,15 +131,19 @@ int main(int argc, char** argv) {
     for (const auto& row : table) {
         apps.push_back(app.add_subcommand(row.name, row.description));
         row.setup(*apps.back());
+        // -V is reserved by the Monitoring Plugins guidelines and answers wherever it is given.
+        apps.back()->set_version_flag("-V,--version", version_text);
     }
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() != 0)
+            for (std::size_t i = 0; i < table.size(); ++i)
+                if (apps[i]->count() > 0 && table[i].usage_error != nullptr)
+                    return table[i].usage_error(e.what());
         const int printed = app.exit(e);
         if (printed == 0) return exit_code::ok; // --help, --version
-        for (std::size_t i = 0; i < table.size(); ++i)
-            if (apps[i]->count() > 0) return table[i].usage_exit_code;
         return exit_code::usage;
     }
 
