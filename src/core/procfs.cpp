@@ -41,8 +41,8 @@ std::optional<std::string> read_small_file(const std::string& path) {
     return content;
 }
 
-std::optional<std::string> read_link(const std::string& path) {
-    char buf[256];
+std::optional<std::string> read_symlink(const std::string& path) {
+    char buf[PATH_MAX];
     const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
     if (n < 0) return std::nullopt;
     return std::string(buf, static_cast<std::size_t>(n));
@@ -86,6 +86,20 @@ FdLimit parse_fd_limit(const std::string& limits) {
     return limit;
 }
 
+// "PID (comm) S PPID ...": comm may hold spaces and parentheses, so it ends at the last ')'.
+struct StatHead {
+    std::string_view comm;
+    std::string_view rest; // from the state field on
+};
+
+std::optional<StatHead> split_stat(std::string_view stat) {
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open)
+        return std::nullopt;
+    return StatHead{stat.substr(open + 1, close - open - 1), stat.substr(close + 1)};
+}
+
 } // namespace
 
 ProcFs::ProcFs(std::string root) : root_(std::move(root)) {}
@@ -110,15 +124,11 @@ ProcessInfo ProcFs::read_info(pid_t pid) const {
     ProcessInfo info;
     info.pid = pid;
     auto stat = read_small_file(path(pid, "stat"));
-    if (!stat) throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
-    // "PID (comm) S ppid ...": comm may hold spaces and parentheses, so take the last ')'.
-    const auto open = stat->find('(');
-    const auto close = stat->rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open)
-        throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
-    info.comm = stat->substr(open + 1, close - open - 1);
+    auto head = stat ? split_stat(*stat) : std::nullopt;
+    if (!head) throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
+    info.comm = std::string(head->comm);
     // Fields after comm start at field 3 (state); starttime is field 22.
-    std::string_view rest(stat->data() + close + 1, stat->size() - close - 1);
+    std::string_view rest = head->rest;
     int field = 2;
     while (!rest.empty() && field < 22) {
         while (!rest.empty() && rest.front() == ' ')
@@ -217,53 +227,51 @@ std::vector<pid_t> ProcFs::list_pids() const {
     return pids;
 }
 
-namespace {
-
-// The parent pid from /proc/PID/stat ("PID (comm) S PPID ..."), 0 when unreadable.
-pid_t parent_of(const ProcFs& procfs, pid_t pid) {
-    auto stat = read_small_file(procfs.path(pid, "stat"));
-    if (!stat) return 0;
-    const auto close = stat->rfind(')');
-    if (close == std::string::npos || close + 4 >= stat->size()) return 0;
-    std::string_view rest(stat->data() + close + 4, stat->size() - close - 4);
-    return parse_number<pid_t>(rest.substr(0, rest.find(' '))).value_or(0);
+std::optional<std::string> ProcFs::read(pid_t pid, std::string_view leaf) const {
+    return read_small_file(path(pid, leaf));
 }
 
-} // namespace
+std::optional<std::string> ProcFs::read_link(pid_t pid, std::string_view leaf) const {
+    return read_symlink(path(pid, leaf));
+}
 
-std::vector<pid_t> ProcFs::find_by_name(std::string_view name) const {
-    // Never ourselves nor our ancestors: the shell that cron runs as `sh -c 'conncheck check
-    // --name collector'` has the name in its own command line.
-    std::vector<pid_t> ancestors;
-    for (pid_t p = ::getpid(); p > 1 && ancestors.size() < 64; p = parent_of(*this, p))
-        ancestors.push_back(p);
-    std::vector<pid_t> found;
-    for (pid_t pid : list_pids()) {
-        if (std::find(ancestors.begin(), ancestors.end(), pid) != ancestors.end()) continue;
-        auto stat = read_small_file(path(pid, "stat"));
-        if (!stat) continue; // exited meanwhile
-        const auto open = stat->find('(');
-        const auto close = stat->rfind(')');
-        if (open != std::string::npos && close != std::string::npos && close > open &&
-            std::string_view(*stat).substr(open + 1, close - open - 1) == name) {
-            found.push_back(pid);
-            continue;
-        }
-        auto cmdline = read_small_file(path(pid, "cmdline"));
-        if (!cmdline) continue;
-        std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
-        if (cmdline->find(name) != std::string::npos) found.push_back(pid);
-    }
-    return found;
+std::optional<std::string> ProcFs::comm(pid_t pid) const {
+    auto stat = read(pid, "stat");
+    if (!stat) return std::nullopt;
+    auto head = split_stat(*stat);
+    if (!head) return std::nullopt;
+    return std::string(head->comm);
+}
+
+std::optional<pid_t> ProcFs::parent(pid_t pid) const {
+    auto stat = read(pid, "stat");
+    if (!stat) return std::nullopt;
+    auto head = split_stat(*stat);
+    // " S PPID ..."
+    if (!head || head->rest.size() < 4) return std::nullopt;
+    std::string_view rest = head->rest.substr(3);
+    return parse_number<pid_t>(rest.substr(0, rest.find(' ')));
+}
+
+std::optional<pid_t> ProcFs::thread_group(pid_t pid) const {
+    auto status = read(pid, "status");
+    if (!status) return std::nullopt;
+    constexpr std::string_view key = "\nTgid:";
+    const auto at = status->find(key);
+    if (at == std::string::npos) return std::nullopt;
+    std::string_view value(status->data() + at + key.size(), status->size() - at - key.size());
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    return parse_number<pid_t>(value.substr(0, value.find('\n')));
 }
 
 std::uint64_t ProcFs::netns_inode(pid_t pid) const {
-    auto link = read_link(path(pid, "ns/net"));
+    auto link = read_symlink(path(pid, "ns/net"));
     return link ? parse_ns_link(*link) : 0;
 }
 
 std::uint64_t ProcFs::self_netns() const {
-    auto link = read_link(root_ + "/self/ns/net");
+    auto link = read_symlink(root_ + "/self/ns/net");
     return link ? parse_ns_link(*link) : netns_inode(::getpid());
 }
 
