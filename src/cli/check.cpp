@@ -349,7 +349,9 @@ int check_once(const CheckOptions& o) {
     p.close_wait_min_age_ms = parse_min_age(o);
     const std::uint64_t timeout_ms = parse_timeout(o);
     if (!has_selector(o.selector))
-        throw Error(Errc::usage, "check needs the process to watch: --pid, --pidfile or --name");
+        throw Error(Errc::usage,
+                    "check needs the process to watch: --pid, --pidfile, --name, --exe, "
+                    "--unit or --cgroup");
     arm_timeout(timeout_ms, o.timeout);
 
     scan::Scanner scanner(make_scan_config(o.source));
