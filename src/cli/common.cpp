@@ -281,8 +281,9 @@ int terminal_width() {
 
 std::string exit_codes_help() {
     return "Exit status (audit, watch, export): 0 the command ran (whatever it found), 1 internal "
-           "error,\n  2 bad arguments or an output that cannot be written (--dump-netlink, "
-           "--textfile-dir),\n  3 no such process / nothing matches, 4 permission denied,\n"
+           "error,\n  2 bad arguments (an audit option before a subcommand too) or an output that "
+           "cannot be written\n  (--dump-netlink, --textfile-dir), 3 no such process / nothing "
+           "matches, 4 permission denied,\n"
            "  5 the process exited during the audit, 6 no socket source (sock_diag and "
            "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording).\n"
            "check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. prove: 0 the demonstration held, 1 a "

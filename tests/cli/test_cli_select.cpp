@@ -190,3 +190,21 @@ TEST_CASE("outputs that cannot be written are the user's problem: exit 2, one li
     CHECK(r.err.find("Read-only file system") != std::string::npos);
     CHECK(r.err.find("internal error") == std::string::npos);
 }
+
+TEST_CASE("an option of the audit before a subcommand is refused, never dropped") {
+    const std::string me = std::to_string(getpid());
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--pid", me, "check"},
+          {"--json", "check", "--pid", me},
+          {"--json", "export", "--pid", me},
+          {"--name", "collector", "watch", "--pid", me, "--count", "1"},
+          {"--no-color", "watch", "--pid", me, "--count", "1"}}) {
+        CAPTURE(args);
+        const auto r = conncheck(args);
+        CHECK(r.exit_code == (args[2] == "check" || args[1] == "check" ? 3 : 2));
+        CHECK(line_count(r.err) == 1);
+        CHECK(r.err.find("the subcommand") != std::string::npos);
+    }
+    const auto r = conncheck({"--pid", me, "check"});
+    CHECK(r.err.find("--pid") != std::string::npos);
+}
