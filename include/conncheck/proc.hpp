@@ -78,9 +78,13 @@ public:
     [[nodiscard]] std::vector<std::uint64_t>
     tcp_socket_inodes(pid_t pid, const std::vector<std::uint64_t>& among) const;
     [[nodiscard]] std::vector<pid_t> list_pids() const;
-    // comm equals `name`, or cmdline contains it. Never matches the calling process or its
-    // ancestors (a shell whose command line names the process).
-    [[nodiscard]] std::vector<pid_t> find_by_name(std::string_view name) const;
+    // root/PID/leaf read whole (at most 1 MiB) or the target of the link root/PID/leaf, raw;
+    // nullopt with errno set when it cannot be read.
+    [[nodiscard]] std::optional<std::string> read(pid_t pid, std::string_view leaf) const;
+    [[nodiscard]] std::optional<std::string> read_link(pid_t pid, std::string_view leaf) const;
+    // The process a thread id belongs to (Tgid in /proc/PID/status): the pid itself for a
+    // process, another pid for a thread. nullopt when unreadable.
+    [[nodiscard]] std::optional<pid_t> thread_group(pid_t pid) const;
     [[nodiscard]] std::uint64_t netns_inode(pid_t pid) const; // 0 when unreadable
     [[nodiscard]] std::uint64_t self_netns() const;
     // The process's cgroup v2 path, directory and id. nullopt when it has no cgroup v2 line (a

@@ -36,8 +36,8 @@ struct RenderOptions {
 [[nodiscard]] bool valid_target(std::string_view target);
 
 // Writes DIR/NAME.$$ and renames it over DIR/NAME (mode 0644), so that node_exporter reads the
-// old file or the new one, never half of one. Throws Error(io) naming the path; the temporary
-// file is removed on failure.
+// old file or the new one, never half of one. Throws Error(usage) naming the path (the
+// directory is the user's to fix); the temporary file is removed on failure.
 void write_textfile(const std::string& dir, const std::string& name, std::string_view content);
 
 } // namespace conncheck::prometheus

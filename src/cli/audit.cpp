@@ -17,6 +17,26 @@ void setup_audit(CLI::App& app, AuditOptions& options) {
     add_idle_option(app, options.idle_seconds);
     app.add_flag("--no-color", options.no_color, "No colour (also when NO_COLOR is set)");
     add_source_options(app, options.source);
+    // These options are the audit's: given before a subcommand (`conncheck --json check`) they
+    // would be parsed and then ignored, so such a command line is refused.
+    app.parse_complete_callback([&app] {
+        const auto subcommands = app.get_subcommands();
+        if (subcommands.empty()) return;
+        const CLI::App& sub = *subcommands.front();
+        for (const CLI::Option* option : app.get_options()) {
+            if (option->count() == 0) continue;
+            const std::string name = option->get_name();
+            if (sub.get_option_no_throw(name) == nullptr)
+                throw CLI::ValidationError(
+                    name, fmt::format("an option of the audit, given before '{}', which has no "
+                                      "such option (its options come after the subcommand)",
+                                      sub.get_name()));
+            throw CLI::ValidationError(
+                name, fmt::format("given before '{0}', where it would be ignored: write it after "
+                                  "the subcommand (conncheck {0} {1} ...)",
+                                  sub.get_name(), name));
+        }
+    });
 }
 
 int run_audit(const AuditOptions& options) {

@@ -333,7 +333,9 @@ int check_once(const CheckOptions& o) {
         duration_option("--close-wait-min-age", o.close_wait_min_age, 0, max_duration_ms));
     const std::uint64_t timeout_ms = duration_option("--timeout", o.timeout, 1, max_duration_ms);
     if (!has_selector(o.selector))
-        throw Error(Errc::usage, "check needs the process to watch: --pid, --pidfile or --name");
+        throw Error(Errc::usage,
+                    "check needs the process to watch: --pid, --pidfile, --name, --exe, "
+                    "--unit or --cgroup");
     arm_timeout(timeout_ms, o.timeout);
 
     scan::Scanner scanner(make_scan_config(o.source));

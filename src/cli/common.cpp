@@ -3,6 +3,7 @@
 #include "human_text.hpp"
 #include "terminal.hpp"
 
+#include "conncheck/select.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -16,18 +17,117 @@
 
 namespace conncheck::cli {
 
+namespace {
+
+// "1,2,3" -> {"1", "2", "3"}; an empty item stays, for the validator to refuse.
+std::vector<std::string_view> split_pid_list(std::string_view list) {
+    std::vector<std::string_view> items;
+    while (true) {
+        const auto comma = list.find(',');
+        items.push_back(list.substr(0, comma));
+        if (comma == std::string_view::npos) return items;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+std::vector<std::string> pid_items(const SelectorOptions& options) {
+    std::vector<std::string> items;
+    for (const auto& list : options.pids)
+        for (auto item : split_pid_list(list))
+            items.emplace_back(item);
+    return items;
+}
+
+// A pid that names a thread of another process is refused: its fds are the process's, and
+// reporting it under the thread's id would list one process twice.
+void refuse_thread(const proc::ProcFs& procfs, pid_t pid) {
+    const auto group = procfs.thread_group(pid);
+    if (group && *group != pid)
+        throw Error(Errc::usage, fmt::format("{} is a thread of process {}: give --pid {}", pid,
+                                             *group, *group));
+}
+
+std::string unreadable_note(std::size_t unreadable) {
+    if (unreadable == 0) return {};
+    return fmt::format(" ({} {} could not be read: run as root)", unreadable,
+                       unreadable == 1 ? "process" : "processes");
+}
+
+void append(std::vector<pid_t>& pids, const select::Found& found, const std::string& what) {
+    if (found.pids.empty())
+        throw Error(Errc::no_such_process, fmt::format("no process matches {}{}", what,
+                                                       unreadable_note(found.unreadable)));
+    pids.insert(pids.end(), found.pids.begin(), found.pids.end());
+}
+
+} // namespace
+
 void add_selector_options(CLI::App& app, SelectorOptions& options) {
-    app.add_option("-p,--pid", options.pids, "Process to audit; repeat it or give PID,PID,...")
-        ->delimiter(',')
+    const char* group = "Selecting processes";
+    app.add_option("-p,--pid", options.pids,
+                   "Process to audit; repeat it or give PID,PID,... (a thread id is refused)")
         ->type_name("PID")
-        ->group("Selecting processes");
+        ->check(
+            [](const std::string& list) {
+                for (auto item : split_pid_list(list))
+                    if (item.empty())
+                        return fmt::format("empty item in '{}': give PID or PID,PID,...",
+                                           text::sanitize(list, 40));
+                return std::string();
+            },
+            "PID[,PID...]")
+        ->group(group);
     app.add_option("--pidfile", options.pidfile, "Read the pid from FILE (e.g. /run/collector.pid)")
         ->type_name("FILE")
-        ->group("Selecting processes");
-    app.add_option("--name", options.name,
-                   "Every process whose comm equals NAME or whose cmdline contains it")
+        ->group(group);
+    app.add_option(
+           "--name", options.name,
+           "Every process whose comm is NAME, or whose program is: the basename of argv[0], "
+           "or of the script an interpreter runs (python3 /opt/client.py is client.py)")
         ->type_name("NAME")
-        ->group("Selecting processes");
+        ->check(
+            [](const std::string& name) {
+                if (name.empty()) return std::string("must not be empty");
+                if (name.find('/') != std::string::npos)
+                    return std::string("a program name has no '/': select a path with --exe");
+                return std::string();
+            },
+            "NAME")
+        ->group(group);
+    app.add_option("--exe", options.exe,
+                   "Every process running the executable PATH (/proc/PID/exe), also after the "
+                   "file was replaced by an upgrade")
+        ->type_name("PATH")
+        ->check(
+            [](const std::string& path) {
+                return path.empty() ? std::string("must not be empty") : std::string();
+            },
+            "PATH")
+        ->group(group);
+    app.add_option("--unit", options.unit,
+                   "Every process in the systemd unit's cgroup (nginx is nginx.service)")
+        ->type_name("UNIT")
+        ->check(
+            [](const std::string& unit) {
+                if (unit.empty()) return std::string("must not be empty");
+                if (unit.find('/') != std::string::npos)
+                    return std::string("a unit name has no '/': select a cgroup with --cgroup");
+                return std::string();
+            },
+            "UNIT")
+        ->group(group);
+    app.add_option("--cgroup", options.cgroup,
+                   "Every process in the cgroup v2 PATH or below it: /system.slice/nginx.service, "
+                   "or its directory under the cgroup2 mount")
+        ->type_name("PATH")
+        ->check(
+            [](const std::string& path) {
+                return !path.empty() && path.front() == '/'
+                           ? std::string()
+                           : std::string("a cgroup path starts with '/'");
+            },
+            "PATH")
+        ->group(group);
 }
 
 void add_idle_option(CLI::App& app, std::uint32_t& seconds) {
@@ -38,12 +138,13 @@ void add_idle_option(CLI::App& app, std::uint32_t& seconds) {
 }
 
 bool has_selector(const SelectorOptions& options) {
-    return !options.pids.empty() || !options.pidfile.empty() || !options.name.empty();
+    return !options.pids.empty() || !options.pidfile.empty() || !options.name.empty() ||
+           !options.exe.empty() || !options.unit.empty() || !options.cgroup.empty();
 }
 
 std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::ProcFs& procfs) {
     std::vector<pid_t> pids;
-    for (const auto& text : options.pids) {
+    for (const auto& text : pid_items(options)) {
         auto pid = proc::parse_pid(text);
         if (!pid)
             throw Error(Errc::usage,
@@ -51,6 +152,7 @@ std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::
                                     text::sanitize(text, 40)));
         if (!procfs.exists(*pid))
             throw Error(Errc::no_such_process, fmt::format("no such process: {}", *pid));
+        refuse_thread(procfs, *pid);
         pids.push_back(*pid);
     }
     if (!options.pidfile.empty()) {
@@ -59,14 +161,24 @@ std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::
             throw Error(Errc::no_such_process,
                         fmt::format("pidfile {} names pid {}, which is not running",
                                     text::sanitize(options.pidfile), pid));
+        refuse_thread(procfs, pid);
         pids.push_back(pid);
     }
-    if (!options.name.empty()) {
-        auto found = procfs.find_by_name(options.name);
-        if (found.empty())
-            throw Error(Errc::no_such_process, fmt::format("no process matches --name '{}'",
-                                                           text::sanitize(options.name, 80)));
-        pids.insert(pids.end(), found.begin(), found.end());
+    if (!options.name.empty())
+        append(pids, select::by_name(procfs, options.name),
+               fmt::format("--name '{}'", text::sanitize(options.name, 80)));
+    if (!options.exe.empty())
+        append(pids, select::by_exe(procfs, options.exe),
+               fmt::format("--exe {}", text::sanitize(options.exe, 200)));
+    if (!options.unit.empty()) {
+        const std::string unit = select::unit_name(options.unit);
+        append(pids, select::by_unit(procfs, unit),
+               fmt::format("--unit {}", text::sanitize(unit, 200)));
+    }
+    if (!options.cgroup.empty()) {
+        const std::string cgroup = select::cgroup_argument(options.cgroup, procfs.cgroup2_mount());
+        append(pids, select::by_cgroup(procfs, cgroup),
+               fmt::format("--cgroup {}", text::sanitize(cgroup, 200)));
     }
     std::sort(pids.begin(), pids.end());
     pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
@@ -75,7 +187,7 @@ std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::
 
 std::string selector_key(const SelectorOptions& options) {
     std::string key;
-    auto append = [&key](std::string_view kind, std::string_view value) {
+    auto append_key = [&key](std::string_view kind, std::string_view value) {
         if (!key.empty()) key += '+';
         key += kind;
         key += '-';
@@ -85,12 +197,15 @@ std::string selector_key(const SelectorOptions& options) {
             key += safe ? c : '_';
         }
     };
-    std::vector<std::string> pids = options.pids;
+    std::vector<std::string> pids = pid_items(options);
     std::sort(pids.begin(), pids.end());
     for (const auto& p : pids)
-        append("pid", p);
-    if (!options.pidfile.empty()) append("pidfile", options.pidfile);
-    if (!options.name.empty()) append("name", options.name);
+        append_key("pid", p);
+    if (!options.pidfile.empty()) append_key("pidfile", options.pidfile);
+    if (!options.name.empty()) append_key("name", options.name);
+    if (!options.exe.empty()) append_key("exe", options.exe);
+    if (!options.unit.empty()) append_key("unit", select::unit_name(options.unit));
+    if (!options.cgroup.empty()) append_key("cgroup", options.cgroup);
     if (key.size() > 200) key.resize(200);
     return key.empty() ? "host" : key;
 }
@@ -197,7 +312,9 @@ int terminal_width() {
 
 std::string exit_codes_help() {
     return "Exit status (audit, watch, export): 0 the command ran (whatever it found), 1 internal "
-           "error,\n  2 bad arguments, 3 no such process / nothing matches, 4 permission denied,\n"
+           "error,\n  2 bad arguments (an audit option before a subcommand too) or an output that "
+           "cannot be written\n  (--dump-netlink, --textfile-dir), 3 no such process / nothing "
+           "matches, 4 permission denied,\n"
            "  5 the process exited during the audit, 6 no socket source (sock_diag and "
            "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording).\n"
            "check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. prove: 0 the demonstration held, 1 a "

@@ -28,15 +28,19 @@ inline constexpr int bad_file = 7;
 } // namespace exit_code
 
 struct SelectorOptions {
-    std::vector<std::string> pids; // as typed: "4242", "1,2,3" already split by CLI11
+    std::vector<std::string> pids; // as typed, one string per --pid: "4242", "1,2,3"
     std::string pidfile;
     std::string name;
+    std::string exe;
+    std::string unit;
+    std::string cgroup;
 };
 
 void add_selector_options(CLI::App& app, SelectorOptions& options);
 [[nodiscard]] bool has_selector(const SelectorOptions& options);
-// Throws Error(usage) for a malformed pid, Error(bad_file) for an unreadable pidfile,
-// Error(no_such_process) for a pid that does not exist or a name nothing matches.
+// Every process any selector names. Throws Error(usage) for a malformed pid or a thread id,
+// Error(bad_file) for an unreadable pidfile, Error(no_such_process) for a pid that does not exist
+// or a selector nothing matches.
 [[nodiscard]] std::vector<pid_t> resolve_selector(const SelectorOptions& options,
                                                   const proc::ProcFs& procfs);
 // A short stable key for the selection ("pid-4242", "name-collector"), safe as a file name.

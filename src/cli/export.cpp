@@ -15,7 +15,7 @@ namespace conncheck::cli {
 void setup_export(CLI::App& app, ExportOptions& options) {
     app.footer("Exit status: 0 written; with conncheck_up 0 the exposition is still written and "
                "the exit status says why\n  (3 no such process, 4 permission, ...); 2 bad "
-               "arguments. See conncheck(1), EXPORT.");
+               "arguments or a textfile that cannot be written. See conncheck(1), EXPORT.");
     add_selector_options(app, options.selector);
     app.add_option("--textfile-dir", options.textfile_dir,
                    "Write DIR/conncheck.prom (via a temporary file and rename) instead of "
@@ -24,18 +24,22 @@ void setup_export(CLI::App& app, ExportOptions& options) {
     app.add_option("--job", options.job,
                    "Name this export: the file becomes conncheck_NAME.prom and every series "
                    "gets target=\"NAME\", so several exports can share one directory")
-        ->type_name("NAME");
+        ->type_name("NAME")
+        ->check(
+            [](const std::string& job) {
+                return prometheus::valid_target(job)
+                           ? std::string()
+                           : std::string("use 1 to 64 of A-Z a-z 0-9 _ . -");
+            },
+            "NAME");
     add_idle_option(app, options.idle_seconds);
     add_source_options(app, options.source);
 }
 
 int run_export(const ExportOptions& options) {
-    if (!options.job.empty() && !prometheus::valid_target(options.job))
-        throw Error(Errc::usage, fmt::format("--job '{}': use 1 to 64 of A-Z a-z 0-9 _ . -",
-                                             text::sanitize(options.job, 80)));
     if (!has_selector(options.selector))
-        throw Error(Errc::usage,
-                    "export needs the processes to export: --pid, --pidfile or --name");
+        throw Error(Errc::usage, "export needs the processes to export: --pid, --pidfile, --name, "
+                                 "--exe, --unit or --cgroup");
     if (!options.textfile_dir.empty()) {
         // Checked before the scan: a wrong directory is a set-up mistake, not a down target.
         struct stat st {};

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
@@ -96,9 +97,82 @@ int exit_code_of(int status) {
     ::_exit(127);
 }
 
+// The parent pid in the stat file `name` ("4242/stat") below the /proc directory fd, 0 when it
+// cannot be read. System calls only, like everything the guard runs.
+pid_t parent_in_stat(int proc_fd, const char* name) {
+    const int fd = ::openat(proc_fd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[1024];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    if (n <= 0) return 0;
+    // "PID (comm) S PPID ...": comm may hold ") ", so the last ')' ends it.
+    ssize_t i = n - 1;
+    while (i >= 0 && buf[i] != ')')
+        --i;
+    i += 4; // ") S "
+    pid_t ppid = 0;
+    for (; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i)
+        ppid = ppid * 10 + (buf[i] - '0');
+    return ppid;
+}
+
+// Sends `signo` to every descendant of the calling process, found in /proc, and returns how many
+// it signalled. The guard is forked from prove, which may have threads, so this allocates
+// nothing (prove::process_tree does the same walk for prove itself, with containers).
+std::size_t signal_descendants(int signo) {
+    constexpr std::size_t max_tree = 4096;
+    pid_t tree[max_tree];
+    std::size_t count = 0;
+    tree[count++] = ::getpid();
+    const auto in_tree = [&](pid_t pid) {
+        for (std::size_t k = 0; k < count; ++k)
+            if (tree[k] == pid) return true;
+        return false;
+    };
+    const int proc_fd = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (proc_fd < 0) return 0;
+    // A process listed before its parent joins on a later pass.
+    for (int pass = 0, grew = 1; grew != 0 && pass < 16; ++pass) {
+        grew = 0;
+        ::lseek(proc_fd, 0, SEEK_SET);
+        char buf[8192];
+        ssize_t n;
+        while ((n = ::getdents64(proc_fd, buf, sizeof buf)) > 0) {
+            for (ssize_t off = 0; off < n;) {
+                const auto* entry = reinterpret_cast<const dirent64*>(buf + off);
+                off += entry->d_reclen;
+                pid_t pid = 0;
+                const char* c = entry->d_name;
+                for (; *c >= '0' && *c <= '9'; ++c)
+                    pid = pid * 10 + (*c - '0');
+                if (*c != '\0' || pid <= 0 || in_tree(pid) || count == max_tree) continue;
+                char stat_name[32];
+                std::size_t len = 0;
+                for (const char* d = entry->d_name; *d != '\0' && len < 20; ++d)
+                    stat_name[len++] = *d;
+                for (const char* d = "/stat"; *d != '\0'; ++d)
+                    stat_name[len++] = *d;
+                stat_name[len] = '\0';
+                const pid_t ppid = parent_in_stat(proc_fd, stat_name);
+                if (ppid > 0 && in_tree(ppid)) {
+                    tree[count++] = pid;
+                    grew = 1;
+                }
+            }
+        }
+    }
+    ::close(proc_fd);
+    for (std::size_t k = 1; k < count; ++k)
+        ::kill(tree[k], signo);
+    return count - 1;
+}
+
 // The guard: starts the shell in a new process group and is the subreaper of everything below
-// it. It ends the group on SIGTERM/SIGINT/SIGHUP (from prove, or PR_SET_PDEATHSIG when prove
-// dies) or when the shell exits: SIGTERM, up to 2 s, then SIGKILL.
+// it. It ends the command's whole tree on SIGTERM/SIGINT/SIGHUP (from prove, or
+// PR_SET_PDEATHSIG when prove dies, even by SIGKILL) or when the shell exits: SIGTERM to the
+// group and every descendant, up to 2 s, then SIGKILL until none is left. A descendant that left
+// the group (setsid, a daemon) is still a descendant: its orphans come back to the guard.
 [[noreturn]] void run_guard(char* const* sh_argv) {
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigset_t stop_set;
@@ -136,11 +210,16 @@ int exit_code_of(int status) {
         }
     }
     ::kill(-sh, SIGTERM);
+    signal_descendants(SIGTERM);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    for (int round = 0; round < 30; ++round) {
-        if (round == 20) ::kill(-sh, SIGKILL);
+    // No children left means no descendants left: every orphan below is re-parented to us.
+    for (int round = 0; round < 100; ++round) {
+        if (round >= 20) {
+            ::kill(-sh, SIGKILL);
+            signal_descendants(SIGKILL);
+        }
         int st = 0;
         pid_t w;
         while ((w = ::waitpid(-1, &st, WNOHANG)) > 0)

@@ -18,8 +18,9 @@ public:
     // Runs `argv` (argv[0] the program path) directly.
     static ProveChild program(std::string role, const std::vector<std::string>& argv);
     // Runs `/bin/sh -c command` below a guard process that stops the command's whole tree
-    // (its process group and every orphan it leaves, the guard being their subreaper) when it is
-    // asked to stop or when prove dies.
+    // (its process group and every descendant, also one in a session of its own, the guard
+    // being the subreaper of their orphans) when it is asked to stop, when the shell exits or
+    // when prove dies, even by SIGKILL.
     static ProveChild shell(std::string role, const std::string& command);
 
     ~ProveChild();

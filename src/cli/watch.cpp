@@ -137,7 +137,8 @@ public:
           session_(make_session_options(options)), interval_ms_(session_options_.interval_ms) {
         if (!has_selector(options.selector))
             throw Error(Errc::usage,
-                        "watch needs a process: --pid PID, --pidfile FILE or --name NAME");
+                        "watch needs a process: --pid PID, --pidfile FILE, --name NAME, "
+                        "--exe PATH, --unit UNIT or --cgroup PATH");
         alive_ = resolve_selector(options.selector, scanner_.procfs());
         screen_mode_ = !options.json && ::isatty(STDOUT_FILENO) == 1;
         keys_ = screen_mode_ && ::isatty(STDIN_FILENO) == 1;

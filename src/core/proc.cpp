@@ -36,8 +36,8 @@ std::optional<std::string> read_small_file(const std::string& path) {
     return content;
 }
 
-std::optional<std::string> read_link(const std::string& path) {
-    char buf[256];
+std::optional<std::string> read_symlink(const std::string& path) {
+    char buf[PATH_MAX];
     const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
     if (n < 0) return std::nullopt;
     return std::string(buf, static_cast<std::size_t>(n));
@@ -217,39 +217,33 @@ std::vector<pid_t> ProcFs::descendants(pid_t root) const {
     return descendants_of(root, parent);
 }
 
-std::vector<pid_t> ProcFs::find_by_name(std::string_view name) const {
-    // Never ourselves nor our ancestors: the shell that cron runs as `sh -c 'conncheck check
-    // --name collector'` has the name in its own command line.
-    std::vector<pid_t> ancestors;
-    for (pid_t p = ::getpid(); p > 1 && ancestors.size() < 64;) {
-        ancestors.push_back(p);
-        const auto stat = read_stat(p);
-        p = stat ? stat->ppid : 0;
-    }
-    std::vector<pid_t> found;
-    for (pid_t pid : list_pids()) {
-        if (std::find(ancestors.begin(), ancestors.end(), pid) != ancestors.end()) continue;
-        const auto stat = read_stat(pid);
-        if (!stat) continue; // exited meanwhile
-        if (stat->comm == name) {
-            found.push_back(pid);
-            continue;
-        }
-        auto cmdline = read_small_file(path(pid, "cmdline"));
-        if (!cmdline) continue;
-        std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
-        if (cmdline->find(name) != std::string::npos) found.push_back(pid);
-    }
-    return found;
+std::optional<std::string> ProcFs::read(pid_t pid, std::string_view leaf) const {
+    return read_small_file(path(pid, leaf));
+}
+
+std::optional<std::string> ProcFs::read_link(pid_t pid, std::string_view leaf) const {
+    return read_symlink(path(pid, leaf));
+}
+
+std::optional<pid_t> ProcFs::thread_group(pid_t pid) const {
+    auto status = read(pid, "status");
+    if (!status) return std::nullopt;
+    constexpr std::string_view key = "\nTgid:";
+    const auto at = status->find(key);
+    if (at == std::string::npos) return std::nullopt;
+    std::string_view value(status->data() + at + key.size(), status->size() - at - key.size());
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    return parse_number<pid_t>(value.substr(0, value.find('\n')));
 }
 
 std::uint64_t ProcFs::netns_inode(pid_t pid) const {
-    auto link = read_link(path(pid, "ns/net"));
+    auto link = read_symlink(path(pid, "ns/net"));
     return link ? parse_ns_link(*link) : 0;
 }
 
 std::uint64_t ProcFs::self_netns() const {
-    auto link = read_link(root_ + "/self/ns/net");
+    auto link = read_symlink(root_ + "/self/ns/net");
     return link ? parse_ns_link(*link) : netns_inode(::getpid());
 }
 

@@ -194,13 +194,13 @@ void write_textfile(const std::string& dir, const std::string& name, std::string
             throw Error(Errc::permission_denied,
                         errno_message("cannot create " + tmp, err) + " (" +
                             privilege::hint(privilege::Access::write_directory) + ")");
-        throw Error(Errc::io, errno_message("cannot create " + tmp, err));
+        throw Error(Errc::usage, errno_message("cannot create " + tmp, err));
     }
     const auto fail = [&](const std::string& what) {
         const int err = errno;
         ::close(fd);
         ::unlink(tmp.c_str());
-        throw Error(Errc::io, errno_message(what, err));
+        throw Error(Errc::usage, errno_message(what, err));
     };
     // node_exporter usually runs as another user: readable whatever our umask is.
     if (::fchmod(fd, 0644) != 0) fail("cannot chmod " + tmp);
@@ -214,12 +214,12 @@ void write_textfile(const std::string& dir, const std::string& name, std::string
     if (::close(fd) != 0) {
         const int err = errno;
         ::unlink(tmp.c_str());
-        throw Error(Errc::io, errno_message("cannot write " + tmp, err));
+        throw Error(Errc::usage, errno_message("cannot write " + tmp, err));
     }
     if (::rename(tmp.c_str(), path.c_str()) != 0) {
         const int err = errno;
         ::unlink(tmp.c_str());
-        throw Error(Errc::io, errno_message("cannot rename " + tmp + " to " + path, err));
+        throw Error(Errc::usage, errno_message("cannot rename " + tmp + " to " + path, err));
     }
 }
 

@@ -5,6 +5,7 @@
 #include "support.hpp"
 
 #include <csignal>
+#include <cstdlib>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <filesystem>
@@ -218,6 +219,59 @@ TEST_CASE("prove: SIGINT and SIGKILL leave no process behind") {
         for (pid_t pid : tree)
             CHECK_MESSAGE(gone(pid), "pid " << pid << " outlived prove");
     }
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    reap();
+}
+
+TEST_CASE("prove: SIGKILL also stops a daemon the command started in a session of its own") {
+    // Orphans come to this process, so that a daemon that outlived prove is ours to kill.
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    const auto reap = [] {
+        int st = 0;
+        while (waitpid(-1, &st, WNOHANG) > 0) {
+        }
+    };
+    TempDir dir;
+    const std::string pidfile = dir.path() + "/daemon.pid";
+    // setsid leaves the command's process group and session: no signal to the group reaches it.
+    const std::string cmd =
+        "setsid sh -c 'echo $$ > " + pidfile + "; exec sleep 300' & sleep 300; : {url}";
+    const pid_t prove = spawn_prove({"--duration", "60s", "--cmd", cmd}, dir.path() + "/out.txt");
+    REQUIRE(prove > 0);
+    pid_t daemon = 0;
+    const bool started = wait_until(
+        [&] {
+            if (!std::filesystem::exists(pidfile)) return false;
+            daemon = static_cast<pid_t>(std::atoi(read_file(pidfile).c_str()));
+            if (daemon <= 0 || gone(daemon)) return false;
+            const std::string comm = read_file("/proc/" + std::to_string(daemon) + "/comm");
+            return comm == "sleep\n";
+        },
+        std::chrono::seconds(15));
+    CHECK(started);
+    if (started) {
+        CHECK(getsid(daemon) == daemon);
+        kill(prove, SIGKILL);
+        CHECK(wait_until([&] { return waitpid(prove, nullptr, WNOHANG) == prove; },
+                         std::chrono::seconds(10)));
+        CHECK_MESSAGE(wait_until(
+                          [&] {
+                              reap();
+                              return gone(daemon);
+                          },
+                          std::chrono::seconds(10)),
+                      "the setsid daemon " << daemon << " outlived prove");
+        if (!gone(daemon)) kill(daemon, SIGKILL); // ours: it came to us as an orphan
+    } else {
+        kill(prove, SIGKILL);
+    }
+    waitpid(prove, nullptr, 0);
+    CHECK(wait_until(
+        [&] {
+            reap();
+            return daemon <= 0 || gone(daemon);
+        },
+        std::chrono::seconds(10)));
     prctl(PR_SET_CHILD_SUBREAPER, 0);
     reap();
 }

@@ -56,7 +56,9 @@ struct Target {
 TEST_CASE("watch without a process is a usage error") {
     const auto r = watch({});
     CHECK(r.exit_code == 2);
-    CHECK(r.err == "conncheck: watch needs a process: --pid PID, --pidfile FILE or --name NAME\n");
+    CHECK(r.err ==
+          "conncheck: watch needs a process: --pid PID, --pidfile FILE, --name NAME, --exe "
+          "PATH, --unit UNIT or --cgroup PATH\n");
     CHECK(r.out.empty());
 }
 

@@ -6,7 +6,9 @@
 
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <future>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace conncheck;
@@ -75,19 +77,41 @@ TEST_CASE("a missing process is no_such_process") {
     CHECK_THROWS_AS((void)procfs.scan_fds(99), Error);
 }
 
-TEST_CASE("list_pids and find_by_name") {
+TEST_CASE("list_pids, read_stat and thread_group") {
     testsupport::TempDir tmp;
     make_process(tmp.path(), 10, "collector", "collector --a", {});
-    make_process(tmp.path(), 11, "python3", std::string("python3\0/opt/data-collector.py\0", 31),
-                 {});
+    make_process(tmp.path(), 11, "a) b", "x", {});
     make_process(tmp.path(), 12, "sshd", "sshd", {});
+    testsupport::write_file(tmp.path() + "/10/status", "Name:\tcollector\nTgid:\t10\nPid:\t10\n");
+    testsupport::write_file(tmp.path() + "/11/status", "Name:\ta) b\nTgid:\t10\nPid:\t11\n");
     fs::create_directories(tmp.path() + "/self");
     fs::create_directories(tmp.path() + "/sys");
     proc::ProcFs procfs(tmp.path());
     CHECK(procfs.list_pids() == std::vector<pid_t>{10, 11, 12});
-    CHECK(procfs.find_by_name("collector") == std::vector<pid_t>{10, 11});
-    CHECK(procfs.find_by_name("sshd") == std::vector<pid_t>{12});
-    CHECK(procfs.find_by_name("nginx").empty());
+    const auto stat = procfs.read_stat(11);
+    REQUIRE(stat.has_value());
+    CHECK(stat->comm == "a) b");
+    CHECK(stat->ppid == 1);
+    CHECK_FALSE(procfs.read_stat(99).has_value());
+    CHECK(procfs.thread_group(10) == 10);
+    CHECK(procfs.thread_group(11) == 10); // a thread of 10
+    CHECK_FALSE(procfs.thread_group(12).has_value());
+}
+
+TEST_CASE("thread_group of a real thread is its process") {
+    proc::ProcFs procfs("/proc");
+    std::promise<pid_t> started;
+    std::promise<void> done;
+    std::thread t([&] {
+        started.set_value(::gettid());
+        done.get_future().wait();
+    });
+    const pid_t tid = started.get_future().get();
+    CHECK(tid != ::getpid());
+    CHECK(procfs.thread_group(tid) == ::getpid());
+    CHECK(procfs.thread_group(::getpid()) == ::getpid());
+    done.set_value();
+    t.join();
 }
 
 TEST_CASE("parse_pid is strict") {

@@ -406,9 +406,9 @@ private:
 
     void open_recording() {
         record_fd_ = open(record_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (record_fd_ < 0) fail(Errc::io, "cannot open " + record_path_, errno);
+        if (record_fd_ < 0) fail(Errc::usage, "cannot write " + record_path_, errno);
         struct stat st {};
-        if (fstat(record_fd_, &st) != 0) fail(Errc::io, "cannot stat " + record_path_, errno);
+        if (fstat(record_fd_, &st) != 0) fail(Errc::usage, "cannot write " + record_path_, errno);
         if (st.st_size == 0) write_all(recording_magic.data(), recording_magic.size(), nullptr, 0);
     }
 
@@ -442,7 +442,7 @@ private:
             const ssize_t n = writev(record_fd_, iov + idx, 2 - idx);
             if (n < 0) {
                 if (errno == EINTR) continue;
-                fail(Errc::io, "cannot write " + record_path_, errno);
+                fail(Errc::usage, "cannot write " + record_path_, errno);
             }
             auto done = static_cast<std::size_t>(n);
             while (idx < 2 && done >= iov[idx].iov_len)
