@@ -320,6 +320,8 @@ void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdic
             perf.push_back(
                 thresholds::perfdata(d.label, d.value, "", d.warn, d.crit, d.min, d.max));
     }
+    for (const auto& u : snapshot.unreadable)
+        parts.push_back(fmt::format("{}[{}]: not read", plugin_text(u.comm, 32), u.pid));
     fmt::print("CONNCHECK {} - {} | {}\n", thresholds::status_name(verdict.status),
                fmt::join(parts, "; "), fmt::join(perf, " "));
     if (o.verbose > 0) {
@@ -328,6 +330,9 @@ void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdic
                 fmt::print("{}\n", d);
         for (const auto& gone : verdict.gone)
             fmt::print("{}[{}] is gone since the last run\n", plugin_text(gone.comm, 32), gone.pid);
+        for (const auto& u : snapshot.unreadable)
+            fmt::print("{}[{}] could not be read: {}\n", plugin_text(u.comm, 32), u.pid,
+                       plugin_text(u.reason));
         for (const auto& w : snapshot.warnings)
             fmt::print("warning: {}\n", plugin_text(w));
         fmt::print(
@@ -399,8 +404,9 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     app.footer(
         "Output: 'CONNCHECK STATUS - name[pid]: counts | perfdata', then long text with -v.\n"
         "Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also bad arguments, a process that "
-        "is gone,\n  no permission, a timeout, a locked or unusable state file). "
-        "See conncheck(1), CHECK.");
+        "is gone,\n  no permission, a timeout, a locked or unusable state file). A selected "
+        "process that\n  cannot be read is named ('name[pid]: not read') and the others are "
+        "checked. See conncheck(1), CHECK.");
     add_selector_options(app, options.selector);
     const char* thresholds = "Thresholds (RANGE: 10 = outside 0..10, 10: = below 10, ~:10 = "
                              "above 10, 10:20 = outside, @10:20 = inside; '' = off)";

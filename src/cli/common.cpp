@@ -148,6 +148,21 @@ int print_error(const Error& error) {
     return exit_code_for(error.code());
 }
 
+int report_unreadable(const std::vector<scan::UnreadableProcess>& unreadable, std::size_t read) {
+    if (unreadable.empty()) return exit_code::ok;
+    std::string which;
+    for (const auto& u : unreadable) {
+        if (!which.empty()) which += "; ";
+        which += fmt::format("pid {} ({}): {}", u.pid, text::sanitize(u.comm, 32),
+                             text::sanitize(u.reason));
+    }
+    std::fflush(stdout);
+    fmt::print(stderr,
+               "conncheck: partial result: {} of {} selected processes could not be read: {}\n",
+               unreadable.size(), unreadable.size() + read, which);
+    return exit_code::partial;
+}
+
 bool use_color(bool no_color_flag) {
     if (no_color_flag) return false;
     if (std::getenv("NO_COLOR") != nullptr) return false;
@@ -168,7 +183,9 @@ std::string exit_codes_help() {
     return "Exit status (audit, watch, export): 0 the command ran (whatever it found), 1 internal "
            "error,\n  2 bad arguments, 3 no such process / nothing matches, 4 permission denied,\n"
            "  5 the process exited during the audit, 6 no socket source (sock_diag and "
-           "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording).\n"
+           "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording), 8 partial: "
+           "some selected processes\n  could not be read (the report covers the others, "
+           "stderr names them).\n"
            "check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. prove: 0 the demonstration held, 1 a "
            "leak or a failed demonstration.\nSee conncheck(1).";
 }
