@@ -71,7 +71,9 @@ struct ProcessReport {
     std::uint64_t kernel_memory_bytes = 0;
     std::uint64_t time_wait_exact = 0;
     std::uint64_t time_wait_by_peer = 0;
-    std::uint64_t stale = 0; // stale duplicate connections
+    std::uint64_t stale = 0;               // stale duplicate connections
+    scan::OtherSockets other_sockets;      // socket fds in no TCP state
+    std::uint64_t other_netns_sockets = 0; // of `states`, found in another network namespace
     std::vector<PeerRow> peers;
     std::vector<Finding> findings; // most severe first
     bool exited = false;
@@ -88,6 +90,7 @@ struct HostReport {
     std::uint64_t sockets_seen = 0;
     std::uint64_t unreadable_processes = 0;
     std::uint64_t vanished_processes = 0;
+    std::vector<scan::UnreadableProcess> unreadable; // chosen but not read: a partial result
     std::chrono::system_clock::time_point taken_at{};
 };
 

@@ -53,8 +53,14 @@ struct Stat {
 
 struct FdScan {
     std::vector<std::uint64_t> socket_inodes; // sorted, unique
+    std::vector<int> socket_fds; // socket_fds[i] is an fd number holding socket_inodes[i]
     std::uint64_t open_fds = 0;
 };
+
+// What kind of socket an fd holds, from its protocol name.
+enum class SocketKind { tcp, udp, unix_domain, other };
+// "TCP", "TCPv6" -> tcp; "UDP", "UDPv6", "UDP-Lite" -> udp; "UNIX", "UNIX-STREAM" -> unix_domain.
+[[nodiscard]] SocketKind socket_kind(std::string_view protocol_name);
 
 class ProcFs {
 public:
@@ -77,6 +83,11 @@ public:
     // attribute that cannot be read counts as TCP.
     [[nodiscard]] std::vector<std::uint64_t>
     tcp_socket_inodes(pid_t pid, const std::vector<std::uint64_t>& among) const;
+    // The protocol of the socket behind /proc/PID/fd/FD ("TCP", "UDPv6", "UNIX-STREAM", ...),
+    // from sockfs's "system.sockprotoname" attribute; nullopt when it cannot be read (the fd was
+    // closed meanwhile). Resolving the link holds no reference to the open file, so a close()
+    // by the process is never delayed by it.
+    [[nodiscard]] std::optional<std::string> socket_protocol(pid_t pid, int fd) const;
     [[nodiscard]] std::vector<pid_t> list_pids() const;
     // root/PID/leaf read whole (at most 1 MiB) or the target of the link root/PID/leaf, raw;
     // nullopt with errno set when it cannot be read.

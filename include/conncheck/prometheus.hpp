@@ -18,6 +18,8 @@ struct RenderOptions {
     // are written.
     bool up = true;
     std::chrono::system_clock::time_point run_at{};
+    // Selected processes whose sockets could not be read (no series for them).
+    std::uint64_t unreadable_processes = 0;
     // Added as target="..." to every series when not empty, so that several exports can share a
     // textfile directory without colliding.
     std::string target;

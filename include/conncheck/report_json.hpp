@@ -18,5 +18,7 @@ void write_json(std::FILE* out, const analysis::HostReport& report);
 [[nodiscard]] nlohmann::json to_json(const Endpoint& endpoint); // "1.2.3.4:9443"
 [[nodiscard]] nlohmann::json
 states_json(const analysis::StateCounts& states); // every state, 0s too
+// {"total", "tcp", "udp", "unix", "other"}: socket fds in no TCP state.
+[[nodiscard]] nlohmann::json other_sockets_json(const scan::OtherSockets& other);
 
 } // namespace conncheck::report

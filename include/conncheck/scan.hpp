@@ -4,6 +4,7 @@
 
 #include "conncheck/cookie_memory.hpp"
 #include "conncheck/diag/source.hpp"
+#include "conncheck/error.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/tcp.hpp"
 
@@ -32,6 +33,17 @@ struct Config {
     bool keep_unattributed_time_wait = false;
 };
 
+// Socket fds of a process that no TCP socket of any dump accounts for, by protocol: a leaked
+// fd is a leaked fd whatever it holds. One socket held by several fds counts once.
+struct OtherSockets {
+    std::uint64_t tcp = 0; // TCP sockets the kernel lists in no state: closed (after a reset,
+                           // or never connected), or in a network namespace we could not dump
+    std::uint64_t udp = 0;
+    std::uint64_t unix_domain = 0;
+    std::uint64_t other = 0; // netlink, packet, raw, ...
+    [[nodiscard]] std::uint64_t total() const { return tcp + udp + unix_domain + other; }
+};
+
 struct ProcessSnapshot {
     proc::ProcessInfo info;
     // Sockets whose inode one of the process's fds holds, plus TIME_WAIT sockets attributed by
@@ -41,7 +53,11 @@ struct ProcessSnapshot {
     // whose owner is not known exactly.
     std::vector<SocketRecord> time_wait_by_peer;
     std::uint64_t time_wait_exact = 0; // how many of `sockets` are TIME_WAIT by cookie
-    bool exited = false;               // gone before the scan finished (host-wide scans only)
+    OtherSockets other_sockets;
+    // How many of `sockets` were found in another network namespace than the process's own
+    // (received over a unix socket, or created before a setns()).
+    std::uint64_t other_netns_sockets = 0;
+    bool exited = false; // gone before the scan finished (host-wide scans only)
 };
 
 struct Unattributed {
@@ -49,6 +65,15 @@ struct Unattributed {
     std::uint64_t orphaned = 0;   // inode 0 in another state: closed by the process, still draining
     std::uint64_t permission = 0; // held by processes whose fds we may not read
     std::uint64_t unknown = 0;    // an inode no readable process holds (exited meanwhile)
+};
+
+// A chosen process whose sockets could not be read: its fds (a ptrace restriction, another
+// user's process) or its network namespace. The scan goes on with the others.
+struct UnreadableProcess {
+    pid_t pid = 0;
+    std::string comm; // raw, as the process set it; empty when /proc/PID/stat was unreadable too
+    Errc code = Errc::permission_denied;
+    std::string reason; // "cannot read /proc/42/fd: Permission denied (run as root ...)"
 };
 
 struct Snapshot {
@@ -65,6 +90,9 @@ struct Snapshot {
     // With Config::keep_unattributed_time_wait: the TIME_WAIT sockets counted in
     // unattributed.time_wait.
     std::vector<SocketRecord> unattributed_time_wait;
+    // Chosen processes (scan_pids) that could not be read, in pid order: `processes` holds the
+    // rest, so a non-empty list means a partial result.
+    std::vector<UnreadableProcess> unreadable;
 };
 
 // "netlink", "replay", "proc_net", "mixed" ("" before any dump).
@@ -79,7 +107,9 @@ class Scanner {
 public:
     explicit Scanner(Config config);
     // Throws Error(no_such_process) for a pid that does not exist, Error(process_exited) for one
-    // that vanished during the scan, Error(permission_denied) when its fds are unreadable.
+    // that vanished during the scan. A process whose fds or namespace may not be read goes to
+    // Snapshot::unreadable and the others are scanned; only when no chosen process could be read
+    // is the first one's Error(permission_denied) thrown.
     // From the live kernel it costs what the processes hold, not what the host holds: a dump
     // without extensions finds their sockets (filtered in the kernel to their cgroups when each
     // has a cgroup v2 of its own), then tcp_info and socket memory are asked for just those.
@@ -104,6 +134,10 @@ private:
     Config config_;
     proc::ProcFs procfs_;
     CookieMemory memory_;
+    // TCP socket inodes that the last scan looked for in every namespace of the host and found
+    // in none (closed sockets): a closed socket stays closed, so the next scan (watch, prove)
+    // does not search again for them.
+    std::vector<std::uint64_t> closed_tcp_;
 };
 
 } // namespace conncheck::scan

@@ -63,7 +63,7 @@ int run_audit(const AuditOptions& options) {
         fmt::print("{}", render_report(report, render));
     }
     std::fflush(stdout);
-    return exit_code::ok;
+    return report_unreadable(report.unreadable, report.processes.size());
 }
 
 } // namespace conncheck::cli

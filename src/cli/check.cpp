@@ -281,9 +281,10 @@ void lock_and_load(Prepared& p, std::chrono::steady_clock::time_point started,
                                     std::chrono::milliseconds(timeout_ms) - elapsed - margin);
     // A file we refuse is refused before the lock file is created: nothing is left beside it.
     // Read again under the lock, since another run may replace it meanwhile.
-    (void)for_option("--state-file", [&] { return statefile::load(p.state_path, p.key); });
+    // The errors name the state file already.
+    (void)statefile::load(p.state_path, p.key);
     p.lock.emplace(statefile::Lock::acquire(p.state_path, lock_wait));
-    p.previous = for_option("--state-file", [&] { return statefile::load(p.state_path, p.key); });
+    p.previous = statefile::load(p.state_path, p.key);
 }
 
 void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdict& verdict,
@@ -303,6 +304,8 @@ void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdic
             perf.push_back(
                 thresholds::perfdata(d.label, d.value, "", d.warn, d.crit, d.min, d.max));
     }
+    for (const auto& u : snapshot.unreadable)
+        parts.push_back(fmt::format("{}[{}]: not read", plugin_text(u.comm, 32), u.pid));
     fmt::print("CONNCHECK {} - {} | {}\n", thresholds::status_name(verdict.status),
                fmt::join(parts, "; "), fmt::join(perf, " "));
     if (o.verbose > 0) {
@@ -311,6 +314,9 @@ void print_verdict(const CheckOptions& o, const Prepared& p, const check::Verdic
                 fmt::print("{}\n", d);
         for (const auto& gone : verdict.gone)
             fmt::print("{}[{}] is gone since the last run\n", plugin_text(gone.comm, 32), gone.pid);
+        for (const auto& u : snapshot.unreadable)
+            fmt::print("{}[{}] could not be read: {}\n", plugin_text(u.comm, 32), u.pid,
+                       plugin_text(u.reason));
         for (const auto& w : snapshot.warnings)
             fmt::print("warning: {}\n", plugin_text(w));
         fmt::print(
@@ -383,8 +389,9 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     app.footer(
         "Output: 'CONNCHECK STATUS - name[pid]: counts | perfdata', then long text with -v.\n"
         "Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also bad arguments, a process that "
-        "is gone,\n  no permission, a timeout, a locked or unusable state file). "
-        "See conncheck(1), CHECK.");
+        "is gone,\n  no permission, a timeout, a locked or unusable state file). A selected "
+        "process that\n  cannot be read is named ('name[pid]: not read') and the others are "
+        "checked. See conncheck(1), CHECK.");
     add_selector_options(app, options.selector);
     const char* thresholds = "Thresholds (RANGE: 10 = outside 0..10, 10: = below 10, ~:10 = "
                              "above 10, 10:20 = outside, @10:20 = inside; '' = off)";

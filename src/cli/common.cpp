@@ -258,8 +258,8 @@ std::uint64_t duration_option(std::string_view flag, const std::string& value, s
                               std::uint64_t max_ms) {
     std::uint64_t ms = 0;
     if (!text::parse_duration_ms(value, ms))
-        throw Error(Errc::usage, fmt::format("invalid {} '{}': expected a duration such as 250ms, "
-                                             "1.5s, 10m or 2h (a bare number is seconds)",
+        throw Error(Errc::usage, fmt::format("{}: '{}' is not a duration such as 250ms, 1.5s, "
+                                             "10m or 2h (a bare number is seconds)",
                                              flag, text::sanitize(value, 40)));
     if (ms < min_ms || ms > max_ms)
         throw Error(Errc::usage,
@@ -295,6 +295,21 @@ int print_error(const Error& error) {
     return exit_code_for(error.code());
 }
 
+int report_unreadable(const std::vector<scan::UnreadableProcess>& unreadable, std::size_t read) {
+    if (unreadable.empty()) return exit_code::ok;
+    std::string which;
+    for (const auto& u : unreadable) {
+        if (!which.empty()) which += "; ";
+        which += fmt::format("pid {} ({}): {}", u.pid, text::sanitize(u.comm, 32),
+                             text::sanitize(u.reason));
+    }
+    std::fflush(stdout);
+    fmt::print(stderr,
+               "conncheck: partial result: {} of {} selected processes could not be read: {}\n",
+               unreadable.size(), unreadable.size() + read, which);
+    return exit_code::partial;
+}
+
 bool use_color(bool no_color_flag) {
     if (no_color_flag) return false;
     if (std::getenv("NO_COLOR") != nullptr) return false;
@@ -316,7 +331,9 @@ std::string exit_codes_help() {
            "cannot be written\n  (--dump-netlink, --textfile-dir), 3 no such process / nothing "
            "matches, 4 permission denied,\n"
            "  5 the process exited during the audit, 6 no socket source (sock_diag and "
-           "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording).\n"
+           "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording), 8 partial: "
+           "some selected processes\n  could not be read (the report covers the others, "
+           "stderr names them).\n"
            "check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. prove: 0 the demonstration held, 1 a "
            "leak or a failed demonstration.\nSee conncheck(1).";
 }

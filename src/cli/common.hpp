@@ -25,6 +25,7 @@ inline constexpr int permission = 4;
 inline constexpr int process_exited = 5;
 inline constexpr int source_unavailable = 6;
 inline constexpr int bad_file = 7;
+inline constexpr int partial = 8;
 } // namespace exit_code
 
 struct SelectorOptions {
@@ -78,6 +79,10 @@ template <typename Parse> auto for_option(std::string_view flag, Parse&& parse) 
 [[nodiscard]] int exit_code_for(Errc code);
 // Prints "conncheck: <message>" on stderr and returns exit_code_for(error.code()).
 int print_error(const Error& error);
+// For a scan that could read only some of the chosen processes: prints one line on stderr
+// naming the others and why, and returns exit_code::partial. Returns exit_code::ok and prints
+// nothing when every process was read.
+int report_unreadable(const std::vector<scan::UnreadableProcess>& unreadable, std::size_t read);
 
 // Colour only on a terminal, never with NO_COLOR set (any value) or --no-color.
 [[nodiscard]] bool use_color(bool no_color_flag);

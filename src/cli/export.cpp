@@ -14,8 +14,10 @@ namespace conncheck::cli {
 
 void setup_export(CLI::App& app, ExportOptions& options) {
     app.footer("Exit status: 0 written; with conncheck_up 0 the exposition is still written and "
-               "the exit status says why\n  (3 no such process, 4 permission, ...); 2 bad "
-               "arguments or a textfile that cannot be written. See conncheck(1), EXPORT.");
+               "the exit status says why\n  (3 no such process, 4 permission, ...); 8 written "
+               "for the processes that could be read,\n  conncheck_unreadable_processes counts "
+               "the others; 2 bad arguments or a textfile that cannot be written. See "
+               "conncheck(1), EXPORT.");
     add_selector_options(app, options.selector);
     app.add_option("--textfile-dir", options.textfile_dir,
                    "Write DIR/conncheck.prom (via a temporary file and rename) instead of "
@@ -52,11 +54,14 @@ int run_export(const ExportOptions& options) {
     render.target = options.job;
     std::vector<analysis::ProcessReport> reports;
     std::optional<Error> failure;
+    std::vector<scan::UnreadableProcess> unreadable;
     try {
         scan::Scanner scanner(make_scan_config(options.source));
         const auto pids = resolve_selector(options.selector, scanner.procfs());
         const scan::Snapshot snapshot = scanner.scan_pids(pids);
         render.run_at = snapshot.taken_at;
+        render.unreadable_processes = snapshot.unreadable.size();
+        unreadable = snapshot.unreadable;
         analysis::Config config;
         config.idle_ms = options.idle_seconds * 1000U;
         for (const auto& p : snapshot.processes)
@@ -79,7 +84,7 @@ int run_export(const ExportOptions& options) {
         prometheus::write_textfile(options.textfile_dir, prometheus::textfile_name(options.job),
                                    exposition);
     }
-    return failure ? print_error(*failure) : exit_code::ok;
+    return failure ? print_error(*failure) : report_unreadable(unreadable, reports.size());
 }
 
 } // namespace conncheck::cli

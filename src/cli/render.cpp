@@ -98,6 +98,14 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
     }
     out += fmt::format("  {:<14} {:>7}   kernel memory {}\n", "total", r.states.total(),
                        human_bytes(r.kernel_memory_bytes));
+    if (r.other_netns_sockets > 0)
+        out += fmt::format("  {} of them held from another network namespace (found there by "
+                           "inode)\n",
+                           r.other_netns_sockets);
+    const auto& o = r.other_sockets;
+    out += fmt::format("  {:<14} {:>7}   socket fds in no TCP state: {} TCP closed or not "
+                       "found, {} UDP, {} unix, {} other\n",
+                       "other sockets", o.total(), o.tcp, o.udp, o.unix_domain, o.other);
 
     if (!r.peers.empty()) {
         out += fmt::format("\n  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n", "PEER", "ESTAB",
@@ -143,6 +151,15 @@ std::string render_report(const analysis::HostReport& report, const RenderOption
     if (!report.host_wide) {
         for (const auto& p : report.processes)
             out += "\n" + render_process(p, options);
+        if (!report.unreadable.empty()) {
+            out += "\n" + bold("NOT READ", options.color) +
+                   fmt::format(" ({} of {} selected processes: this report is partial)\n",
+                               report.unreadable.size(),
+                               report.unreadable.size() + report.processes.size());
+            for (const auto& u : report.unreadable)
+                out += fmt::format("  pid {}  {}  {}\n", u.pid, text::sanitize(u.comm, 32),
+                                   text::sanitize(u.reason));
+        }
         return out;
     }
 

@@ -156,6 +156,8 @@ std::vector<std::string> header_lines(const Frame& frame, const ViewState& view,
     if (single) {
         facts.add(only->fd_limit > 0 ? fmt::format("fds {}/{}", only->open_fds, only->fd_limit)
                                      : fmt::format("fds {}", only->open_fds));
+        if (only->other_sockets.total() > 0)
+            facts.add(fmt::format(" ({} sockets in no TCP state)", only->other_sockets.total()));
     } else {
         facts.add(fmt::format("fds {}", frame.open_fds_total));
     }

@@ -201,6 +201,7 @@ private:
             std::erase(alive_, pid);
         }
         if (scanned.snapshot) {
+            set_aside(scanned.snapshot->unreadable);
             session_.update(*scanned.snapshot, now_ms(),
                             static_cast<std::int64_t>(std::time(nullptr)));
             ++scanned_;
@@ -216,6 +217,23 @@ private:
         return !alive_.empty();
     }
 
+    // Processes whose sockets may not be read are watched no more; the others go on. Before the
+    // screen is taken each is named on stderr, on the screen in the status line.
+    void set_aside(const std::vector<scan::UnreadableProcess>& unreadable) {
+        for (const auto& u : unreadable) {
+            std::erase(alive_, u.pid);
+            if (terminal_ == nullptr)
+                fmt::print(stderr,
+                           "conncheck: pid {} ({}) could not be read, watching the others: {}\n",
+                           u.pid, text::sanitize(u.comm, 32), text::sanitize(u.reason));
+            unreadable_.push_back(u);
+        }
+        std::fflush(stderr);
+    }
+
+    // What a normal end returns: partial when some chosen process could never be read.
+    int done_code() const { return unreadable_.empty() ? exit_code::ok : exit_code::partial; }
+
     watch::Frame build_frame() {
         watch::FrameOptions fo;
         fo.spark_points = screen_mode_ ? screen::spark_points : 0;
@@ -223,6 +241,10 @@ private:
         fo.max_peers = screen_mode_ ? 500 : 20;
         watch::Frame frame = session_.frame(fo);
         frame.tick_ms = tick_ms_;
+        for (const auto& u : unreadable_)
+            frame.warnings.push_back(fmt::format("pid {} ({}) could not be read: {}", u.pid,
+                                                 text::sanitize(u.comm, 32),
+                                                 text::sanitize(u.reason)));
         // The watcher's share of one core since the previous frame: scans, drawing and waiting.
         const auto wall = Clock::now();
         const double cpu = cpu_seconds();
@@ -286,7 +308,7 @@ private:
     std::optional<int> handle_signals(WatchSignals& signals) {
         if (g_quit != 0) {
             const int sig = g_quit;
-            if (sig == SIGINT) return exit_code::ok; // Ctrl-C is a way to quit, like q
+            if (sig == SIGINT) return done_code(); // Ctrl-C is a way to quit, like q
             // SIGTERM, SIGHUP: restore the terminal, then die of the signal as the sender expects.
             terminal_ = nullptr;
             screen::Terminal::restore_from_signal();
@@ -319,7 +341,7 @@ private:
             case 'q':
             case 'Q':
             case 3: // Ctrl-C arriving as a byte
-                return exit_code::ok;
+                return done_code();
             case 'p':
             case 'P':
                 view_.paused = !view_.paused;
@@ -351,7 +373,7 @@ private:
             }
             std::fflush(stdout);
         }
-        return exit_code::ok;
+        return done_code();
     }
 
     const WatchOptions& options_;
@@ -371,6 +393,7 @@ private:
     double last_cpu_ = 0;
     double tick_ms_ = 0;
     std::uint64_t scanned_ = 0;
+    std::vector<scan::UnreadableProcess> unreadable_;
 };
 
 } // namespace
@@ -398,7 +421,8 @@ void setup_watch(CLI::App& app, WatchOptions& options) {
         "(scanning goes on), s cycle the peer sort. Off a terminal: one line per process per "
         "interval, or one JSON object with --json. TIME_WAIT is attributed exactly to the "
         "process when watch saw its live socket, else by peer. Exits 0 on q or once every "
-        "watched process has exited. See conncheck(1), WATCH.");
+        "watched process has exited, 8 then when some selected process could not be read (it "
+        "is named, the others are watched). See conncheck(1), WATCH.");
 }
 
 int run_watch(const WatchOptions& options) {

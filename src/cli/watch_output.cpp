@@ -81,7 +81,14 @@ json process_json(const watch::ProcessFrame& p) {
            {"fds", row_json(p.fds)},
            {"kernel_memory_bytes", p.kernel_memory_bytes},
            {"states", states_json(p.states)},
-           {"time_wait", {{"exact", p.time_wait_exact}, {"by_peer", p.time_wait_by_peer}}}};
+           {"time_wait", {{"exact", p.time_wait_exact}, {"by_peer", p.time_wait_by_peer}}},
+           {"other_sockets",
+            {{"total", p.other_sockets.total()},
+             {"tcp", p.other_sockets.tcp},
+             {"udp", p.other_sockets.udp},
+             {"unix", p.other_sockets.unix_domain},
+             {"other", p.other_sockets.other}}},
+           {"other_netns_sockets", p.other_netns_sockets}};
     if (p.exited) j["exited_after_seconds"] = static_cast<double>(p.exited_after_ms) / 1000.0;
     j["churn"] = json{{"opened_per_minute", optional_number(p.churn.opened_per_minute)},
                       {"closed_per_minute", optional_number(p.churn.closed_per_minute)},
@@ -163,7 +170,8 @@ std::vector<std::string> to_lines(const watch::Frame& frame) {
             line += fmt::format(" {}={}", state_name(s.state), s.row.current);
         line += fmt::format(" time_wait_exact={} time_wait_by_peer={}", p.time_wait_exact,
                             p.time_wait_by_peer);
-        line += fmt::format(" fds={} fd_limit={}", p.open_fds, p.fd_limit);
+        line += fmt::format(" fds={} fd_limit={} other_sockets={}", p.open_fds, p.fd_limit,
+                            p.other_sockets.total());
         if (!p.exited) {
             line += fmt::format(" opened_per_min={} closed_per_min={}",
                                 rate(p.churn.opened_per_minute), rate(p.churn.closed_per_minute));

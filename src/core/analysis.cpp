@@ -224,6 +224,8 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
     r.exited = snapshot.exited;
     r.time_wait_exact = snapshot.time_wait_exact;
     r.time_wait_by_peer = snapshot.time_wait_by_peer.size();
+    r.other_sockets = snapshot.other_sockets;
+    r.other_netns_sockets = snapshot.other_netns_sockets;
 
     std::map<Endpoint, PeerRow> peers;
     auto peer_row = [&peers](const Endpoint& remote) -> PeerRow& {
@@ -279,6 +281,7 @@ HostReport analyse(const scan::Snapshot& snapshot, const Config& config, bool ho
     h.sockets_seen = snapshot.sockets_seen;
     h.unreadable_processes = snapshot.unreadable_processes;
     h.vanished_processes = snapshot.vanished_processes;
+    h.unreadable = snapshot.unreadable;
     h.taken_at = snapshot.taken_at;
     for (const auto& p : snapshot.processes) {
         ProcessReport r = analyse_process(p, config);

@@ -133,6 +133,7 @@ FdScan ProcFs::scan_fds(pid_t pid) const {
         throw_errno("cannot read " + dir, err);
     }
     FdScan scan;
+    std::vector<std::pair<std::uint64_t, int>> sockets; // inode, fd
     char buf[64];
     while (dirent* e = ::readdir(d)) {
         if (e->d_name[0] == '.') continue;
@@ -146,13 +147,19 @@ FdScan ProcFs::scan_fds(pid_t pid) const {
             throw_errno("cannot read the links in " + dir, err);
         }
         if (n <= 0) continue; // closed since readdir: a race, not an error
-        if (auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n))))
-            scan.socket_inodes.push_back(*inode);
+        if (auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n)))) {
+            if (auto fd = parse_number<int>(e->d_name)) sockets.emplace_back(*inode, *fd);
+        }
     }
     ::closedir(d);
-    std::sort(scan.socket_inodes.begin(), scan.socket_inodes.end());
-    scan.socket_inodes.erase(std::unique(scan.socket_inodes.begin(), scan.socket_inodes.end()),
-                             scan.socket_inodes.end());
+    std::sort(sockets.begin(), sockets.end());
+    scan.socket_inodes.reserve(sockets.size());
+    scan.socket_fds.reserve(sockets.size());
+    for (const auto& [inode, fd] : sockets) {
+        if (!scan.socket_inodes.empty() && scan.socket_inodes.back() == inode) continue;
+        scan.socket_inodes.push_back(inode);
+        scan.socket_fds.push_back(fd);
+    }
     return scan;
 }
 
@@ -183,6 +190,27 @@ ProcFs::tcp_socket_inodes(pid_t pid, const std::vector<std::uint64_t>& among) co
     std::sort(found.begin(), found.end());
     found.erase(std::unique(found.begin(), found.end()), found.end());
     return found;
+}
+
+std::optional<std::string> ProcFs::socket_protocol(pid_t pid, int fd) const {
+    const std::string link = path(pid, "fd/" + std::to_string(fd));
+    char buf[64];
+    const ssize_t n = ::getxattr(link.c_str(), "system.sockprotoname", buf, sizeof buf);
+    if (n <= 0) return std::nullopt;
+    std::string name(buf, static_cast<std::size_t>(n));
+    while (!name.empty() && name.back() == '\0')
+        name.pop_back();
+    return name;
+}
+
+SocketKind socket_kind(std::string_view protocol_name) {
+    const auto starts = [&](std::string_view prefix) {
+        return protocol_name.substr(0, prefix.size()) == prefix;
+    };
+    if (protocol_name == "TCP" || protocol_name == "TCPv6") return SocketKind::tcp;
+    if (starts("UDP")) return SocketKind::udp;
+    if (starts("UNIX")) return SocketKind::unix_domain;
+    return SocketKind::other;
 }
 
 std::vector<pid_t> ProcFs::list_pids() const {

@@ -98,8 +98,12 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
              fmt::format("{}.{:03}", run_ms / 1000, run_ms % 1000));
     if (!options.up) return w.take();
 
-    w.family("conncheck_processes", "Processes the selector matched.");
+    w.family("conncheck_processes", "Processes the selector matched and read.");
     w.sample("conncheck_processes", {}, fmt::format("{}", processes.size()));
+    w.family("conncheck_unreadable_processes",
+             "Processes the selector matched whose sockets could not be read (another user's, "
+             "a ptrace restriction): they have no series here.");
+    w.sample("conncheck_unreadable_processes", {}, fmt::format("{}", options.unreadable_processes));
 
     // Series are keyed by process name, never by pid: a restart continues the graphs.
     std::vector<const proc::ProcessInfo*> infos;
@@ -151,6 +155,18 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
         "conncheck_socket_memory_bytes",
         "Kernel memory charged to the process's TCP sockets (SK_MEMINFO buffers).",
         [](const Report& r) { return std::optional<std::uint64_t>(r.kernel_memory_bytes); });
+
+    w.family("conncheck_other_sockets",
+             "Socket fds of the process in no TCP state, by kind: tcp (closed, e.g. after a "
+             "reset, or in a namespace that could not be read), udp, unix, other.");
+    for (std::size_t i = 0; i < processes.size(); ++i) {
+        const auto& o = processes[i].other_sockets;
+        const std::pair<std::string_view, std::uint64_t> kinds[] = {
+            {"tcp", o.tcp}, {"udp", o.udp}, {"unix", o.unix_domain}, {"other", o.other}};
+        for (const auto& [kind, n] : kinds)
+            w.sample("conncheck_other_sockets", {{"process", labels[i]}, {"kind", kind}},
+                     fmt::format("{}", n));
+    }
 
     w.family("conncheck_findings", "Findings of the leak analysis for the process, by kind.");
     for (std::size_t i = 0; i < processes.size(); ++i)

@@ -57,6 +57,14 @@ json states_json(const analysis::StateCounts& states) {
     return out;
 }
 
+json other_sockets_json(const scan::OtherSockets& o) {
+    return {{"total", o.total()},
+            {"tcp", o.tcp},
+            {"udp", o.udp},
+            {"unix", o.unix_domain},
+            {"other", o.other}};
+}
+
 namespace {
 
 json peer_json(const analysis::PeerRow& p) {
@@ -98,11 +106,18 @@ json process_json(const analysis::ProcessReport& r, bool with_peers) {
         {"time_wait_attribution", {{"exact", r.time_wait_exact}, {"by_peer", r.time_wait_by_peer}}},
         {"kernel_memory_bytes", r.kernel_memory_bytes},
         {"stale_duplicates", r.stale},
+        {"other_sockets", other_sockets_json(r.other_sockets)},
+        {"other_netns_sockets", r.other_netns_sockets},
         {"peers", std::move(peers)},
         {"findings", std::move(findings)}};
 }
 
 json host_json(const analysis::HostReport& h, json processes) {
+    json unreadable = json::array();
+    for (const auto& u : h.unreadable)
+        unreadable.push_back({{"pid", u.pid},
+                              {"comm", text::sanitize(u.comm)},
+                              {"reason", text::sanitize(u.reason)}});
     const auto unix_seconds =
         std::chrono::duration_cast<std::chrono::seconds>(h.taken_at.time_since_epoch()).count();
     return {{"schema", json_schema},
@@ -119,6 +134,7 @@ json host_json(const analysis::HostReport& h, json processes) {
               {"unknown", h.unattributed.unknown}}},
             {"unreadable_processes", h.unreadable_processes},
             {"vanished_processes", h.vanished_processes},
+            {"unreadable", std::move(unreadable)},
             {"warnings", h.warnings}};
 }
 

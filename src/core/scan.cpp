@@ -6,205 +6,23 @@
 #include "conncheck/error.hpp"
 #include "conncheck/fd.hpp"
 #include "conncheck/privilege.hpp"
+#include "conncheck/scan/other_fds.hpp"
+#include "conncheck/scan/sinks.hpp"
 
 #include <algorithm>
 #include <cerrno>
+#include <dirent.h>
 #include <fcntl.h>
 #include <map>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <unordered_set>
 
 namespace conncheck::scan {
 
 namespace {
-
-constexpr std::uint32_t live_states = all_states & ~state_bit(TcpState::time_wait);
-
-// Process `index` into Snapshot::processes holds the socket with this inode. Sorted by inode;
-// one inode may be held by several processes (fork, fd passing): each holder gets the socket.
-using InodeOwners = std::vector<std::pair<std::uint64_t, std::size_t>>;
-
-struct NetnsGroup {
-    std::uint64_t netns = 0;
-    pid_t representative = 0;           // a pid inside the namespace
-    std::vector<std::size_t> processes; // indexes into Snapshot::processes
-    bool has_unreadable = false;        // some process here hides its fds from us
-};
-
-// Collects the live (non-TIME_WAIT) sockets the chosen processes hold.
-class LiveSink : public diag::DumpSink {
-public:
-    LiveSink(Snapshot& snapshot, const InodeOwners& owners, const NetnsGroup& group)
-        : snapshot_(snapshot), owners_(owners), group_(group) {
-        mark();
-    }
-    void on_socket(const SocketRecord& s) override {
-        ++seen_;
-        if (s.inode == 0) {
-            ++orphaned_;
-            return;
-        }
-        auto it = std::lower_bound(owners_.begin(), owners_.end(),
-                                   std::make_pair(s.inode, std::size_t{0}));
-        if (it == owners_.end() || it->first != s.inode) {
-            ++unmatched_;
-            return;
-        }
-        for (; it != owners_.end() && it->first == s.inode; ++it)
-            snapshot_.processes[it->second].sockets.push_back(s);
-    }
-    void on_restart() override {
-        for (std::size_t i = 0; i < group_.processes.size(); ++i)
-            snapshot_.processes[group_.processes[i]].sockets.resize(sizes_[i]);
-        seen_ = seen_at_mark_;
-        orphaned_ = orphaned_at_mark_;
-        unmatched_ = unmatched_at_mark_;
-    }
-    // Called before each request, so a restart forgets only that request's sockets.
-    void mark() {
-        sizes_.clear();
-        for (std::size_t idx : group_.processes)
-            sizes_.push_back(snapshot_.processes[idx].sockets.size());
-        seen_at_mark_ = seen_;
-        orphaned_at_mark_ = orphaned_;
-        unmatched_at_mark_ = unmatched_;
-    }
-    std::uint64_t seen_ = 0;
-    std::uint64_t orphaned_ = 0;
-    std::uint64_t unmatched_ = 0;
-
-private:
-    Snapshot& snapshot_;
-    const InodeOwners& owners_;
-    const NetnsGroup& group_;
-    std::vector<std::size_t> sizes_;
-    std::uint64_t seen_at_mark_ = 0;
-    std::uint64_t orphaned_at_mark_ = 0;
-    std::uint64_t unmatched_at_mark_ = 0;
-};
-
-// Attributes TIME_WAIT sockets: exactly by cookie when the live socket was seen (in this scan
-// or an earlier one), else by peer endpoint or listening port, else not at all.
-class TimeWaitSink : public diag::DumpSink {
-public:
-    // `unattributed`: where to keep the sockets no process could be given, or null.
-    // `closed`: cookies of the processes' sockets that were gone when asked for again.
-    TimeWaitSink(Snapshot& snapshot, const NetnsGroup& group, const CookieOwners& known,
-                 std::vector<SocketRecord>* unattributed,
-                 const std::vector<std::pair<std::uint64_t, std::size_t>>& closed = {})
-        : snapshot_(snapshot), group_(group), known_(known), unattributed_list_(unattributed),
-          live_cookies_(closed) {
-        for (std::size_t idx : group.processes) {
-            const auto& p = snapshot.processes[idx];
-            pid_index_.emplace(p.info.pid, idx);
-            for (const auto& s : p.sockets) {
-                if (s.cookie != 0) live_cookies_.emplace_back(s.cookie, idx);
-                if (s.state == TcpState::listen) {
-                    listeners_.emplace(s.local.port, std::make_pair(s.local, idx));
-                } else if (!s.remote.is_unspecified()) {
-                    peers_.emplace(s.remote, idx); // first (lowest pid) process wins a shared peer
-                }
-            }
-        }
-        std::sort(live_cookies_.begin(), live_cookies_.end());
-        mark();
-    }
-    void on_socket(const SocketRecord& s) override {
-        ++seen_;
-        if (auto idx = exact_owner(s.cookie)) {
-            snapshot_.processes[*idx].sockets.push_back(s);
-            ++snapshot_.processes[*idx].time_wait_exact;
-            return;
-        }
-        if (auto it = peers_.find(s.remote); it != peers_.end()) {
-            snapshot_.processes[it->second].time_wait_by_peer.push_back(s);
-            return;
-        }
-        auto [lo, hi] = listeners_.equal_range(s.local.port);
-        for (auto it = lo; it != hi; ++it) {
-            const Endpoint& l = it->second.first;
-            const bool wildcard =
-                std::all_of(l.addr.begin(), l.addr.end(), [](std::uint8_t b) { return b == 0; });
-            if (wildcard || l.addr == s.local.addr) {
-                snapshot_.processes[it->second.second].time_wait_by_peer.push_back(s);
-                return;
-            }
-        }
-        ++unattributed_;
-        if (unattributed_list_ != nullptr) unattributed_list_->push_back(s);
-    }
-    void on_restart() override {
-        for (std::size_t i = 0; i < group_.processes.size(); ++i) {
-            auto& p = snapshot_.processes[group_.processes[i]];
-            p.sockets.resize(sizes_[i].sockets);
-            p.time_wait_by_peer.resize(sizes_[i].by_peer);
-            p.time_wait_exact = sizes_[i].exact;
-        }
-        seen_ = seen_at_mark_;
-        unattributed_ = unattributed_at_mark_;
-        if (unattributed_list_ != nullptr) unattributed_list_->resize(list_at_mark_);
-    }
-    void mark() {
-        sizes_.clear();
-        for (std::size_t idx : group_.processes) {
-            const auto& p = snapshot_.processes[idx];
-            sizes_.push_back({p.sockets.size(), p.time_wait_by_peer.size(), p.time_wait_exact});
-        }
-        seen_at_mark_ = seen_;
-        unattributed_at_mark_ = unattributed_;
-        list_at_mark_ = unattributed_list_ != nullptr ? unattributed_list_->size() : 0;
-    }
-    std::uint64_t seen_ = 0;
-    std::uint64_t unattributed_ = 0;
-
-private:
-    std::optional<std::size_t> exact_owner(std::uint64_t cookie) const {
-        if (cookie == 0) return std::nullopt;
-        auto it = std::lower_bound(live_cookies_.begin(), live_cookies_.end(),
-                                   std::make_pair(cookie, std::size_t{0}));
-        if (it != live_cookies_.end() && it->first == cookie) return it->second;
-        if (auto k = known_.find(cookie); k != known_.end()) {
-            if (auto p = pid_index_.find(k->second); p != pid_index_.end()) return p->second;
-        }
-        return std::nullopt;
-    }
-    struct Sizes {
-        std::size_t sockets;
-        std::size_t by_peer;
-        std::uint64_t exact;
-    };
-    Snapshot& snapshot_;
-    const NetnsGroup& group_;
-    const CookieOwners& known_;
-    std::vector<SocketRecord>* unattributed_list_;
-    std::unordered_map<pid_t, std::size_t> pid_index_;
-    std::vector<std::pair<std::uint64_t, std::size_t>> live_cookies_;
-    std::unordered_map<Endpoint, std::size_t, EndpointHash> peers_;
-    std::multimap<std::uint16_t, std::pair<Endpoint, std::size_t>> listeners_;
-    std::vector<Sizes> sizes_;
-    std::uint64_t seen_at_mark_ = 0;
-    std::uint64_t unattributed_at_mark_ = 0;
-    std::size_t list_at_mark_ = 0;
-};
-
-// A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
-// last report of each cookie, which is the newest state.
-void deduplicate(std::vector<SocketRecord>& sockets) {
-    std::stable_sort(
-        sockets.begin(), sockets.end(),
-        [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
-    // Compact in place: a second vector would double the peak for a process with many sockets.
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < sockets.size(); ++i) {
-        const bool superseded = sockets[i].cookie != 0 && i + 1 < sockets.size() &&
-                                sockets[i + 1].cookie == sockets[i].cookie;
-        if (superseded) continue;
-        if (kept != i) sockets[kept] = std::move(sockets[i]);
-        ++kept;
-    }
-    sockets.resize(kept);
-}
 
 class SourceOpener {
 public:
@@ -245,16 +63,6 @@ private:
     std::uint64_t self_netns_;
 };
 
-void note_dump(Snapshot& snapshot, const diag::DumpStats& stats) {
-    if (stats.inconsistent)
-        snapshot.warnings.push_back("the kernel's socket table kept changing during the dump (" +
-                                    std::to_string(stats.retries) +
-                                    " retries): counts may be off by the sockets that changed");
-    if (stats.malformed > 0)
-        snapshot.warnings.push_back(std::to_string(stats.malformed) +
-                                    " malformed sock_diag replies skipped");
-}
-
 // States in the kernel's established hash, where an exact request finds a socket by its
 // 4-tuple. Listening sockets live in another table, bound-only ones in a third.
 constexpr std::uint32_t exact_states =
@@ -267,113 +75,6 @@ constexpr std::uint32_t exact_states =
 // an exact request per socket. Measured with scripts/bench-audit: for 17,000 of 97,000 sockets
 // exact requests took a quarter less CPU than the dump.
 constexpr std::uint64_t exact_share_percent = 40;
-
-// Replaces the processes' records (sorted by cookie) with the kernel's fuller answers.
-class RefreshSink : public diag::DumpSink {
-public:
-    RefreshSink(Snapshot& snapshot, const NetnsGroup& group) : snapshot_(snapshot), group_(group) {
-        for (std::size_t idx : group.processes)
-            refreshed_.emplace_back(snapshot.processes[idx].sockets.size(), 0);
-    }
-    void on_socket(const SocketRecord& s) override {
-        if (s.cookie == 0) return;
-        for (std::size_t i = 0; i < group_.processes.size(); ++i) {
-            auto& sockets = snapshot_.processes[group_.processes[i]].sockets;
-            auto it = std::lower_bound(
-                sockets.begin(), sockets.end(), s.cookie,
-                [](const SocketRecord& r, std::uint64_t c) { return r.cookie < c; });
-            if (it == sockets.end() || it->cookie != s.cookie) continue;
-            *it = s;
-            refreshed_[i][static_cast<std::size_t>(it - sockets.begin())] = 1;
-        }
-    }
-    void on_restart() override {
-        for (auto& flags : refreshed_)
-            std::fill(flags.begin(), flags.end(), 0);
-    }
-    // Drops the records no answer refreshed (closed meanwhile) and returns their cookies.
-    std::vector<std::pair<std::uint64_t, std::size_t>> drop_stale() {
-        std::vector<std::pair<std::uint64_t, std::size_t>> closed;
-        for (std::size_t i = 0; i < group_.processes.size(); ++i) {
-            auto& sockets = snapshot_.processes[group_.processes[i]].sockets;
-            std::size_t kept = 0;
-            for (std::size_t k = 0; k < sockets.size(); ++k) {
-                if (refreshed_[i][k] == 0) {
-                    closed.emplace_back(sockets[k].cookie, group_.processes[i]);
-                    continue;
-                }
-                if (kept != k) sockets[kept] = std::move(sockets[k]);
-                ++kept;
-            }
-            sockets.resize(kept);
-        }
-        return closed;
-    }
-
-private:
-    Snapshot& snapshot_;
-    const NetnsGroup& group_;
-    std::vector<std::vector<char>> refreshed_;
-};
-
-// Passes live sockets on and keeps TIME_WAIT ones for later.
-class TimeWaitBuffer : public diag::DumpSink {
-public:
-    explicit TimeWaitBuffer(diag::DumpSink& live) : live_(live) {}
-    void on_socket(const SocketRecord& s) override {
-        if (s.state == TcpState::time_wait)
-            time_wait.push_back(s);
-        else
-            live_.on_socket(s);
-    }
-    void on_restart() override {
-        time_wait.clear();
-        live_.on_restart();
-    }
-    std::vector<SocketRecord> time_wait;
-
-private:
-    diag::DumpSink& live_;
-};
-
-// Whether a process holds TCP sockets the first dump did not return: created before it moved
-// to its cgroup, passed from another process, or not yet in any kernel table.
-bool missed_tcp_sockets(const Snapshot& snapshot, const NetnsGroup& group,
-                        const InodeOwners& owners, const proc::ProcFs& procfs) {
-    for (std::size_t idx : group.processes) {
-        const auto& p = snapshot.processes[idx];
-        std::vector<std::uint64_t> found;
-        found.reserve(p.sockets.size());
-        for (const auto& s : p.sockets)
-            found.push_back(s.inode);
-        std::sort(found.begin(), found.end());
-        std::vector<std::uint64_t> missing;
-        for (const auto& [inode, holder] : owners)
-            if (holder == idx && !std::binary_search(found.begin(), found.end(), inode))
-                missing.push_back(inode);
-        if (!procfs.tcp_socket_inodes(p.info.pid, missing).empty()) return true;
-    }
-    return false;
-}
-
-void finish_group(Snapshot& snapshot, const NetnsGroup& group, const LiveSink& live,
-                  const TimeWaitSink& tw) {
-    for (std::size_t idx : group.processes) {
-        auto& p = snapshot.processes[idx];
-        deduplicate(p.sockets);
-        // A TIME_WAIT that was live in this scan is counted exactly once, as TIME_WAIT.
-        p.time_wait_exact = static_cast<std::uint64_t>(
-            std::count_if(p.sockets.begin(), p.sockets.end(),
-                          [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
-    }
-    snapshot.sockets_seen += live.seen_ + tw.seen_;
-    snapshot.unattributed.time_wait += tw.unattributed_;
-    snapshot.unattributed.orphaned += live.orphaned_;
-    if (group.has_unreadable)
-        snapshot.unattributed.permission += live.unmatched_;
-    else
-        snapshot.unattributed.unknown += live.unmatched_;
-}
 
 // Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
 // the processes' peers and listeners are known. Asking the kernel for the two state sets
@@ -551,9 +252,13 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
     Snapshot snapshot;
     snapshot.taken_at = std::chrono::system_clock::now();
     InodeOwners owners;
+    std::vector<proc::FdScan> fd_scans; // parallel to snapshot.processes
     for (pid_t pid : pids) {
         if (std::any_of(snapshot.processes.begin(), snapshot.processes.end(),
                         [pid](const ProcessSnapshot& p) { return p.info.pid == pid; }))
+            continue;
+        if (std::any_of(snapshot.unreadable.begin(), snapshot.unreadable.end(),
+                        [pid](const UnreadableProcess& u) { return u.pid == pid; }))
             continue;
         ProcessSnapshot p;
         p.info = procfs_.read_info(pid);
@@ -565,18 +270,48 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
             if (e.code() == Errc::no_such_process)
                 throw Error(Errc::process_exited,
                             "process " + std::to_string(pid) + " exited during the audit");
-            throw;
+            if (e.code() != Errc::permission_denied) throw;
+            snapshot.unreadable.push_back({pid, p.info.comm, e.code(), e.what()});
+            continue;
         }
         p.info.open_fds = fds.open_fds;
         add_owners(owners, fds, p, snapshot.processes.size());
         snapshot.processes.push_back(std::move(p));
+        fd_scans.push_back(std::move(fds));
     }
     std::sort(owners.begin(), owners.end());
 
     SourceOpener opener(config_, procfs_, snapshot);
-    for (const NetnsGroup& group : group_by_netns(snapshot))
-        dump_group(snapshot, group, owners, memory_.owners(), config_.keep_unattributed_time_wait,
-                   opener, config_.targeted ? &procfs_ : nullptr);
+    std::vector<std::uint64_t> dumped{procfs_.self_netns()};
+    std::vector<std::size_t> failed; // indexes of processes whose namespace we could not read
+    for (const NetnsGroup& group : group_by_netns(snapshot)) {
+        dumped.push_back(group.netns);
+        try {
+            dump_group(snapshot, group, owners, memory_.owners(),
+                       config_.keep_unattributed_time_wait, opener,
+                       config_.targeted ? &procfs_ : nullptr);
+        } catch (const Error& e) {
+            if (e.code() != Errc::permission_denied) throw;
+            for (std::size_t idx : group.processes) {
+                const auto& info = snapshot.processes[idx].info;
+                snapshot.unreadable.push_back({info.pid, info.comm, e.code(), e.what()});
+                failed.push_back(idx);
+            }
+        }
+    }
+    std::sort(failed.begin(), failed.end());
+    for (auto it = failed.rbegin(); it != failed.rend(); ++it) {
+        snapshot.processes.erase(snapshot.processes.begin() + static_cast<std::ptrdiff_t>(*it));
+        fd_scans.erase(fd_scans.begin() + static_cast<std::ptrdiff_t>(*it));
+    }
+    std::sort(snapshot.unreadable.begin(), snapshot.unreadable.end(),
+              [](const UnreadableProcess& a, const UnreadableProcess& b) { return a.pid < b.pid; });
+    // Nothing read at all is no partial result: the caller gets the reason as an error.
+    if (snapshot.processes.empty() && !snapshot.unreadable.empty())
+        throw Error(snapshot.unreadable.front().code, snapshot.unreadable.front().reason);
+    account_fds(snapshot, fd_scans, procfs_,
+                !snapshot.mixed_sources && snapshot.source == diag::SourceKind::netlink, dumped,
+                closed_tcp_);
 
     for (const auto& p : snapshot.processes)
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid))
@@ -615,14 +350,16 @@ Snapshot Scanner::scan_host() {
     snapshot.taken_at = std::chrono::system_clock::now();
     InodeOwners owners;
     std::vector<std::uint64_t> unreadable_netns;
+    std::vector<proc::FdScan> fd_scans; // parallel to snapshot.processes
     for (pid_t pid : procfs_.list_pids()) {
         ProcessSnapshot p;
         try {
             p.info = procfs_.read_info(pid);
-            const proc::FdScan fds = procfs_.scan_fds(pid);
+            proc::FdScan fds = procfs_.scan_fds(pid);
             if (fds.socket_inodes.empty()) continue;
             p.info.open_fds = fds.open_fds;
             add_owners(owners, fds, p, snapshot.processes.size());
+            fd_scans.push_back(std::move(fds));
         } catch (const Error& e) {
             if (e.code() == Errc::permission_denied) {
                 ++snapshot.unreadable_processes;
@@ -659,6 +396,9 @@ Snapshot Scanner::scan_host() {
             snapshot.warnings.push_back(e.what());
         }
     }
+    // Host-wide every process's namespace was dumped already: no search, only the counts.
+    std::vector<std::uint64_t> no_search;
+    account_fds(snapshot, fd_scans, procfs_, false, {}, no_search);
     for (auto& p : snapshot.processes)
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid)) p.exited = true;
     return snapshot;

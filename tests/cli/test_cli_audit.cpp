@@ -4,8 +4,12 @@
 #include <algorithm>
 #include <csignal>
 #include <doctest/doctest.h>
+#include <grp.h>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace testsupport;
@@ -164,6 +168,9 @@ TEST_CASE("--pid --json carries the documented fields") {
     CHECK(p["findings"][0]["evidence"]["count"] == 1);
     CHECK(p["findings"][0]["advice"].is_string());
     CHECK(p["peers"].size() == 2);
+    CHECK(p["other_sockets"]["total"].is_number());
+    CHECK(p["other_netns_sockets"] == 0);
+    CHECK(j["unreadable"] == json::array());
 }
 
 TEST_CASE("the table names states, peers and findings, without escapes when not a terminal") {
@@ -202,6 +209,29 @@ TEST_CASE("--dump-netlink records what --replay reads back") {
     CHECK(line_count(r.err) == 1);
 }
 
+TEST_CASE("--replay of a file that never ends exits 7 with one line") {
+    const std::string self = std::to_string(getpid());
+    for (const char* endless : {"/dev/zero", "/dev/urandom"}) {
+        const auto r = conncheck({"--pid", self, "--replay", endless});
+        CHECK(r.exit_code == 7);
+        CHECK(line_count(r.err) == 1);
+        CHECK(r.err.find("not a conncheck netlink recording") != std::string::npos);
+    }
+    // Every subcommand that scans: one line, its documented code (check: UNKNOWN).
+    for (const std::string sub : {"watch", "check", "export"}) {
+        std::vector<std::string> args = {sub, "--pid", self, "--replay", "/dev/zero"};
+        if (sub == "watch") args.insert(args.end(), {"--count", "1"});
+        const auto r = conncheck(args);
+        INFO(sub);
+        CHECK(r.exit_code == (sub == "check" ? 3 : 7));
+        // check: the plugin line on stdout; export: conncheck_up 0 on stdout, the reason on
+        // stderr; watch: the reason on stderr.
+        CHECK(line_count(sub == "check" ? r.out : r.err) == 1);
+        if (sub == "export") CHECK(r.out.find("\nconncheck_up 0\n") != std::string::npos);
+        CHECK((r.out + r.err).find("not a conncheck netlink recording") != std::string::npos);
+    }
+}
+
 TEST_CASE("host-wide JSON lists the child and the unattributed counts") {
     Target t;
     (void)t.audit_json();
@@ -236,6 +266,88 @@ TEST_CASE("permission denied names the fix and exits 4") {
     // PRIVILEGES), and no advice to run as root.
     CHECK(r.err.find("(needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)") != std::string::npos);
     CHECK(r.err.find("run as root") == std::string::npos);
+}
+
+// Run as nobody: `readable` is nobody's own process, `unreadable` root's. The audit, watch,
+// export and check report the first and name the second instead of giving up.
+TEST_CASE("one unreadable process of several: a partial result, exit 8, the others reported") {
+    if (geteuid() != 0) {
+        MESSAGE("skipped: only root can drop to another user here");
+        return;
+    }
+    const Listener l = listen_loopback(AF_INET);
+    Child nobodys([&] {
+        close(l.fd);
+        (void)connect_to(l);
+        (void)connect_to(l);
+        if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+            setresuid(65534, 65534, 65534) != 0)
+            _exit(1);
+        // A change of uid clears the dumpable flag; set it again so that its owner may read
+        // its fds, as for any process nobody had started itself.
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    });
+    const int s1 = accept_from(l);
+    const int s2 = accept_from(l);
+    Target root_owned; // after nobody's child, which must not inherit its sockets
+    TempDir tmp;
+    REQUIRE(chmod(tmp.path().c_str(), 0777) == 0);
+    const std::string a = std::to_string(root_owned.child.pid());
+    const std::string b = std::to_string(nobodys.pid());
+    const auto as_nobody = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                   "--clear-groups", conncheck_bin()});
+        return run(args, 30s);
+    };
+
+    auto r = as_nobody({"--pid", a + "," + b, "--json"});
+    CHECK(r.exit_code == 8);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find("partial result: 1 of 2 selected processes could not be read: pid " + a) !=
+          std::string::npos);
+    CHECK(r.err.find("Permission denied") != std::string::npos);
+    const json j = json::parse(r.out);
+    REQUIRE(j["processes"].size() == 1);
+    CHECK(j["processes"][0]["pid"] == nobodys.pid());
+    CHECK(j["processes"][0]["states"]["established"] == 2);
+    REQUIRE(j["unreadable"].size() == 1);
+    CHECK(j["unreadable"][0]["pid"] == root_owned.child.pid());
+    CHECK(j["unreadable"][0]["reason"].get<std::string>().find("/fd: Permission denied") !=
+          std::string::npos);
+
+    r = as_nobody({"--pid", a + "," + b});
+    CHECK(r.exit_code == 8);
+    CHECK(r.out.find("pid " + b) != std::string::npos);
+    CHECK(r.out.find("NOT READ (1 of 2 selected processes: this report is partial)") !=
+          std::string::npos);
+
+    r = as_nobody({"export", "--pid", a + "," + b});
+    CHECK(r.exit_code == 8);
+    CHECK(r.out.find("conncheck_up 1") != std::string::npos);
+    CHECK(r.out.find("conncheck_unreadable_processes 1") != std::string::npos);
+    CHECK(std::regex_search(
+        r.out, std::regex("conncheck_process_pid\\{process=\"[^\"]*\"\\} " + b + "\n")));
+    CHECK(r.out.find(",state=\"established\"} 2\n") != std::string::npos);
+    CHECK(line_count(r.err) == 1);
+
+    r = as_nobody({"watch", "--pid", a + "," + b, "--count", "1"});
+    CHECK(r.exit_code == 8);
+    CHECK(r.out.find("pid=" + b + " established=2") != std::string::npos);
+    CHECK(r.err.find("pid " + a) != std::string::npos);
+
+    r = as_nobody({"check", "--pid", a + "," + b, "--state-file", tmp.path() + "/state.json"});
+    CHECK(r.exit_code != 3); // UNKNOWN only when nothing could be read
+    CHECK(r.out.find("[" + b + "]: ") != std::string::npos);
+    CHECK(r.out.find("[" + a + "]: not read") != std::string::npos);
+    CHECK(std::regex_search(r.out, std::regex(" other_sockets=[0-9]+;;;0; ")));
+
+    // Nothing readable at all is still the error it was.
+    r = as_nobody({"--pid", a});
+    CHECK(r.exit_code == 4);
+    CHECK(line_count(r.err) == 1);
+    close(s1);
+    close(s2);
+    close(l.fd);
 }
 
 TEST_CASE("--name never matches conncheck's own shell") {

@@ -217,3 +217,126 @@ TEST_CASE("TIME_WAIT of a socket seen live earlier is attributed exactly by its 
     CHECK(second.processes.front().time_wait_exact >= 1);
     CHECK(found->inode == 0);
 }
+
+TEST_CASE("an IPv4 peer reached through IPv4 and IPv4-mapped IPv6 sockets is one peer") {
+    const Listener both = listen_loopback(AF_INET);     // one v4 and one mapped connection
+    const Listener churning = listen_loopback(AF_INET); // mapped live, v4 closed first
+    Child child([&] {
+        close(both.fd);
+        close(churning.fd);
+        (void)connect_to(both);
+        (void)connect_mapped(both);
+        (void)connect_mapped(churning);
+        for (int i = 0; i < 2; ++i)
+            close(connect_to(churning)); // TIME_WAIT here, toward the mapped socket's peer
+    });
+    auto kept = accept_all(both, 2);
+    for (int fd : accept_all(churning, 3)) {
+        if (tcp_state_of(fd) == TCP_CLOSE_WAIT)
+            close(fd);
+        else
+            kept.push_back(fd);
+    }
+    analysis::ProcessReport r;
+    REQUIRE(wait_until(
+        [&] {
+            r = audit(child.pid());
+            return r.states[TcpState::established] == 3 && r.states[TcpState::time_wait] == 2;
+        },
+        20s));
+    CHECK(r.time_wait_by_peer == 2);
+    std::size_t both_rows = 0;
+    for (const auto& p : r.peers) {
+        if (p.remote.port == both.port) {
+            ++both_rows;
+            CHECK(p.remote.family == AF_INET);
+            CHECK(p.states[TcpState::established] == 2);
+            CHECK(p.remote.to_string() == endpoint_string(both));
+        }
+        if (p.remote.port == churning.port) {
+            CHECK(p.states[TcpState::established] == 1);
+            CHECK(p.states[TcpState::time_wait] == 2);
+        }
+    }
+    CHECK(both_rows == 1);
+    CHECK(r.peers.size() == 2);
+    for (int fd : kept)
+        close(fd);
+    close(both.fd);
+    close(churning.fd);
+}
+
+TEST_CASE("CLOSE_WAIT unread data counts data bytes, not the peer's FIN") {
+    const Listener l = listen_loopback(AF_INET);
+    Child child([&] {
+        close(l.fd);
+        (void)connect_to(l); // the server closes without a word
+        (void)connect_to(l); // the server sends 5 bytes, then closes
+    });
+    const int silent = accept_from(l);
+    const int talker = accept_from(l);
+    REQUIRE(write(talker, "hello", 5) == 5);
+    close(silent);
+    close(talker);
+    analysis::ProcessReport r;
+    REQUIRE(wait_until(
+        [&] {
+            r = audit(child.pid());
+            return r.states[TcpState::close_wait] == 2;
+        },
+        20s));
+    REQUIRE(!r.findings.empty());
+    const analysis::Finding& f = r.findings.front();
+    REQUIRE(f.kind == analysis::FindingKind::close_wait);
+    const auto figure = [&f](std::string_view name) {
+        for (const auto& [n, v] : f.figures)
+            if (n == name) return v;
+        FAIL("no figure ", name);
+        return -1.0;
+    };
+    CHECK(figure("unread_bytes") == 5);
+    CHECK(figure("sockets_with_unread_data") == 1);
+    CHECK(f.summary.find("1 with unread data") != std::string::npos);
+    REQUIRE(r.peers.size() == 1);
+    CHECK(r.peers.front().unread_bytes == 5);
+    close(l.fd);
+}
+
+TEST_CASE("socket fds in no TCP state are counted: closed TCP, UDP, unix") {
+    const Listener l = listen_loopback(AF_INET);
+    // The baseline inherits what the leaky child inherits from this process: only the
+    // difference is the child's doing.
+    Child baseline([&] { close(l.fd); });
+    Child leaky([&] {
+        close(l.fd);
+        (void)connect_to(l);                   // ESTABLISHED
+        (void)connect_to(l);                   // reset by the server: closed, still an fd
+        (void)socket(AF_INET, SOCK_STREAM, 0); // never connected
+        (void)socket(AF_INET6, SOCK_DGRAM, 0); // UDP
+        int pair[2];
+        (void)socketpair(AF_UNIX, SOCK_STREAM, 0, pair); // two unix sockets
+    });
+    const int kept = accept_from(l);
+    const int reset = accept_from(l);
+    const linger abort_on_close{1, 0};
+    REQUIRE(setsockopt(reset, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close) == 0);
+    close(reset); // an RST: the child's socket goes to CLOSE and leaves the kernel's tables
+
+    const auto before = audit(baseline.pid()).other_sockets;
+    analysis::ProcessReport r;
+    REQUIRE(wait_until(
+        [&] {
+            r = audit(leaky.pid());
+            return r.other_sockets.tcp == before.tcp + 2;
+        },
+        20s));
+    CHECK(r.states.total() == 1);
+    CHECK(r.states[TcpState::established] == 1);
+    CHECK(r.other_sockets.udp == before.udp + 1);
+    CHECK(r.other_sockets.unix_domain == before.unix_domain + 2);
+    CHECK(r.other_sockets.other == before.other);
+    CHECK(r.other_sockets.total() == before.total() + 5);
+    CHECK(r.other_netns_sockets == 0);
+    close(kept);
+    close(l.fd);
+}

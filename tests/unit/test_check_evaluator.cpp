@@ -82,7 +82,7 @@ TEST_CASE("first run: counts against the thresholds, perfdata, and the state to 
     CHECK(p.close_wait == Status::ok);
     CHECK(p.growth.basis == GrowthBasis::first_run);
     CHECK_FALSE(p.replaced_pid.has_value());
-    REQUIRE(p.perfdata.size() == 5);
+    REQUIRE(p.perfdata.size() == 6);
     CHECK(p.perfdata[0].label == "close_wait");
     CHECK(p.perfdata[0].warn == "0");
     CHECK(p.perfdata[0].crit == "10");
@@ -91,8 +91,10 @@ TEST_CASE("first run: counts against the thresholds, perfdata, and the state to 
     CHECK(p.perfdata[1].value == 3);
     CHECK(p.perfdata[2].label == "time_wait");
     CHECK(p.perfdata[3].label == "stale");
-    CHECK(p.perfdata[4].label == "fds");
-    CHECK(p.perfdata[4].max == 1024.0);
+    CHECK(p.perfdata[4].label == "other_sockets");
+    CHECK(p.perfdata[4].min == 0.0);
+    CHECK(p.perfdata[5].label == "fds");
+    CHECK(p.perfdata[5].max == 1024.0);
 
     CHECK(v.next.selector == "name-collector");
     CHECK(v.next.taken_at_ms == now);

@@ -104,7 +104,7 @@ TEST_CASE("exposition: families, labels and values") {
         type += l.starts_with("# TYPE ");
     }
     CHECK(help == type);
-    CHECK(help == 10);
+    CHECK(help == 12);
 }
 
 TEST_CASE("exposition: an unlimited fd limit is left out, and up 0 has no process series") {
@@ -139,6 +139,21 @@ TEST_CASE("label values: process names are sanitized and escaped") {
     CHECK(parses(bidi));
     CHECK(bidi.find("\xe2\x80") == std::string::npos);
     CHECK(bidi.find(R"(process="coll\\u{200b}ector\\u{202e}")") != std::string::npos);
+}
+
+TEST_CASE("socket fds in no TCP state and unreadable processes are exported") {
+    auto r = report(4242, "collector", 112);
+    r.other_sockets.tcp = 9;
+    r.other_sockets.unix_domain = 2;
+    RenderOptions options;
+    options.unreadable_processes = 1;
+    const std::string out = render({r}, options);
+    CHECK(parses(out));
+    CHECK(has_line(out, "conncheck_unreadable_processes 1"));
+    CHECK(has_line(out, R"(conncheck_other_sockets{process="collector",kind="tcp"} 9)"));
+    CHECK(has_line(out, R"(conncheck_other_sockets{process="collector",kind="udp"} 0)"));
+    CHECK(has_line(out, R"(conncheck_other_sockets{process="collector",kind="unix"} 2)"));
+    CHECK(has_line(out, R"(conncheck_other_sockets{process="collector",kind="other"} 0)"));
 }
 
 TEST_CASE("targets name the file and label every series") {

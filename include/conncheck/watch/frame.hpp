@@ -53,6 +53,8 @@ struct ProcessFrame {
     Row fds;
     std::uint64_t time_wait_exact = 0;   // owner known by the cookie of a socket seen live
     std::uint64_t time_wait_by_peer = 0; // owner guessed from the remote endpoint
+    scan::OtherSockets other_sockets;    // socket fds in no TCP state
+    std::uint64_t other_netns_sockets = 0;
     Churn churn;
     std::vector<PeerFrame> peers;            // sorted by the frame's peer sort, cut to its limit
     std::size_t peers_total = 0;             // before the cut

@@ -122,6 +122,7 @@ public:
         count("established", est, t_.established_warning, t_.established_critical);
         count("time_wait", r.states[TcpState::time_wait], std::nullopt, std::nullopt);
         count("stale", r.stale, t_.stale_warning, t_.stale_critical);
+        count("other_sockets", r.other_sockets.total(), std::nullopt, std::nullopt);
         count("fds", r.info.open_fds, fds_warning, fds_critical,
               limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
 

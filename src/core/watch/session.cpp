@@ -196,6 +196,8 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
     last.kernel_memory_bytes = report.kernel_memory_bytes;
     last.time_wait_exact = report.time_wait_exact;
     last.time_wait_by_peer = report.time_wait_by_peer;
+    last.other_sockets = report.other_sockets;
+    last.other_netns_sockets = report.other_netns_sockets;
     last.findings = report.findings;
 
     h.counts = report.states;

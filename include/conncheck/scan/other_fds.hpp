@@ -1,0 +1,22 @@
+// Socket fds of the chosen processes that no dump of their namespaces accounted for: closed
+// TCP sockets, UDP, unix and other sockets, and TCP sockets that live in another network
+// namespace (passed over SCM_RIGHTS, or made before a setns()).
+#pragma once
+
+#include "conncheck/proc.hpp"
+#include "conncheck/scan.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace conncheck::scan {
+
+// Counts the socket fds of each process that no dump accounted for, by protocol. TCP ones are
+// first looked for in the host's other namespaces when `search` allows it.
+// `closed` holds the inodes an earlier scan searched every namespace for in vain; on return, those
+// of this scan.
+void account_fds(Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
+                 const proc::ProcFs& procfs, bool search, const std::vector<std::uint64_t>& dumped,
+                 std::vector<std::uint64_t>& closed);
+
+} // namespace conncheck::scan

@@ -1,0 +1,162 @@
+#include "conncheck/scan/sinks.hpp"
+
+#include <algorithm>
+
+namespace conncheck::scan {
+
+TimeWaitSink::TimeWaitSink(Snapshot& snapshot, const NetnsGroup& group, const CookieOwners& known,
+                           std::vector<SocketRecord>* unattributed,
+                           const std::vector<std::pair<std::uint64_t, std::size_t>>& closed)
+    : snapshot_(snapshot), group_(group), known_(known), unattributed_list_(unattributed),
+      live_cookies_(closed) {
+    for (std::size_t idx : group.processes) {
+        const auto& p = snapshot.processes[idx];
+        pid_index_.emplace(p.info.pid, idx);
+        for (const auto& s : p.sockets) {
+            if (s.cookie != 0) live_cookies_.emplace_back(s.cookie, idx);
+            if (s.state == TcpState::listen) {
+                listeners_.emplace(s.local.port, std::make_pair(s.local, idx));
+            } else if (!s.remote.is_unspecified()) {
+                peers_.emplace(s.remote, idx); // first (lowest pid) process wins a shared peer
+            }
+        }
+    }
+    std::sort(live_cookies_.begin(), live_cookies_.end());
+    mark();
+}
+
+void TimeWaitSink::on_socket(const SocketRecord& s) {
+    ++seen_;
+    if (auto idx = exact_owner(s.cookie)) {
+        snapshot_.processes[*idx].sockets.push_back(s);
+        ++snapshot_.processes[*idx].time_wait_exact;
+        return;
+    }
+    if (auto it = peers_.find(s.remote); it != peers_.end()) {
+        snapshot_.processes[it->second].time_wait_by_peer.push_back(s);
+        return;
+    }
+    auto [lo, hi] = listeners_.equal_range(s.local.port);
+    for (auto it = lo; it != hi; ++it) {
+        const Endpoint& l = it->second.first;
+        const bool wildcard =
+            std::all_of(l.addr.begin(), l.addr.end(), [](std::uint8_t b) { return b == 0; });
+        if (wildcard || l.addr == s.local.addr) {
+            snapshot_.processes[it->second.second].time_wait_by_peer.push_back(s);
+            return;
+        }
+    }
+    ++unattributed_;
+    if (unattributed_list_ != nullptr) unattributed_list_->push_back(s);
+}
+
+std::optional<std::size_t> TimeWaitSink::exact_owner(std::uint64_t cookie) const {
+    if (cookie == 0) return std::nullopt;
+    auto it = std::lower_bound(live_cookies_.begin(), live_cookies_.end(),
+                               std::make_pair(cookie, std::size_t{0}));
+    if (it != live_cookies_.end() && it->first == cookie) return it->second;
+    if (auto k = known_.find(cookie); k != known_.end()) {
+        if (auto p = pid_index_.find(k->second); p != pid_index_.end()) return p->second;
+    }
+    return std::nullopt;
+}
+
+void RefreshSink::on_socket(const SocketRecord& s) {
+    if (s.cookie == 0) return;
+    for (std::size_t i = 0; i < group_.processes.size(); ++i) {
+        auto& sockets = snapshot_.processes[group_.processes[i]].sockets;
+        auto it =
+            std::lower_bound(sockets.begin(), sockets.end(), s.cookie,
+                             [](const SocketRecord& r, std::uint64_t c) { return r.cookie < c; });
+        if (it == sockets.end() || it->cookie != s.cookie) continue;
+        *it = s;
+        refreshed_[i][static_cast<std::size_t>(it - sockets.begin())] = 1;
+    }
+}
+
+std::vector<std::pair<std::uint64_t, std::size_t>> RefreshSink::drop_stale() {
+    std::vector<std::pair<std::uint64_t, std::size_t>> closed;
+    for (std::size_t i = 0; i < group_.processes.size(); ++i) {
+        auto& sockets = snapshot_.processes[group_.processes[i]].sockets;
+        std::size_t kept = 0;
+        for (std::size_t k = 0; k < sockets.size(); ++k) {
+            if (refreshed_[i][k] == 0) {
+                closed.emplace_back(sockets[k].cookie, group_.processes[i]);
+                continue;
+            }
+            if (kept != k) sockets[kept] = std::move(sockets[k]);
+            ++kept;
+        }
+        sockets.resize(kept);
+    }
+    return closed;
+}
+
+// A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
+// last report of each cookie, which is the newest state.
+void deduplicate(std::vector<SocketRecord>& sockets) {
+    std::stable_sort(
+        sockets.begin(), sockets.end(),
+        [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
+    // Compact in place: a second vector would double the peak for a process with many sockets.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < sockets.size(); ++i) {
+        const bool superseded = sockets[i].cookie != 0 && i + 1 < sockets.size() &&
+                                sockets[i + 1].cookie == sockets[i].cookie;
+        if (superseded) continue;
+        if (kept != i) sockets[kept] = std::move(sockets[i]);
+        ++kept;
+    }
+    sockets.resize(kept);
+}
+
+void note_dump(Snapshot& snapshot, const diag::DumpStats& stats) {
+    if (stats.inconsistent)
+        snapshot.warnings.push_back("the kernel's socket table kept changing during the dump (" +
+                                    std::to_string(stats.retries) +
+                                    " retries): counts may be off by the sockets that changed");
+    if (stats.malformed > 0)
+        snapshot.warnings.push_back(std::to_string(stats.malformed) +
+                                    " malformed sock_diag replies skipped");
+}
+
+// Whether a process holds TCP sockets the first dump did not return: created before it moved
+// to its cgroup, passed from another process, or not yet in any kernel table.
+bool missed_tcp_sockets(const Snapshot& snapshot, const NetnsGroup& group,
+                        const InodeOwners& owners, const proc::ProcFs& procfs) {
+    for (std::size_t idx : group.processes) {
+        const auto& p = snapshot.processes[idx];
+        std::vector<std::uint64_t> found;
+        found.reserve(p.sockets.size());
+        for (const auto& s : p.sockets)
+            found.push_back(s.inode);
+        std::sort(found.begin(), found.end());
+        std::vector<std::uint64_t> missing;
+        for (const auto& [inode, holder] : owners)
+            if (holder == idx && !std::binary_search(found.begin(), found.end(), inode))
+                missing.push_back(inode);
+        if (!procfs.tcp_socket_inodes(p.info.pid, missing).empty()) return true;
+    }
+    return false;
+}
+
+void finish_group(Snapshot& snapshot, const NetnsGroup& group, const LiveSink& live,
+                  const TimeWaitSink& tw) {
+    for (std::size_t idx : group.processes) {
+        auto& p = snapshot.processes[idx];
+        deduplicate(p.sockets);
+        // A TIME_WAIT that was live in this scan is counted exactly once, as TIME_WAIT.
+        p.time_wait_exact = static_cast<std::uint64_t>(
+            std::count_if(p.sockets.begin(), p.sockets.end(),
+                          [](const SocketRecord& s) { return s.state == TcpState::time_wait; }));
+    }
+    snapshot.sockets_seen += live.seen_ + tw.seen_;
+    snapshot.unattributed.time_wait += tw.unattributed_;
+    snapshot.unattributed.orphaned += live.orphaned_;
+    if (group.has_unreadable)
+        snapshot.unattributed.permission += live.unmatched_;
+    else
+        snapshot.unattributed.unknown += live.unmatched_;
+}
+
+} // namespace conncheck::scan
