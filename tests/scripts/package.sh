@@ -77,6 +77,11 @@ report = json.load(open(sys.argv[1]))
 assert process["pid"] == int(sys.argv[2]), process["pid"]
 assert process["states"]["established"] == 2, process["states"]
 PY
+echo "== trace: the packaged eBPF object loads"
+conncheck trace --pid "$holder" --for 1s --json >"$work/trace.jsonl" || fail "trace failed"
+tail -n 1 "$work/trace.jsonl" | python3 -c '
+import json, sys
+assert json.load(sys.stdin)["type"] == "ledger"' || fail "trace ended without its ledger"
 
 echo "== the units"
 units=(/lib/systemd/system/conncheck-*)
