@@ -235,13 +235,7 @@ TEST_CASE("several processes: labels carry the name, restarts match by name, the
     CHECK(added.processes[3].growth.basis == GrowthBasis::new_process);
 }
 
-TEST_CASE("known cookies: only those of the same instances the previous run saw") {
-    const auto previous = state_of({seen(100, 1, now, 0, 0), seen(200, 5, now, 0, 0)}, now);
-    const auto known = known_cookies(previous, {{100, 1}, {200, 6}});
-    CHECK(known.size() == 3);
-    CHECK(known.at(7) == 100);
-    CHECK(known.at(9) == 100);
-
+TEST_CASE("the cookies a process's state keeps: its sockets that have one") {
     scan::ProcessSnapshot process;
     process.sockets.resize(3);
     process.sockets[0].cookie = 11;

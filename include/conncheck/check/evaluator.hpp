@@ -62,15 +62,6 @@ struct Observed {
 [[nodiscard]] std::uint64_t young_close_wait(const scan::ProcessSnapshot& process,
                                              std::uint32_t min_age_ms);
 
-// Instances are pid + start time: a pid the kernel reused is another process.
-struct Instance {
-    pid_t pid = 0;
-    std::uint64_t start_ticks = 0;
-};
-// The cookies the previous run saw held by these instances, for the scan to attribute TIME_WAIT.
-[[nodiscard]] scan::CookieOwners known_cookies(const statefile::State& previous,
-                                               const std::vector<Instance>& instances);
-
 // Why growth was or was not measured for a process.
 enum class GrowthBasis {
     measured,         // Growth::span_ms is set

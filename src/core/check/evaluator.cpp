@@ -232,17 +232,6 @@ std::optional<Range> fds_range(std::optional<double> percent, std::uint64_t limi
     return thresholds::parse_range(thresholds::format_number(std::max(allowed, 0.0), 0));
 }
 
-scan::CookieOwners known_cookies(const statefile::State& previous,
-                                 const std::vector<Instance>& instances) {
-    scan::CookieOwners known;
-    for (const auto& instance : instances)
-        for (const auto& p : previous.processes)
-            if (p.pid == instance.pid && p.start_ticks == instance.start_ticks)
-                for (const auto cookie : p.cookies)
-                    known.emplace(cookie, instance.pid);
-    return known;
-}
-
 Verdict evaluate(const std::vector<Observed>& observed,
                  const std::optional<statefile::State>& previous, const Thresholds& thresholds,
                  const Run& run) {
