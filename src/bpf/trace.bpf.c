@@ -45,6 +45,9 @@ struct {
 __u64 untracked_connections = 0;
 __u64 lost_events = 0;
 __u64 next_id = 0;
+/* Sockets a target process put into LISTEN: user space attaches on_sys_exit, which follows
+ * accept(), only once there is something to accept. */
+__u64 listens = 0;
 
 /* Waking the reader for every record would bill a wake-up to whichever task changed the socket:
  * the target, most often. The reader drains on a short timer instead, and is woken early only
@@ -155,6 +158,24 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 
+/* Wakes the reader at once: accept() is followed only from when user space attaches for it. */
+static __always_inline void report_listen(struct sock *sk, __u32 tgid) {
+    __sync_fetch_and_add(&listens, 1);
+    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        __sync_fetch_and_add(&lost_events, 1);
+        return;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->time_ns = bpf_ktime_get_ns();
+    e->tgid = tgid;
+    e->kind = CC_EV_LISTEN;
+    e->new_state = TCP_LISTEN;
+    fill_endpoints(e, sk);
+    fill_task(e, tgid);
+    bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
@@ -162,12 +183,16 @@ int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
     __u64 key = (__u64)sk;
     struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
     if (!t) {
-        /* connect() moves the socket to SYN_SENT in the calling thread. */
-        if (new_state != TCP_SYN_SENT)
+        /* connect() moves the socket to SYN_SENT, listen() to LISTEN, in the calling thread. */
+        if (new_state != TCP_SYN_SENT && new_state != TCP_LISTEN)
             return 0;
         __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        if (is_target(tgid))
+        if (!is_target(tgid))
+            return 0;
+        if (new_state == TCP_SYN_SENT)
             open_socket(ctx, sk, bpf_get_socket_cookie(sk), tgid, TCP_SYN_SENT, 0);
+        else
+            report_listen(sk, tgid);
         return 0;
     }
     assign_cookie(sk, t);
@@ -178,7 +203,9 @@ int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
 /* accept() and accept4() return an fd; its socket is the child the listener created in softirq.
  * fexit on inet_csk_accept does not load on every kernel (no ftrace trampolines), and the
  * per-syscall tracepoints need tracefs mounted: the raw sys_exit tracepoint needs neither, and the
- * process filter is its first test. */
+ * process filter is its first test. While any program is attached to it, every system call on
+ * the host takes the kernel's slower tracing path, so user space attaches this one only when a
+ * target listens. */
 #if defined(__TARGET_ARCH_x86)
 #define CC_NR_ACCEPT 43
 #define CC_NR_ACCEPT4 288

@@ -17,6 +17,7 @@ enum cc_event_kind {
     CC_EV_RESUMED = 4,   /* data arrived after at least silence_ns without any */
     CC_EV_DESTROYED = 5, /* the kernel freed the socket (tcp_destroy_sock) */
     CC_EV_EXIT = 6,      /* the last thread of a target process is exiting */
+    CC_EV_LISTEN = 7,    /* a target process started listening: user space follows accepts */
 };
 
 enum cc_event_flags {

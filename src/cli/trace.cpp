@@ -4,6 +4,7 @@
 
 #include "conncheck/error.hpp"
 #include "conncheck/proc.hpp"
+#include "conncheck/scan.hpp"
 #include "conncheck/text.hpp"
 #include "conncheck/trace/json.hpp"
 #include "conncheck/trace/ledger.hpp"
@@ -112,6 +113,12 @@ public:
             fmt::print("{} exit      pid {}: the process is exiting\n", at, e.pid);
             return;
         }
+        if (e.kind == trace::EventKind::listen) {
+            fmt::print("{} listen    pid {} tid {} ({}) {}: its accepted connections are followed "
+                       "from here\n",
+                       at, e.pid, e.tid, text::sanitize(e.thread, 16), e.local.to_string());
+            return;
+        }
         const std::string ends =
             known ? fmt::format("{} -> {}", known->local.to_string(), known->remote.to_string())
                   : fmt::format("{} -> {}", e.local.to_string(), e.remote.to_string());
@@ -150,6 +157,7 @@ public:
             fmt::print("{} destroyed #{} {}\n", at, e.connection, ends);
             break;
         case trace::EventKind::exit:
+        case trace::EventKind::listen:
             break;
         }
     }
@@ -231,6 +239,21 @@ private:
     std::int64_t offset_;
 };
 
+// Whether one of the processes already has a listening socket, so accept() must be followed
+// from the start. When their sockets cannot be read, assume so: a missed accept is worse than
+// the slower system calls.
+bool any_listening(const std::vector<pid_t>& pids) {
+    try {
+        scan::Scanner scanner(scan::Config{});
+        for (const auto& p : scanner.scan_pids(pids).processes)
+            for (const auto& s : p.sockets)
+                if (s.state == TcpState::listen) return true;
+        return false;
+    } catch (const Error&) {
+        return true;
+    }
+}
+
 int open_pidfd(pid_t pid) {
     const long fd = ::syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0) throw_errno(fmt::format("process {}", pid), errno, Errc::no_such_process);
@@ -294,6 +317,7 @@ int run_trace(const TraceOptions& options) {
     trace::Probe probe(config);
     for (pid_t pid : pids)
         probe.add_target(pid);
+    if (any_listening(pids)) probe.follow_accepts();
 
     // A process that is already gone can open nothing: say so instead of waiting.
     for (std::size_t i = 0; i < pids.size(); ++i) {

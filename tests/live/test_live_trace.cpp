@@ -71,10 +71,12 @@ void follow_one_connection(int family) {
     trace::Probe probe({});
     probe.add_target(::getpid());
     const Listener listener = listen_loopback(family);
+    Collected got;
+    // accept() is followed from the moment the reader sees the target listen.
+    REQUIRE(collect_until(probe, got, [&] { return probe.follows_accepts(); }));
     const int client = connect_to(listener);
     const int server = accept_from(listener);
 
-    Collected got;
     REQUIRE(collect_until(probe, got, [&] {
         return got.opened(false, listener.port) && got.opened(true, listener.port);
     }));
@@ -146,6 +148,8 @@ TEST_CASE("another process's connections never reach user space") {
     trace::Probe probe({});
     probe.add_target(::getpid());
     const Listener listener = listen_loopback(AF_INET);
+    Collected got;
+    REQUIRE(collect_until(probe, got, [&] { return probe.follows_accepts(); }));
     Child other([&] {
         for (int i = 0; i < 20; ++i)
             ::close(connect_to(listener));
@@ -155,14 +159,16 @@ TEST_CASE("another process's connections never reach user space") {
         accepted.push_back(accept_from(listener));
     // One connection of ours afterwards: once it is seen, anything of the child's would have been.
     const int mine = connect_to(listener);
-    Collected got;
     REQUIRE(collect_until(probe, got, [&] { return got.opened(false, listener.port) != nullptr; }));
     for (const auto& e : got.events)
         CHECK(e.pid == ::getpid());
-    // Our accept() calls are ours: they are the 21 accepted connections, the child's are not.
+    // Our accept() calls are ours: they are the 20 accepted connections, the child's are not.
     CHECK(std::count_if(got.events.begin(), got.events.end(), [](const trace::Event& e) {
               return e.kind == trace::EventKind::opened && !e.accepted;
           }) == 1);
+    CHECK(std::count_if(got.events.begin(), got.events.end(), [](const trace::Event& e) {
+              return e.kind == trace::EventKind::opened && e.accepted;
+          }) == 20);
     ::close(mine);
     for (int fd : accepted)
         ::close(fd);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`conncheck trace` end to end: a frame-pointer C++ target whose leaks are known by function,
-a Python asyncio client (thread and peer grouping), accepted IPv6 connections, a target in a
+a Python asyncio client (thread and peer grouping), accepted IPv6 connections, a server that
+starts listening after the trace began, a target in a
 network namespace of its own, a target that exits, and the bad inputs with their exit codes.
 
 usage: trace_test.py CONNCHECK TRACE_TARGET
@@ -228,6 +229,54 @@ def accepted_ipv6():
     check(all(g["peer"] == "::1" for g in ledger["leaks"]), "IPv6: accepted peers by address")
 
 
+LATE_SERVER = r'''
+import socket, sys
+sys.stdin.readline()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+held = [s.accept()[0] for _ in range(2)]
+print("accepted", flush=True)
+sys.stdin.readline()
+'''
+
+
+def listens_after_start():
+    """trace follows accept() only once a target listens: a server that starts listening after
+    the trace began has its accepted connections followed from its listen event on."""
+    server = start([sys.executable, "-c", LATE_SERVER], stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, text=True)
+    trace = start_trace(server.pid)
+    server.stdin.write("go\n")
+    server.stdin.flush()
+    port = int(server.stdout.readline())
+    # The listen event is printed once trace follows the accepts.
+    listen = None
+    deadline = time.monotonic() + 10
+    while listen is None and time.monotonic() < deadline:
+        line = trace.stdout.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        if event["type"] == "listen":
+            listen = event
+    check(listen is not None and listen["local"] == f"127.0.0.1:{port}", "the listen event")
+    import socket
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    client_ports = sorted(c.getsockname()[1] for c in clients)
+    wait_line(server.stdout, "accepted")
+    events, ledger = finish(trace)
+    server.kill()
+    server.wait()
+    for c in clients:
+        c.close()
+    opened = [e for e in events if e["type"] == "opened"]
+    check(len(opened) == 2 and all(e["accepted"] for e in opened), "late listener: two accepted")
+    check(sorted(int(e["remote"].rsplit(":", 1)[1]) for e in opened) == client_ports,
+          "late listener: the clients' ports")
+
+
 def other_netns():
     ns = f"cc-trace-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", ns]).returncode != 0:
@@ -304,7 +353,7 @@ def main():
     probe_available()
     try:
         for test in (bad_input, frame_pointer_target, asyncio_client, accepted_ipv6,
-                     other_netns, target_exits):
+                     listens_after_start, other_netns, target_exits):
             print(f"-- {test.__name__}", file=sys.stderr)
             try:
                 test()

@@ -22,6 +22,7 @@ enum class EventKind : std::uint8_t {
     resumed,   // data arrived after at least the configured silence
     destroyed, // the kernel freed the socket
     exit,      // the last thread of a traced process is exiting
+    listen,    // a traced process started listening (local endpoint); its accepts are followed
 };
 
 // "opened", "state", ... (JSON "type" values).
@@ -30,7 +31,7 @@ enum class EventKind : std::uint8_t {
 struct Event {
     EventKind kind = EventKind::state;
     std::uint64_t time_ns = 0;    // CLOCK_MONOTONIC
-    std::uint64_t connection = 0; // numbers this trace's connections from 1; 0 for exit
+    std::uint64_t connection = 0; // numbers this trace's connections from 1; 0 for exit, listen
     std::uint64_t cookie = 0;     // 0 while the kernel has assigned none
     pid_t pid = 0;                // the process holding the socket
     pid_t tid = 0;                // the thread that ran the event; 0 in softirq or another task

@@ -34,8 +34,14 @@ public:
     Probe(const Probe&) = delete;
     Probe& operator=(const Probe&) = delete;
 
-    // Follows the connections `pid` opens from now on.
+    // Follows the connections `pid` opens from now on: by connect() at once, by accept() once
+    // follow_accepts() was called (for a process that already listens) or a target starts
+    // listening (drain() then calls it; accepts in the moment before are missed). Following
+    // accept() takes a program on every system call's exit, which slows every system call on
+    // the host a little: a client that never listens does not pay it.
     void add_target(pid_t pid);
+    void follow_accepts();
+    [[nodiscard]] bool follows_accepts() const;
     // A file descriptor that becomes readable when the ring buffer fills up (for poll()). The
     // kernel does not wake the reader for every event: drain at least every drain_interval.
     [[nodiscard]] int wait_fd() const;

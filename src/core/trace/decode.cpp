@@ -24,6 +24,8 @@ std::string_view kind_name(EventKind kind) {
         return "destroyed";
     case EventKind::exit:
         return "exit";
+    case EventKind::listen:
+        return "listen";
     }
     return "unknown";
 }
@@ -81,6 +83,9 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
         break;
     case CC_EV_EXIT:
         e.kind = EventKind::exit;
+        break;
+    case CC_EV_LISTEN:
+        e.kind = EventKind::listen;
         break;
     default:
         return std::nullopt;

@@ -81,6 +81,10 @@ nlohmann::json event_json(const Event& e, const CallSite& site, std::int64_t off
         j["thread"] = text::sanitize(e.thread);
     }
     if (e.kind == EventKind::exit) return j;
+    if (e.kind == EventKind::listen) {
+        j["local"] = e.local.to_string();
+        return j;
+    }
     j["connection"] = e.connection;
     j["cookie"] = e.cookie;
     j["local"] = e.local.to_string();
@@ -109,6 +113,7 @@ nlohmann::json event_json(const Event& e, const CallSite& site, std::int64_t off
         j["state"] = state_name(e.new_state);
         break;
     case EventKind::exit:
+    case EventKind::listen:
         break;
     }
     return j;

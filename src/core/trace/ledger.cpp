@@ -63,6 +63,7 @@ void Ledger::add(const Event& e, CallSite site) {
         exited_.emplace(e.pid, e.time_ns);
         return;
     }
+    if (e.kind == EventKind::listen) return; // a listener is no connection
     if (e.kind == EventKind::opened) {
         Connection c;
         c.id = e.connection;
@@ -118,6 +119,7 @@ void Ledger::add(const Event& e, CallSite site) {
         break;
     case EventKind::opened:
     case EventKind::exit:
+    case EventKind::listen:
         break;
     }
 }

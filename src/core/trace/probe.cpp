@@ -64,10 +64,12 @@ std::string unavailable_reason() {
 struct Probe::Impl {
     trace_bpf* skel = nullptr;
     ring_buffer* events = nullptr;
+    bpf_link* accepts = nullptr; // on_sys_exit, attached once a target listens
     const std::function<void(const Event&)>* sink = nullptr;
     std::size_t delivered = 0;
 
     ~Impl() {
+        bpf_link__destroy(accepts);
         ring_buffer__free(events);
         trace_bpf__destroy(skel);
     }
@@ -108,6 +110,7 @@ Probe::Probe(const ProbeConfig& config) : impl_(std::make_unique<Impl>()) {
     impl_->skel->rodata->silence_ns = config.silence_ns;
     if (bpf_map__set_max_entries(impl_->skel->maps.tracked, config.max_connections) != 0)
         refused("size the connection map", errno);
+    bpf_program__set_autoattach(impl_->skel->progs.on_sys_exit, false);
     if (const int err = trace_bpf__load(impl_->skel); err != 0)
         refused("load the eBPF program", -err);
     if (const int err = trace_bpf__attach(impl_->skel); err != 0)
@@ -127,6 +130,16 @@ void Probe::add_target(pid_t pid) {
         throw_errno(fmt::format("cannot trace process {}", pid), errno);
 }
 
+void Probe::follow_accepts() {
+    if (impl_->accepts) return;
+    impl_->accepts = bpf_program__attach(impl_->skel->progs.on_sys_exit);
+    if (!impl_->accepts) refused("attach the eBPF program for accept()", errno);
+}
+
+bool Probe::follows_accepts() const {
+    return impl_->accepts != nullptr;
+}
+
 int Probe::wait_fd() const {
     return ring_buffer__epoll_fd(impl_->events);
 }
@@ -137,6 +150,7 @@ std::size_t Probe::drain(const std::function<void(const Event&)>& sink) {
     const int n = ring_buffer__consume(impl_->events);
     impl_->sink = nullptr;
     if (n < 0) throw_errno("cannot read the event ring buffer", -n);
+    if (impl_->skel->bss->listens != 0) follow_accepts();
     return impl_->delivered;
 }
 

@@ -16,6 +16,10 @@ Probe::Probe(const ProbeConfig&) {
 }
 Probe::~Probe() = default;
 void Probe::add_target(pid_t) {}
+void Probe::follow_accepts() {}
+bool Probe::follows_accepts() const {
+    return false;
+}
 int Probe::wait_fd() const {
     return -1;
 }
