@@ -105,7 +105,7 @@ public:
     void event(const trace::Event& e, const trace::CallSite& site,
                const trace::Connection* known) const {
         if (json_) {
-            fmt::print("{}\n", trace::event_json(e, site, offset_).dump());
+            fmt::print("{}\n", trace::event_json(e, site, offset_));
             return;
         }
         const std::string at = clock_of(trace::wall_time(e.time_ns, offset_));

@@ -1,5 +1,6 @@
 // The ledger on hand-built event streams: which held connections are leaks, grouped how, and the
 // per-peer account; and the JSON each event and the ledger become.
+#include "conncheck/text.hpp"
 #include "conncheck/trace/json.hpp"
 #include "conncheck/trace/ledger.hpp"
 
@@ -254,13 +255,13 @@ TEST_CASE("JSON: one object per event, the ledger typed \"ledger\" with leaks an
     l.add(change(1, 10 * s, TcpState::established, TcpState::close_wait));
     const std::int64_t offset = 1'795'000'000LL * 1'000'000'000LL; // a fixed wall clock
     Event tw = change(1, 2 * s, TcpState::fin_wait2, TcpState::close);
-    const auto tw_json = event_json(tw, {}, offset);
+    const auto tw_json = nlohmann::json::parse(event_json(tw, {}, offset));
     CHECK(tw_json["type"] == "state");
     CHECK(tw_json["time_wait"] == true);
     CHECK(tw_json["time_wait_expires"] == wall_time(62 * s, offset));
     Event evil = opened(5, 1 * s);
     evil.thread = "bad\x1b[31m";
-    const auto open_json = event_json(evil, feed_site, offset);
+    const auto open_json = nlohmann::json::parse(event_json(evil, feed_site, offset));
     CHECK(open_json["thread"] == "bad\\x1b[31m");
     CHECK(open_json["call_site"]["frames"][1] == "open_feed (client.cpp:42)");
     CHECK(open_json["remote"] == "10.1.2.3:9443");
@@ -274,6 +275,45 @@ TEST_CASE("JSON: one object per event, the ledger typed \"ledger\" with leaks an
     CHECK(j["leaks"][0]["connections"][0]["since"] == wall_time(10 * s, offset));
     CHECK(j["leaks"][0]["connections"][0]["for_seconds"] == 60.0);
     CHECK(j["peers"][0]["peer"] == "10.1.2.3:9443");
+}
+
+TEST_CASE("JSON: every kind of event is one valid object with its fields") {
+    const std::int64_t offset = 1'795'000'000LL * 1'000'000'000LL;
+    Event quoted = opened(3, 1 * s);
+    quoted.thread = "a\"b\\c"; // a quote and a backslash in a thread name
+    const auto o = nlohmann::json::parse(event_json(quoted, feed_site, offset));
+    CHECK(o["type"] == "opened");
+    CHECK(o["thread"] == text::sanitize(quoted.thread));
+    CHECK(o["connection"] == 3);
+    CHECK(o["accepted"] == false);
+    CHECK(o["call_site"] == call_site_json(feed_site));
+
+    Event reset = change(3, 2 * s, TcpState::established, TcpState::close);
+    reset.socket_error = 104;
+    const auto r = nlohmann::json::parse(event_json(reset, {}, offset));
+    CHECK(r["from"] == "established");
+    CHECK(r["to"] == "close");
+    CHECK(r["socket_error"] == 104);
+    CHECK_FALSE(r.contains("time_wait"));
+
+    Event resumed = change(3, 3 * s, TcpState::established, TcpState::established);
+    resumed.kind = EventKind::resumed;
+    resumed.silence_ns = 1'500'000'000;
+    CHECK(nlohmann::json::parse(event_json(resumed, {}, offset))["silent_seconds"] == 1.5);
+
+    Event exit;
+    exit.kind = EventKind::exit;
+    exit.pid = 42;
+    exit.time_ns = 4 * s;
+    const auto x = nlohmann::json::parse(event_json(exit, {}, offset));
+    CHECK(x == nlohmann::json{{"type", "exit"}, {"time", wall_time(4 * s, offset)}, {"pid", 42}});
+
+    Event listen = opened(0, 5 * s);
+    listen.kind = EventKind::listen;
+    const auto l = nlohmann::json::parse(event_json(listen, {}, offset));
+    CHECK(l["type"] == "listen");
+    CHECK(l["local"] == listen.local.to_string());
+    CHECK_FALSE(l.contains("connection"));
 }
 
 TEST_CASE("wall_time: UTC with milliseconds") {

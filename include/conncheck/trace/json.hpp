@@ -19,9 +19,9 @@ namespace conncheck::trace {
 [[nodiscard]] std::string wall_time(std::uint64_t monotonic_ns, std::int64_t offset_ns);
 
 [[nodiscard]] nlohmann::json call_site_json(const CallSite& site);
-// `site` is used for opened events only.
-[[nodiscard]] nlohmann::json event_json(const Event& event, const CallSite& site,
-                                        std::int64_t offset_ns);
+// One event as one line of JSON (without the newline). `site` is used for opened events only.
+[[nodiscard]] std::string event_json(const Event& event, const CallSite& site,
+                                     std::int64_t offset_ns);
 [[nodiscard]] nlohmann::json ledger_json(const LedgerReport& report, const ProbeCounters& counters,
                                          std::int64_t offset_ns);
 

@@ -4,6 +4,8 @@
 
 #include <ctime>
 #include <fmt/core.h>
+#include <iterator>
+#include <string_view>
 
 namespace conncheck::trace {
 
@@ -70,53 +72,110 @@ nlohmann::json call_site_json(const CallSite& site) {
             {"stops", site.stops.empty() ? nlohmann::json(nullptr) : nlohmann::json(site.stops)}};
 }
 
-nlohmann::json event_json(const Event& e, const CallSite& site, std::int64_t offset) {
-    nlohmann::json j = {
-        {"type", kind_name(e.kind)},
-        {"time", wall_time(e.time_ns, offset)},
-        {"pid", e.pid},
-    };
-    if (e.tid != 0) {
-        j["tid"] = e.tid;
-        j["thread"] = text::sanitize(e.thread);
+namespace {
+
+// One JSON object written straight into a string. trace prints thousands of events a second;
+// building an nlohmann::json for each cost more than everything else it did per event.
+class ObjectWriter {
+public:
+    explicit ObjectWriter(std::string& out) : out_(out) { out_ += '{'; }
+    ~ObjectWriter() { out_ += '}'; }
+    ObjectWriter(const ObjectWriter&) = delete;
+    ObjectWriter& operator=(const ObjectWriter&) = delete;
+
+    void string(std::string_view key, std::string_view value) {
+        this->key(key);
+        quoted(value);
     }
-    if (e.kind == EventKind::exit) return j;
-    if (e.kind == EventKind::listen) {
-        j["local"] = e.local.to_string();
-        return j;
+    template <typename Number> void number(std::string_view key, Number value) {
+        this->key(key);
+        fmt::format_to(std::back_inserter(out_), "{}", value);
     }
-    j["connection"] = e.connection;
-    j["cookie"] = e.cookie;
-    j["local"] = e.local.to_string();
-    j["remote"] = e.remote.to_string();
+    void boolean(std::string_view key, bool value) {
+        this->key(key);
+        out_ += value ? "true" : "false";
+    }
+    // `json` is a value already in JSON.
+    void raw(std::string_view key, std::string_view json) {
+        this->key(key);
+        out_ += json;
+    }
+
+private:
+    void key(std::string_view key) {
+        if (out_.back() != '{') out_ += ',';
+        quoted(key);
+        out_ += ':';
+    }
+    void quoted(std::string_view value) {
+        out_ += '"';
+        for (const char c : value) {
+            if (c == '"' || c == '\\') {
+                out_ += '\\';
+                out_ += c;
+            } else if (static_cast<unsigned char>(c) < 0x20) {
+                fmt::format_to(std::back_inserter(out_), "\\u{:04x}", static_cast<unsigned>(c));
+            } else {
+                out_ += c;
+            }
+        }
+        out_ += '"';
+    }
+    std::string& out_;
+};
+
+void connection_fields(ObjectWriter& w, const Event& e) {
+    w.number("connection", e.connection);
+    w.number("cookie", e.cookie);
+    w.string("local", e.local.to_string());
+    w.string("remote", e.remote.to_string());
     switch (e.kind) {
     case EventKind::opened:
-        j["accepted"] = e.accepted;
-        j["state"] = state_name(e.new_state);
-        j["call_site"] = call_site_json(site);
+        w.boolean("accepted", e.accepted);
+        w.string("state", state_name(e.new_state));
         break;
     case EventKind::state:
-        j["from"] = state_name(e.old_state);
-        j["to"] = state_name(e.new_state);
-        if (hands_to_time_wait(e)) {
-            j["time_wait"] = true;
-            j["time_wait_expires"] = wall_time(e.time_ns + time_wait_ns, offset);
-        }
-        if (e.socket_error != 0) j["socket_error"] = e.socket_error;
+        w.string("from", state_name(e.old_state));
+        w.string("to", state_name(e.new_state));
+        if (e.socket_error != 0) w.number("socket_error", e.socket_error);
         break;
     case EventKind::resumed:
-        j["silent_seconds"] = static_cast<double>(e.silence_ns) / 1e9;
-        j["state"] = state_name(e.new_state);
+        w.number("silent_seconds", static_cast<double>(e.silence_ns) / 1e9);
+        w.string("state", state_name(e.new_state));
         break;
     case EventKind::reset:
     case EventKind::destroyed:
-        j["state"] = state_name(e.new_state);
+        w.string("state", state_name(e.new_state));
         break;
     case EventKind::exit:
     case EventKind::listen:
         break;
     }
-    return j;
+}
+
+} // namespace
+
+std::string event_json(const Event& e, const CallSite& site, std::int64_t offset) {
+    std::string out;
+    out.reserve(256);
+    {
+        ObjectWriter w(out);
+        w.string("type", kind_name(e.kind));
+        w.string("time", wall_time(e.time_ns, offset));
+        w.number("pid", e.pid);
+        if (e.tid != 0) {
+            w.number("tid", e.tid);
+            w.string("thread", text::sanitize(e.thread));
+        }
+        if (e.kind == EventKind::listen) w.string("local", e.local.to_string());
+        if (e.kind != EventKind::exit && e.kind != EventKind::listen) connection_fields(w, e);
+        if (e.kind == EventKind::opened) w.raw("call_site", call_site_json(site).dump());
+        if (hands_to_time_wait(e)) {
+            w.boolean("time_wait", true);
+            w.string("time_wait_expires", wall_time(e.time_ns + time_wait_ns, offset));
+        }
+    }
+    return out;
 }
 
 nlohmann::json ledger_json(const LedgerReport& r, const ProbeCounters& counters,
