@@ -17,6 +17,7 @@
 #include <ctime>
 #include <fmt/core.h>
 #include <fmt/ranges.h>
+#include <functional>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -260,6 +261,35 @@ int open_pidfd(pid_t pid) {
     return static_cast<int>(fd);
 }
 
+// Hands the probe's events to `handle` until a signal, the deadline (0: none) or the exit of
+// every process (its pidfd becomes readable). The kernel does not wake us for every event:
+// the probe is drained at least once a second.
+void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t deadline,
+            const std::function<void(const trace::Event&)>& handle, const StopSignals& signals) {
+    std::vector<pollfd> fds;
+    fds.push_back({probe.wait_fd(), POLLIN, 0});
+    for (int fd : pidfds)
+        fds.push_back({fd, POLLIN, 0});
+    std::size_t running = pidfds.size();
+    while (g_stop == 0 && running > 0) {
+        const std::uint64_t now = monotonic_ns();
+        if (deadline && now >= deadline) break;
+        const std::uint64_t wait_ns =
+            deadline ? std::min<std::uint64_t>(deadline - now, 1'000'000'000ULL) : 1'000'000'000ULL;
+        const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000ULL),
+                               static_cast<long>(wait_ns % 1'000'000'000ULL)};
+        const int ready = ::ppoll(fds.data(), fds.size(), &timeout, &signals.wait_mask());
+        if (ready < 0 && errno != EINTR) throw_errno("cannot wait for events", errno);
+        probe.drain(handle);
+        std::fflush(stdout);
+        running = 0;
+        for (std::size_t i = 1; i < fds.size(); ++i) {
+            if (fds[i].revents & POLLIN) fds[i].fd = -1; // exited: ppoll ignores it from now on
+            if (fds[i].fd >= 0) ++running;
+        }
+    }
+}
+
 } // namespace
 
 void setup_trace(CLI::App& app, TraceOptions& options) {
@@ -347,28 +377,7 @@ int run_trace(const TraceOptions& options) {
         printer.event(e, site, ledger.find(e.connection));
     };
 
-    std::vector<pollfd> fds;
-    fds.push_back({probe.wait_fd(), POLLIN, 0});
-    for (int fd : pidfds)
-        fds.push_back({fd, POLLIN, 0});
-    std::size_t running = pids.size();
-    while (g_stop == 0 && running > 0) {
-        const std::uint64_t now = monotonic_ns();
-        if (deadline && now >= deadline) break;
-        const std::uint64_t wait_ns =
-            deadline ? std::min<std::uint64_t>(deadline - now, 1'000'000'000ULL) : 1'000'000'000ULL;
-        const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000ULL),
-                               static_cast<long>(wait_ns % 1'000'000'000ULL)};
-        const int ready = ::ppoll(fds.data(), fds.size(), &timeout, &signals.wait_mask());
-        if (ready < 0 && errno != EINTR) throw_errno("cannot wait for events", errno);
-        probe.drain(handle);
-        std::fflush(stdout);
-        running = 0;
-        for (std::size_t i = 1; i < fds.size(); ++i) {
-            if (fds[i].revents & POLLIN) fds[i].fd = -1; // exited: ppoll ignores it from now on
-            if (fds[i].fd >= 0) ++running;
-        }
-    }
+    follow(probe, pidfds, deadline, handle, signals);
     // The exiting process's last events were written before its pidfd became readable.
     probe.drain(handle);
     for (const auto& [id, ns] : probe.last_data())
