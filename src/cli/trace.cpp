@@ -293,11 +293,12 @@ void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t d
 } // namespace
 
 void setup_trace(CLI::App& app, TraceOptions& options) {
-    app.footer("Needs eBPF: a kernel with BTF, and CAP_BPF + CAP_PERFMON (or root); without it "
-               "trace exits 6 and says which is missing.\nFollows connections opened after it "
-               "starts. Exit status: 0 the ledger was printed; 2 bad arguments; 3 no such "
-               "process;\n5 the process exited before the trace began; 6 eBPF unavailable. See "
-               "conncheck(1), TRACE.");
+    app.footer(
+        "Needs eBPF: a kernel with BTF, and CAP_BPF + CAP_PERFMON (or root); without it "
+        "trace exits 6 and says which is missing.\nFollows connections opened after it "
+        "starts;\naccepted ones once a process listens (a 'listen' event). Exit status: 0 the "
+        "ledger was printed; 2 bad arguments;\n3 no such process; 5 the process exited "
+        "before the trace began; 6 eBPF unavailable. See conncheck(1), TRACE.");
     add_selector_options(app, options.selector);
     app.add_option("--for", options.for_duration,
                    "Stop after this long (e.g. 30s, 10m, 1h) and print the ledger; default: "
