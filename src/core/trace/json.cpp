@@ -109,16 +109,20 @@ private:
     }
     void quoted(std::string_view value) {
         out_ += '"';
-        for (const char c : value) {
+        std::size_t plain = 0; // the start of characters that need no escape
+        for (std::size_t i = 0; i < value.size(); ++i) {
+            const char c = value[i];
+            if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20) continue;
+            out_.append(value.substr(plain, i - plain));
             if (c == '"' || c == '\\') {
                 out_ += '\\';
                 out_ += c;
-            } else if (static_cast<unsigned char>(c) < 0x20) {
-                fmt::format_to(std::back_inserter(out_), "\\u{:04x}", static_cast<unsigned>(c));
             } else {
-                out_ += c;
+                fmt::format_to(std::back_inserter(out_), "\\u{:04x}", static_cast<unsigned>(c));
             }
+            plain = i + 1;
         }
+        out_.append(value.substr(plain));
         out_ += '"';
     }
     std::string& out_;
