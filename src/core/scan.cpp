@@ -111,20 +111,29 @@ void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
 void dump_targeted(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                    const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                    diag::SocketSource& source, const proc::ProcFs& procfs,
-                   std::vector<std::uint64_t> cgroups) {
+                   const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t> cgroups) {
     LiveSink live(snapshot, owners, group);
     // TIME_WAIT comes in the same walk, kept aside until the live sockets are known. It has no
     // cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
     TimeWaitBuffer find_sink(live);
-    diag::DumpRequest find{AF_UNSPEC, live_states | state_bit(TcpState::time_wait), false, false,
-                           cgroups};
+    // Asked for TCP_BOUND_INACTIVE, the kernel also walks its bind table, where every bound
+    // socket is listed, connected ones too: a second walk of the host's sockets (`ss -tan` does
+    // not ask for them). Only a process holding a socket the first dump missed needs it.
+    constexpr std::uint32_t bound_only = state_bit(TcpState::bound_inactive);
+    diag::DumpRequest find{AF_UNSPEC, all_states & ~bound_only, false, false, cgroups};
     if (!cgroups.empty()) find.cgroups.push_back(0);
     note_dump(snapshot, source.dump(find, find_sink));
-    if (!cgroups.empty() && missed_tcp_sockets(snapshot, group, owners, procfs)) {
-        find_sink.on_restart();
-        cgroups.clear();
-        find.cgroups.clear();
-        note_dump(snapshot, source.dump(find, find_sink));
+    if (missed_tcp_sockets(snapshot, group, fd_scans, procfs)) {
+        if (cgroups.empty()) {
+            live.mark();
+            note_dump(snapshot, source.dump({AF_UNSPEC, bound_only, false, false, {}}, live));
+        } else {
+            find_sink.on_restart();
+            cgroups.clear();
+            find.cgroups.clear();
+            find.states = all_states;
+            note_dump(snapshot, source.dump(find, find_sink));
+        }
     }
 
     // Pointers, not copies: for a process with many sockets a copy would double the peak.
@@ -190,7 +199,7 @@ std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const NetnsGrou
 
 void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, bool keep_unattributed, SourceOpener& opener,
-                const proc::ProcFs* targeted) {
+                const proc::ProcFs* targeted, const std::vector<proc::FdScan>& fd_scans) {
     std::vector<SocketRecord>* unattributed =
         keep_unattributed ? &snapshot.unattributed_time_wait : nullptr;
     auto source = opener.open(group);
@@ -198,7 +207,7 @@ void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
     snapshot.source = source->kind();
     snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
     if (targeted != nullptr && source->can_target())
-        dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted,
+        dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted, fd_scans,
                       own_cgroups(snapshot, group, *targeted));
     else
         dump_whole(snapshot, group, owners, known, unattributed, *source);
@@ -289,7 +298,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
         try {
             dump_group(snapshot, group, owners, memory_.owners(),
                        config_.keep_unattributed_time_wait, opener,
-                       config_.targeted ? &procfs_ : nullptr);
+                       config_.targeted ? &procfs_ : nullptr, fd_scans);
         } catch (const Error& e) {
             if (e.code() != Errc::permission_denied) throw;
             for (std::size_t idx : group.processes) {
@@ -389,7 +398,7 @@ Snapshot Scanner::scan_host() {
             (group.netns == procfs_.self_netns() && snapshot.unreadable_processes > 0);
         try {
             dump_group(snapshot, group, owners, no_cookies, config_.keep_unattributed_time_wait,
-                       opener, nullptr);
+                       opener, nullptr, fd_scans);
         } catch (const Error& e) {
             // One namespace we cannot read must not hide the others.
             if (groups.size() == 1) throw;
