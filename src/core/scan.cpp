@@ -103,6 +103,39 @@ void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
     finish_group(snapshot, group, live, tw);
 }
 
+// The find dump: every socket but bound-only ones, filtered to `cgroups` when there are any
+// (cleared when the filter turns out to miss some of the processes' sockets). TIME_WAIT has no
+// cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
+void find_owned(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
+                diag::SocketSource& source, const proc::ProcFs& procfs,
+                const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t>& cgroups,
+                LiveSink& live, TimeWaitBuffer& find_sink) {
+    // Asked for TCP_BOUND_INACTIVE, the kernel also walks its bind table, where every bound
+    // socket is listed, connected ones too: a second walk of the host's sockets (`ss -tan` does
+    // not ask for them). Only a process holding a socket the first dump missed needs it.
+    constexpr std::uint32_t bound_only = state_bit(TcpState::bound_inactive);
+    diag::DumpRequest find{AF_UNSPEC, all_states & ~bound_only, false, false, cgroups};
+    if (!cgroups.empty()) find.cgroups.push_back(0);
+    note_dump(snapshot, source.dump(find, find_sink));
+    if (!missed_tcp_sockets(snapshot, group, fd_scans, procfs)) return;
+    // A bound-only socket carries its cgroup: asked for under the same filter first.
+    LiveSink bound(snapshot, owners, group);
+    note_dump(snapshot, source.dump({AF_UNSPEC, bound_only, false, false, find.cgroups}, bound));
+    if (cgroups.empty() || !missed_tcp_sockets(snapshot, group, fd_scans, procfs)) {
+        live.seen_ += bound.seen_;
+        live.orphaned_ += bound.orphaned_;
+        live.unmatched_ += bound.unmatched_;
+        return;
+    }
+    // Created before the move to the cgroup, or passed from elsewhere: everything, unfiltered.
+    bound.on_restart();
+    find_sink.on_restart();
+    cgroups.clear();
+    find.cgroups.clear();
+    find.states = all_states;
+    note_dump(snapshot, source.dump(find, find_sink));
+}
+
 // The chosen processes' sockets at a cost that follows them, not the host: a dump without
 // extensions finds them (in the kernel, only their cgroups' sockets when they have cgroups of
 // their own), then the kernel fills tcp_info and socket memory for just those, by exact
@@ -113,28 +146,9 @@ void dump_targeted(Snapshot& snapshot, const NetnsGroup& group, const InodeOwner
                    diag::SocketSource& source, const proc::ProcFs& procfs,
                    const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t> cgroups) {
     LiveSink live(snapshot, owners, group);
-    // TIME_WAIT comes in the same walk, kept aside until the live sockets are known. It has no
-    // cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
+    // TIME_WAIT comes in the same walk, kept aside until the live sockets are known.
     TimeWaitBuffer find_sink(live);
-    // Asked for TCP_BOUND_INACTIVE, the kernel also walks its bind table, where every bound
-    // socket is listed, connected ones too: a second walk of the host's sockets (`ss -tan` does
-    // not ask for them). Only a process holding a socket the first dump missed needs it.
-    constexpr std::uint32_t bound_only = state_bit(TcpState::bound_inactive);
-    diag::DumpRequest find{AF_UNSPEC, all_states & ~bound_only, false, false, cgroups};
-    if (!cgroups.empty()) find.cgroups.push_back(0);
-    note_dump(snapshot, source.dump(find, find_sink));
-    if (missed_tcp_sockets(snapshot, group, fd_scans, procfs)) {
-        if (cgroups.empty()) {
-            live.mark();
-            note_dump(snapshot, source.dump({AF_UNSPEC, bound_only, false, false, {}}, live));
-        } else {
-            find_sink.on_restart();
-            cgroups.clear();
-            find.cgroups.clear();
-            find.states = all_states;
-            note_dump(snapshot, source.dump(find, find_sink));
-        }
-    }
+    find_owned(snapshot, group, owners, source, procfs, fd_scans, cgroups, live, find_sink);
 
     // Pointers, not copies: for a process with many sockets a copy would double the peak.
     std::vector<const SocketRecord*> exact;
