@@ -78,11 +78,6 @@ public:
     [[nodiscard]] std::vector<pid_t> descendants(pid_t root) const;
     // Reads only /proc/PID/fd. Throws Error(no_such_process) or Error(permission_denied).
     [[nodiscard]] FdScan scan_fds(pid_t pid) const;
-    // Which of `among` (sorted inodes) are TCP sockets the process holds: the sockets' protocol
-    // from the system.sockprotoname attribute of its fd links. Reads /proc/PID/fd again; an
-    // attribute that cannot be read counts as TCP.
-    [[nodiscard]] std::vector<std::uint64_t>
-    tcp_socket_inodes(pid_t pid, const std::vector<std::uint64_t>& among) const;
     // The protocol of the socket behind /proc/PID/fd/FD ("TCP", "UDPv6", "UNIX-STREAM", ...),
     // from sockfs's "system.sockprotoname" attribute; nullopt when it cannot be read (the fd was
     // closed meanwhile). Resolving the link holds no reference to the open file, so a close()

@@ -163,35 +163,6 @@ FdScan ProcFs::scan_fds(pid_t pid) const {
     return scan;
 }
 
-std::vector<std::uint64_t>
-ProcFs::tcp_socket_inodes(pid_t pid, const std::vector<std::uint64_t>& among) const {
-    std::vector<std::uint64_t> found;
-    if (among.empty()) return found;
-    const std::string dir = path(pid, "fd");
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) return found;
-    char buf[64];
-    char proto[32];
-    while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        const ssize_t n = ::readlinkat(dirfd(d), e->d_name, buf, sizeof buf);
-        if (n <= 0) continue;
-        const auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n)));
-        if (!inode || !std::binary_search(among.begin(), among.end(), *inode)) continue;
-        const std::string link = dir + "/" + e->d_name;
-        const ssize_t len = ::getxattr(link.c_str(), "system.sockprotoname", proto, sizeof proto);
-        if (len < 0 && errno == ENOENT) continue; // closed since readdir
-        std::string_view name(proto, len > 0 ? static_cast<std::size_t>(len) : 0);
-        while (!name.empty() && name.back() == '\0')
-            name.remove_suffix(1);
-        if (len < 0 || name == "TCP" || name == "TCPv6") found.push_back(*inode);
-    }
-    ::closedir(d);
-    std::sort(found.begin(), found.end());
-    found.erase(std::unique(found.begin(), found.end()), found.end());
-    return found;
-}
-
 std::optional<std::string> ProcFs::socket_protocol(pid_t pid, int fd) const {
     const std::string link = path(pid, "fd/" + std::to_string(fd));
     char buf[64];

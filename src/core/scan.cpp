@@ -72,8 +72,9 @@ constexpr std::uint32_t exact_states =
     state_bit(TcpState::last_ack) | state_bit(TcpState::closing);
 
 // Past this share of the sockets the first dump saw, one dump with extensions costs less than
-// an exact request per socket. Measured with scripts/bench-audit: for 17,000 of 97,000 sockets
-// exact requests took a quarter less CPU than the dump.
+// an exact request per socket. Measured on scripts/bench-audit's 100,000 sockets: tcp_info and
+// socket memory in a dump cost the kernel about 2 us more per socket (every socket it returns),
+// an exact request about 4.6 us (only the target's).
 constexpr std::uint64_t exact_share_percent = 40;
 
 // Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
@@ -103,6 +104,39 @@ void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
     finish_group(snapshot, group, live, tw);
 }
 
+// The find dump: every socket but bound-only ones, filtered to `cgroups` when there are any
+// (cleared when the filter turns out to miss some of the processes' sockets). TIME_WAIT has no
+// cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
+void find_owned(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
+                diag::SocketSource& source, const proc::ProcFs& procfs,
+                const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t>& cgroups,
+                LiveSink& live, TimeWaitBuffer& find_sink) {
+    // Asked for TCP_BOUND_INACTIVE, the kernel also walks its bind table, where every bound
+    // socket is listed, connected ones too: a second walk of the host's sockets (`ss -tan` does
+    // not ask for them). Only a process holding a socket the first dump missed needs it.
+    constexpr std::uint32_t bound_only = state_bit(TcpState::bound_inactive);
+    diag::DumpRequest find{AF_UNSPEC, all_states & ~bound_only, false, false, cgroups};
+    if (!cgroups.empty()) find.cgroups.push_back(0);
+    note_dump(snapshot, source.dump(find, find_sink));
+    if (!missed_tcp_sockets(snapshot, group, fd_scans, procfs)) return;
+    // A bound-only socket carries its cgroup: asked for under the same filter first.
+    LiveSink bound(snapshot, owners, group);
+    note_dump(snapshot, source.dump({AF_UNSPEC, bound_only, false, false, find.cgroups}, bound));
+    if (cgroups.empty() || !missed_tcp_sockets(snapshot, group, fd_scans, procfs)) {
+        live.seen_ += bound.seen_;
+        live.orphaned_ += bound.orphaned_;
+        live.unmatched_ += bound.unmatched_;
+        return;
+    }
+    // Created before the move to the cgroup, or passed from elsewhere: everything, unfiltered.
+    bound.on_restart();
+    find_sink.on_restart();
+    cgroups.clear();
+    find.cgroups.clear();
+    find.states = all_states;
+    note_dump(snapshot, source.dump(find, find_sink));
+}
+
 // The chosen processes' sockets at a cost that follows them, not the host: a dump without
 // extensions finds them (in the kernel, only their cgroups' sockets when they have cgroups of
 // their own), then the kernel fills tcp_info and socket memory for just those, by exact
@@ -111,21 +145,11 @@ void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
 void dump_targeted(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                    const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                    diag::SocketSource& source, const proc::ProcFs& procfs,
-                   std::vector<std::uint64_t> cgroups) {
+                   const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t> cgroups) {
     LiveSink live(snapshot, owners, group);
-    // TIME_WAIT comes in the same walk, kept aside until the live sockets are known. It has no
-    // cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
+    // TIME_WAIT comes in the same walk, kept aside until the live sockets are known.
     TimeWaitBuffer find_sink(live);
-    diag::DumpRequest find{AF_UNSPEC, live_states | state_bit(TcpState::time_wait), false, false,
-                           cgroups};
-    if (!cgroups.empty()) find.cgroups.push_back(0);
-    note_dump(snapshot, source.dump(find, find_sink));
-    if (!cgroups.empty() && missed_tcp_sockets(snapshot, group, owners, procfs)) {
-        find_sink.on_restart();
-        cgroups.clear();
-        find.cgroups.clear();
-        note_dump(snapshot, source.dump(find, find_sink));
-    }
+    find_owned(snapshot, group, owners, source, procfs, fd_scans, cgroups, live, find_sink);
 
     // Pointers, not copies: for a process with many sockets a copy would double the peak.
     std::vector<const SocketRecord*> exact;
@@ -190,7 +214,7 @@ std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const NetnsGrou
 
 void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, bool keep_unattributed, SourceOpener& opener,
-                const proc::ProcFs* targeted) {
+                const proc::ProcFs* targeted, const std::vector<proc::FdScan>& fd_scans) {
     std::vector<SocketRecord>* unattributed =
         keep_unattributed ? &snapshot.unattributed_time_wait : nullptr;
     auto source = opener.open(group);
@@ -198,7 +222,7 @@ void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
     snapshot.source = source->kind();
     snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
     if (targeted != nullptr && source->can_target())
-        dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted,
+        dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted, fd_scans,
                       own_cgroups(snapshot, group, *targeted));
     else
         dump_whole(snapshot, group, owners, known, unattributed, *source);
@@ -289,7 +313,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
         try {
             dump_group(snapshot, group, owners, memory_.owners(),
                        config_.keep_unattributed_time_wait, opener,
-                       config_.targeted ? &procfs_ : nullptr);
+                       config_.targeted ? &procfs_ : nullptr, fd_scans);
         } catch (const Error& e) {
             if (e.code() != Errc::permission_denied) throw;
             for (std::size_t idx : group.processes) {
@@ -389,7 +413,7 @@ Snapshot Scanner::scan_host() {
             (group.netns == procfs_.self_netns() && snapshot.unreadable_processes > 0);
         try {
             dump_group(snapshot, group, owners, no_cookies, config_.keep_unattributed_time_wait,
-                       opener, nullptr);
+                       opener, nullptr, fd_scans);
         } catch (const Error& e) {
             // One namespace we cannot read must not hide the others.
             if (groups.size() == 1) throw;

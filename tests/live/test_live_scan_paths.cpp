@@ -350,3 +350,42 @@ TEST_CASE("a socket from before the move to a cgroup is still found") {
     CHECK(count_state(targeted.processes[0], TcpState::established) == 2);
     compare_process(targeted.processes[0], whole.processes[0], 1000);
 }
+
+TEST_CASE("a bound-only socket is found without a cgroup filter") {
+    // In the root cgroup the targeted scan has no cgroup to filter on; its first dump leaves
+    // out bound-only sockets (a walk of the bind table) and asks for them once it misses one.
+    proc::ProcFs procfs;
+    const auto mount = procfs.cgroup2_mount();
+    if (!mount) {
+        WARN_MESSAGE(false, "skipped: no cgroup2 mount");
+        return;
+    }
+    const Listener l = listen_loopback(AF_INET);
+    Fds keep;
+    keep.fds.push_back(l.fd);
+    const std::string root = mount->mount_point;
+    std::unique_ptr<Child> target;
+    try {
+        target = std::make_unique<Child>([&] {
+            close_inherited_sockets();
+            if (!join_cgroup(root)) _exit(1);
+            const int bound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_in any{};
+            any.sin_family = AF_INET;
+            any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (bind(bound, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) _exit(1);
+            (void)connect_to(l);
+        });
+    } catch (const std::exception&) {
+        WARN_MESSAGE(false, "skipped: cannot move a process to the root cgroup");
+        return;
+    }
+    keep.fds.push_back(accept_from(l));
+    const auto targeted = scan_with(true, {target->pid()});
+    const auto whole = scan_with(false, {target->pid()});
+    REQUIRE(targeted.processes.size() == 1);
+    CHECK(count_state(targeted.processes[0], TcpState::established) == 1);
+    CHECK(count_state(targeted.processes[0], TcpState::close) == 1);
+    CHECK(targeted.processes[0].other_sockets.tcp == 0);
+    compare_process(targeted.processes[0], whole.processes[0], 1000);
+}

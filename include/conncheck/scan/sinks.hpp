@@ -187,9 +187,10 @@ void deduplicate(std::vector<SocketRecord>& sockets);
 void note_dump(Snapshot& snapshot, const diag::DumpStats& stats);
 
 // Whether a process holds TCP sockets the first dump did not return: created before it moved
-// to its cgroup, passed from another process, or not yet in any kernel table.
+// to its cgroup, passed from another process, bound but inactive, or not yet in any kernel
+// table. `fd_scans` is parallel to Snapshot::processes.
 bool missed_tcp_sockets(const Snapshot& snapshot, const NetnsGroup& group,
-                        const InodeOwners& owners, const proc::ProcFs& procfs);
+                        const std::vector<proc::FdScan>& fd_scans, const proc::ProcFs& procfs);
 
 // Deduplicates the group's sockets and adds what the sinks counted to the snapshot.
 void finish_group(Snapshot& snapshot, const NetnsGroup& group, const LiveSink& live,

@@ -3,6 +3,7 @@
 #include "conncheck/diag/dump_loop.hpp"
 #include "conncheck/diag/parse.hpp"
 #include "conncheck/diag/replay.hpp"
+#include "conncheck/diag/requests.hpp"
 #include "conncheck/error.hpp"
 #include "conncheck/privilege.hpp"
 
@@ -114,96 +115,6 @@ MnlSocket open_socket(int netns_fd) {
     return nl;
 }
 
-std::uint8_t extensions(bool want_info, bool want_mem) {
-    return static_cast<std::uint8_t>((want_info ? 1U << (INET_DIAG_INFO - 1) : 0U) |
-                                     (want_mem ? 1U << (INET_DIAG_SKMEMINFO - 1) : 0U));
-}
-
-// "cgroup is A or B or ..." in inet_diag bytecode. The kernel accepts a socket when the program
-// jumps exactly to its end and rejects it when a jump overshoots; its verifier follows the
-// `yes` offsets, so every op must lie on that path. Each condition jumps (yes) to a JMP that
-// leaves for the end, or (no) over that JMP to the next condition; the last one's `no`
-// overshoots. The same shape as `ss` builds for "A or B".
-std::vector<unsigned char> cgroup_bytecode(const std::vector<std::uint64_t>& cgroups) {
-    constexpr std::uint16_t cond_len = sizeof(inet_diag_bc_op) + sizeof(std::uint64_t);
-    constexpr std::uint16_t jmp_len = sizeof(inet_diag_bc_op);
-    std::vector<unsigned char> code;
-    for (std::size_t i = 0; i < cgroups.size(); ++i) {
-        const bool last = i + 1 == cgroups.size();
-        const inet_diag_bc_op cond{INET_DIAG_BC_CGROUP_COND, cond_len,
-                                   static_cast<std::uint16_t>(cond_len + jmp_len)};
-        const auto at = code.size();
-        code.resize(at + cond_len);
-        std::memcpy(code.data() + at, &cond, sizeof cond);
-        std::memcpy(code.data() + at + sizeof cond, &cgroups[i], sizeof cgroups[i]);
-        if (last) break;
-        const std::size_t rest = (cgroups.size() - i - 1) * (cond_len + jmp_len) - jmp_len;
-        const inet_diag_bc_op jmp{INET_DIAG_BC_JMP, jmp_len,
-                                  static_cast<std::uint16_t>(rest + jmp_len)};
-        code.resize(code.size() + jmp_len);
-        std::memcpy(code.data() + code.size() - jmp_len, &jmp, sizeof jmp);
-    }
-    return code;
-}
-
-// The dump request. AF_UNSPEC takes the older TCPDIAG_GETSOCK message, the only one the kernel
-// answers for both families in one walk (`ss -tan` uses it too).
-std::vector<std::uint32_t> dump_request(const DumpRequest& request, std::uint32_t seq) {
-    const bool both = request.family == AF_UNSPEC;
-    const std::size_t req_len = both ? sizeof(inet_diag_req) : sizeof(inet_diag_req_v2);
-    const std::vector<unsigned char> code = cgroup_bytecode(request.cgroups);
-    if (code.size() > 0xffff - NLA_HDRLEN)
-        throw Error(Errc::io, "too many cgroups for one sock_diag filter");
-    const std::size_t total = NLMSG_HDRLEN + NLMSG_ALIGN(req_len) +
-                              (code.empty() ? 0 : NLA_HDRLEN + NLA_ALIGN(code.size()));
-    std::vector<std::uint32_t> buf((total + 3) / 4, 0);
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
-    nlh->nlmsg_type = both ? TCPDIAG_GETSOCK : SOCK_DIAG_BY_FAMILY;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    nlh->nlmsg_seq = seq;
-    if (both) {
-        auto* req = static_cast<inet_diag_req*>(mnl_nlmsg_put_extra_header(nlh, req_len));
-        req->idiag_family = AF_UNSPEC;
-        req->idiag_ext = extensions(request.want_info, request.want_mem);
-        req->idiag_states = request.states;
-    } else {
-        auto* req = static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, req_len));
-        req->sdiag_family = request.family;
-        req->sdiag_protocol = IPPROTO_TCP;
-        req->idiag_ext = extensions(request.want_info, request.want_mem);
-        req->idiag_states = request.states;
-    }
-    if (!code.empty()) mnl_attr_put(nlh, INET_DIAG_REQ_BYTECODE, code.size(), code.data());
-    return buf;
-}
-
-// One exact request: SOCK_DIAG_BY_FAMILY without NLM_F_DUMP, the socket named by its 4-tuple,
-// interface and cookie (the kernel looks the 4-tuple up, then checks the cookie).
-void append_exact_request(std::vector<std::uint32_t>& out, const SocketRecord& s, std::uint32_t seq,
-                          std::uint8_t ext) {
-    constexpr std::size_t len = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(inet_diag_req_v2));
-    const std::size_t at = out.size();
-    out.resize(at + len / 4, 0);
-    nlmsghdr* nlh = mnl_nlmsg_put_header(out.data() + at);
-    nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    nlh->nlmsg_flags = NLM_F_REQUEST;
-    nlh->nlmsg_seq = seq;
-    auto* req =
-        static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
-    req->sdiag_family = s.local.family;
-    req->sdiag_protocol = IPPROTO_TCP;
-    req->idiag_ext = ext;
-    req->idiag_states = all_states;
-    const std::size_t addr_len = s.local.family == AF_INET ? 4 : 16;
-    req->id.idiag_sport = htons(s.local.port);
-    req->id.idiag_dport = htons(s.remote.port);
-    std::memcpy(req->id.idiag_src, s.local.addr.data(), addr_len);
-    std::memcpy(req->id.idiag_dst, s.remote.addr.data(), addr_len);
-    req->id.idiag_if = s.interface;
-    req->id.idiag_cookie[0] = static_cast<std::uint32_t>(s.cookie);
-    req->id.idiag_cookie[1] = static_cast<std::uint32_t>(s.cookie >> 32);
-}
-
 class NetlinkSource final : public SocketSource, private detail::DatagramStream {
 public:
     explicit NetlinkSource(const NetlinkOptions& options)
@@ -308,15 +219,24 @@ private:
     }
 
     // Reads every queued answer to the requests numbered base.. ; true when some were lost.
+    // Each answer is a datagram of its own: recvmmsg() takes a batch per system call.
     bool drain_exact(std::uint32_t base, std::vector<char>& answered, DumpSink& sink,
                      DumpStats& stats) {
         const int fd = mnl_socket_get_fd(nl_.get());
-        const std::uint32_t portid = mnl_socket_get_portid(nl_.get());
+        if (exact_buffer_.empty()) exact_buffer_.resize(exact_slot * exact_slots / 4);
+        auto* bytes = reinterpret_cast<unsigned char*>(exact_buffer_.data());
+        std::array<iovec, exact_slots> iov{};
+        std::array<mmsghdr, exact_slots> msgs{};
         bool lost = false;
-        SocketRecord record;
         for (;;) {
-            const ssize_t n = recv(fd, buffer_.data(), receive_buffer_size, MSG_DONTWAIT);
-            if (n < 0) {
+            for (std::size_t i = 0; i < exact_slots; ++i) {
+                iov[i] = {bytes + i * exact_slot, exact_slot};
+                msgs[i] = {};
+                msgs[i].msg_hdr.msg_iov = &iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            const int got = recvmmsg(fd, msgs.data(), exact_slots, MSG_DONTWAIT, nullptr);
+            if (got < 0) {
                 if (errno == EINTR) continue;
                 if (errno == ENOBUFS) {
                     lost = true;
@@ -325,38 +245,46 @@ private:
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 fail(Errc::io, "cannot receive from the netlink socket", errno);
             }
-            const auto* bytes = reinterpret_cast<const unsigned char*>(buffer_.data());
-            auto left = static_cast<std::size_t>(n);
-            for (std::size_t at = 0; left - at >= NLMSG_HDRLEN;) {
-                const auto* m = reinterpret_cast<const nlmsghdr*>(bytes + at);
-                if (m->nlmsg_len < NLMSG_HDRLEN || m->nlmsg_len > left - at) break;
-                const std::uint32_t k = m->nlmsg_seq - base;
-                if (m->nlmsg_pid == portid && k < answered.size() && answered[k] == 0) {
-                    answered[k] = 1;
-                    if (m->nlmsg_type == NLMSG_ERROR) {
-                        const int err = message_errno(m);
-                        // ENOENT: no socket with that 4-tuple any more; ESTALE: the 4-tuple
-                        // belongs to a newer socket (another cookie).
-                        if (err == ENOENT || err == ESTALE) {
-                            ++stats.gone;
-                        } else if (err != 0) {
-                            throw Error(
-                                Errc::io,
-                                errno_message("sock_diag request for one socket failed", err));
-                        }
-                    } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY && parse_inet_diag(m, record)) {
-                        ++stats.messages;
-                        sink.on_socket(record);
-                    } else {
-                        ++stats.malformed;
-                    }
-                }
-                const std::size_t step = NLMSG_ALIGN(m->nlmsg_len);
-                if (step >= left - at) break;
-                at += step;
-            }
+            for (int i = 0; i < got; ++i)
+                take_exact_answers(bytes + static_cast<std::size_t>(i) * exact_slot,
+                                   msgs[static_cast<std::size_t>(i)].msg_len, base, answered, sink,
+                                   stats);
         }
         return lost;
+    }
+
+    // The answers in one datagram; a message that answers none of the requests (a stale reply
+    // to an earlier batch) is skipped.
+    void take_exact_answers(const unsigned char* bytes, std::size_t left, std::uint32_t base,
+                            std::vector<char>& answered, DumpSink& sink, DumpStats& stats) {
+        const std::uint32_t portid = mnl_socket_get_portid(nl_.get());
+        for (std::size_t at = 0; left - at >= NLMSG_HDRLEN;) {
+            const auto* m = reinterpret_cast<const nlmsghdr*>(bytes + at);
+            if (m->nlmsg_len < NLMSG_HDRLEN || m->nlmsg_len > left - at) break;
+            const std::uint32_t k = m->nlmsg_seq - base;
+            if (m->nlmsg_pid == portid && k < answered.size() && answered[k] == 0) {
+                answered[k] = 1;
+                if (m->nlmsg_type == NLMSG_ERROR) {
+                    const int err = message_errno(m);
+                    // ENOENT: no socket with that 4-tuple any more; ESTALE: the 4-tuple
+                    // belongs to a newer socket (another cookie).
+                    if (err == ENOENT || err == ESTALE) {
+                        ++stats.gone;
+                    } else if (err != 0) {
+                        throw Error(Errc::io,
+                                    errno_message("sock_diag request for one socket failed", err));
+                    }
+                } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY && parse_inet_diag(m, record_)) {
+                    ++stats.messages;
+                    sink.on_socket(record_);
+                } else {
+                    ++stats.malformed;
+                }
+            }
+            const std::size_t step = NLMSG_ALIGN(m->nlmsg_len);
+            if (step >= left - at) break;
+            at += step;
+        }
     }
 
     bool begin(const DumpRequest& request, unsigned /*attempt*/, std::uint32_t& seq,
@@ -458,6 +386,12 @@ private:
     std::string record_path_;
     std::uint32_t seq_;
     std::vector<std::uint32_t> buffer_;
+    // Exact answers: a slot per datagram, each far larger than one answer (about 600 bytes
+    // with tcp_info and socket memory).
+    static constexpr std::size_t exact_slot = 4096;
+    static constexpr std::size_t exact_slots = 32;
+    std::vector<std::uint32_t> exact_buffer_;
+    SocketRecord record_;
     MnlSocket nl_;
     int netns_fd_ = -1;
     int record_fd_ = -1;

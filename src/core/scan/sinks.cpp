@@ -121,21 +121,28 @@ void note_dump(Snapshot& snapshot, const diag::DumpStats& stats) {
 }
 
 // Whether a process holds TCP sockets the first dump did not return: created before it moved
-// to its cgroup, passed from another process, or not yet in any kernel table.
+// to its cgroup, passed from another process, bound but inactive, or not yet in any kernel
+// table. Only the fds of the sockets not found are looked at (their protocol), not the whole
+// fd table again.
 bool missed_tcp_sockets(const Snapshot& snapshot, const NetnsGroup& group,
-                        const InodeOwners& owners, const proc::ProcFs& procfs) {
+                        const std::vector<proc::FdScan>& fd_scans, const proc::ProcFs& procfs) {
     for (std::size_t idx : group.processes) {
+        if (idx >= fd_scans.size()) continue;
         const auto& p = snapshot.processes[idx];
+        const auto& fds = fd_scans[idx];
         std::vector<std::uint64_t> found;
         found.reserve(p.sockets.size());
         for (const auto& s : p.sockets)
             found.push_back(s.inode);
         std::sort(found.begin(), found.end());
-        std::vector<std::uint64_t> missing;
-        for (const auto& [inode, holder] : owners)
-            if (holder == idx && !std::binary_search(found.begin(), found.end(), inode))
-                missing.push_back(inode);
-        if (!procfs.tcp_socket_inodes(p.info.pid, missing).empty()) return true;
+        found.erase(std::unique(found.begin(), found.end()), found.end());
+        // Every socket found holds one of the process's inodes.
+        if (found.size() >= fds.socket_inodes.size()) continue;
+        for (std::size_t i = 0; i < fds.socket_inodes.size() && i < fds.socket_fds.size(); ++i) {
+            if (std::binary_search(found.begin(), found.end(), fds.socket_inodes[i])) continue;
+            const auto protocol = procfs.socket_protocol(p.info.pid, fds.socket_fds[i]);
+            if (protocol && proc::socket_kind(*protocol) == proc::SocketKind::tcp) return true;
+        }
     }
     return false;
 }
