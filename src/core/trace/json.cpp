@@ -2,10 +2,12 @@
 
 #include "conncheck/text.hpp"
 
+#include <charconv>
 #include <ctime>
 #include <fmt/core.h>
 #include <iterator>
 #include <string_view>
+#include <type_traits>
 
 namespace conncheck::trace {
 
@@ -89,7 +91,15 @@ public:
     }
     template <typename Number> void number(std::string_view key, Number value) {
         this->key(key);
-        fmt::format_to(std::back_inserter(out_), "{}", value);
+        if constexpr (std::is_integral_v<Number>) {
+            char digits[24];
+            const auto end = std::to_chars(std::begin(digits), std::end(digits), value).ptr;
+            out_.append(digits, end);
+        } else {
+            // Not format_to into the string: clang cannot link that instantiation against the
+            // fmt library Debian builds with gcc.
+            out_ += fmt::format("{}", value);
+        }
     }
     void boolean(std::string_view key, bool value) {
         this->key(key);
@@ -118,7 +128,7 @@ private:
                 out_ += '\\';
                 out_ += c;
             } else {
-                fmt::format_to(std::back_inserter(out_), "\\u{:04x}", static_cast<unsigned>(c));
+                out_ += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
             }
             plain = i + 1;
         }
