@@ -77,7 +77,7 @@ struct Frame {
     bool has_tcp_info = true;
     // Connection events (exact churn, TIME_WAIT and ages), or polling alone, and why.
     bool events = false;
-    std::string polling_reason; // filled in by the front end that tried to start them
+    std::string polling_reason; // sanitized; filled in by the front end that tried to start them
     std::vector<std::string> warnings;
     std::vector<ProcessFrame> processes;
     std::vector<StateRow> totals; // summed over the processes still running
