@@ -15,6 +15,7 @@
 #include <sys/types.h>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace conncheck::watch {
 
@@ -51,11 +52,12 @@ public:
     [[nodiscard]] const FollowedConnection* find(std::uint64_t cookie) const;
     [[nodiscard]] bool follows(std::uint64_t cookie) const { return find(cookie) != nullptr; }
 
-    // The process's snapshot with TIME_WAIT corrected: a by-peer TIME_WAIT of a connection seen
-    // opening is the process's (moved to `sockets`, exact); one that nobody saw opening and that
-    // closed after `since_ms` belongs to another process (dropped), as long as no event was lost.
-    [[nodiscard]] scan::ProcessSnapshot attribute(const scan::ProcessSnapshot& process,
-                                                  std::int64_t now_ms, std::int64_t since_ms);
+    // The process's snapshot with TIME_WAIT corrected, nullopt when it needs none: a by-peer
+    // TIME_WAIT of a connection seen opening is the process's (moved to `sockets`, exact); one
+    // that nobody saw opening and that closed after `since_ms` belongs to another process
+    // (dropped), as long as no event was lost. Learns the cookies of the process's sockets.
+    [[nodiscard]] std::optional<scan::ProcessSnapshot>
+    attribute(const scan::ProcessSnapshot& process, std::int64_t now_ms, std::int64_t since_ms);
 
     void forget_process(pid_t pid);
     // Drops connections ended more than linger_ms ago.

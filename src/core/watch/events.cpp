@@ -92,25 +92,30 @@ const FollowedConnection* ConnectionEvents::identify(pid_t pid, const SocketReco
     return &c->second;
 }
 
-scan::ProcessSnapshot ConnectionEvents::attribute(const scan::ProcessSnapshot& process,
-                                                  std::int64_t now_ms, std::int64_t since_ms) {
-    scan::ProcessSnapshot out = process;
-    out.time_wait_by_peer.clear();
+std::optional<scan::ProcessSnapshot>
+ConnectionEvents::attribute(const scan::ProcessSnapshot& process, std::int64_t now_ms,
+                            std::int64_t since_ms) {
+    // Sockets held since before the watch stay as they are; identify() learns the cookies of
+    // accepted connections so that the cookie tracker leaves them to the events.
+    for (const auto& s : process.sockets)
+        identify(process.info.pid, s);
+    std::vector<SocketRecord> ours;
+    std::vector<SocketRecord> by_peer;
     for (const auto& s : process.time_wait_by_peer) {
         if (identify(process.info.pid, s) != nullptr) {
-            out.sockets.push_back(s);
-            ++out.time_wait_exact;
+            ours.push_back(s);
             continue;
         }
         // Linux keeps TIME_WAIT a fixed 60 s: the time left tells when the connection closed.
         const std::int64_t closed_ms = now_ms - (time_wait_ms - s.expires_ms);
         if (complete_ && closed_ms > since_ms + start_slack_ms) continue;
-        out.time_wait_by_peer.push_back(s);
+        by_peer.push_back(s);
     }
-    // Sockets held since before the watch stay as they are; identify() learns the cookies of
-    // accepted connections so that the cookie tracker leaves them to the events.
-    for (const auto& s : process.sockets)
-        identify(process.info.pid, s);
+    if (by_peer.size() == process.time_wait_by_peer.size()) return std::nullopt;
+    scan::ProcessSnapshot out = process;
+    out.sockets.insert(out.sockets.end(), ours.begin(), ours.end());
+    out.time_wait_exact += ours.size();
+    out.time_wait_by_peer = std::move(by_peer);
     return out;
 }
 

@@ -159,11 +159,12 @@ void Session::update(const scan::Snapshot& snapshot, std::int64_t now_ms,
             observe(p, now_ms);
             continue;
         }
-        const scan::ProcessSnapshot attributed = events_.attribute(p, now_ms, first_ms_);
-        tracker_.observe(attributed, followed);
+        const auto attributed = events_.attribute(p, now_ms, first_ms_);
+        const scan::ProcessSnapshot& seen = attributed ? *attributed : p;
+        tracker_.observe(seen, followed);
         if (const auto e = events.find(p.info.pid); e != events.end())
             tracker_.add_events(p.info.pid, e->second);
-        observe(attributed, now_ms);
+        observe(seen, now_ms);
     }
     tracker_.end_tick();
     events_.prune(now_ms);
