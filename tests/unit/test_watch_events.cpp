@@ -4,9 +4,11 @@
 // TIME_WAIT nobody saw opening is another process's; each peer shows its oldest connection's age.
 #include "conncheck/watch/events.hpp"
 #include "conncheck/watch/session.hpp"
+#include "watch_output.hpp"
 
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <nlohmann/json.hpp>
 
 using namespace conncheck;
 using namespace conncheck::watch;
@@ -255,4 +257,30 @@ TEST_CASE("ended connections are forgotten after the linger time, and with their
     CHECK(events.size() == 0);
     const auto tick = events.take_tick();
     CHECK(tick.empty());
+}
+
+TEST_CASE("the JSON and the log lines say events, or polling and why, and the peers' ages") {
+    Session s = events_session();
+    s.update(snapshot({live(1, 0x11)}), 0, 0);
+    s.add_event(opened(2, 0x12, v4(6, 443)), 500);
+    s.update(snapshot({live(1, 0x11), live(2, 0x12, v4(6, 443))}), 2000, 2);
+    Frame f = s.frame();
+    auto j = cli::to_json(f);
+    CHECK(j["tracking"] == "events");
+    CHECK(j["polling_reason"].is_null());
+    for (const auto& peer : j["processes"][0]["peers"]) {
+        const bool before = peer["remote"] == "10.0.0.5:443";
+        CHECK(peer["oldest_predates_watch"] == before);
+        CHECK(peer["oldest_age_seconds"] == (before ? 2.0 : 1.5));
+    }
+    CHECK(cli::to_lines(f)[0].find(" tracking=events comm=") != std::string::npos);
+
+    f.events = false;
+    f.polling_reason = "eBPF tracing needs CAP_BPF and CAP_PERFMON (or root)";
+    j = cli::to_json(f);
+    CHECK(j["tracking"] == "polling");
+    CHECK(j["polling_reason"] == f.polling_reason);
+    CHECK(cli::tracking_text(f) == "polling (" + f.polling_reason + ")");
+    CHECK(cli::to_lines(f)[0].find(" tracking=polling polling_reason=eBPF\\x20tracing\\x20") !=
+          std::string::npos);
 }
