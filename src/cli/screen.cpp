@@ -3,6 +3,7 @@
 #include "ansi.hpp"
 #include "human_text.hpp"
 #include "screen_line.hpp"
+#include "watch_output.hpp"
 
 #include "conncheck/text.hpp"
 
@@ -53,6 +54,12 @@ std::string idle_text(const PeerFrame& p) {
     if (!p.idle_min_ms) return "-";
     if (*p.idle_min_ms / 1000 == *p.idle_max_ms / 1000) return short_duration(*p.idle_max_ms);
     return short_duration(*p.idle_min_ms) + "-" + short_duration(*p.idle_max_ms);
+}
+
+// "3m12s"; "> 5m00s" when the oldest connection predates the watch (its age is at least that).
+std::string oldest_text(const PeerFrame& p) {
+    if (!p.oldest_age_ms) return "-";
+    return (p.oldest_predates_watch ? "> " : "") + short_duration(*p.oldest_age_ms);
 }
 
 std::string rate_text(const std::optional<double>& v) {
@@ -120,6 +127,10 @@ std::vector<PeerFrame> merged_peers(const Frame& frame) {
                     std::min(m.idle_min_ms.value_or(*peer.idle_min_ms), *peer.idle_min_ms);
                 m.idle_max_ms =
                     std::max(m.idle_max_ms.value_or(*peer.idle_max_ms), *peer.idle_max_ms);
+            }
+            if (peer.oldest_age_ms) {
+                m.oldest_age_ms = std::max(m.oldest_age_ms.value_or(0), *peer.oldest_age_ms);
+                m.oldest_predates_watch = m.oldest_predates_watch || peer.oldest_predates_watch;
             }
         }
     }
@@ -274,14 +285,17 @@ std::vector<std::string> peer_lines(const Frame& frame, const ViewState& view, c
     auto peers = merged_peers(frame);
     watch::sort_peers(peers, view.sort);
     const int end = l.cols;
+    // With connection events, the oldest connection's age before the counts.
     const int c_new = end, c_idle = end - 9, c_tw = end - 24, c_cw = end - 31, c_est = end - 39,
-              c_total = end - 46;
+              c_oldest = end - 46, c_total = frame.events ? end - 56 : end - 46;
     auto head = l.line();
     head.add("PEERS", bold);
     const std::string sorted = fmt::format(" by {} (s)", watch::peer_sort_name(view.sort));
     if (head.cols() + static_cast<int>(sorted.size()) < c_total - 6) head.add(sorted, dim);
     if (c_total - 7 > head.cols()) {
-        head.right("TOTAL", c_total, bold).right("ESTAB", c_est, bold).right("CLOSE_W", c_cw, bold);
+        head.right("TOTAL", c_total, bold);
+        if (frame.events) head.right("OLDEST", c_oldest, bold);
+        head.right("ESTAB", c_est, bold).right("CLOSE_W", c_cw, bold);
         head.right("TIME_W", c_tw, bold).right("IDLE", c_idle, bold).right("NEW/MIN", c_new, bold);
     }
     out.push_back(head.take());
@@ -301,6 +315,7 @@ std::vector<std::string> peer_lines(const Frame& frame, const ViewState& view, c
         const int label_cols = std::max(8, c_total - 8);
         line.add("  ").add(text::sanitize(p.label, static_cast<std::size_t>(label_cols)));
         line.right(fmt::format("{}", p.total), c_total);
+        if (frame.events) line.right(oldest_text(p), c_oldest);
         line.right(fmt::format("{}", p.states[TcpState::established]), c_est);
         const auto cw = p.states[TcpState::close_wait];
         line.right(fmt::format("{}", cw), c_cw, cw > 0 ? yellow : nullptr);
@@ -343,6 +358,11 @@ std::string footer(const Frame& frame, const ViewState& view, const Layout& l) {
     std::string cost;
     if (frame.tick_ms) cost = fmt::format("watcher {:.1f} ms/tick", *frame.tick_ms);
     if (frame.cpu_percent) cost += fmt::format(", {:.2f}% CPU", *frame.cpu_percent);
+    // How watch follows the connections first, then its cost where room is left.
+    const int room = l.cols - line.cols() - 2;
+    if (room >= 7)
+        line.add("  ").add(text::sanitize(tracking_text(frame), static_cast<std::size_t>(room)),
+                           dim);
     if (!cost.empty() && line.cols() + 2 + static_cast<int>(cost.size()) <= l.cols)
         line.right(cost, l.cols, dim);
     return line.take();

@@ -3,6 +3,7 @@
 #include "human_text.hpp"
 #include "screen.hpp"
 #include "terminal.hpp"
+#include "watch_events.hpp"
 #include "watch_output.hpp"
 
 #include "conncheck/scan.hpp"
@@ -134,12 +135,10 @@ class Watcher {
 public:
     explicit Watcher(const WatchOptions& options)
         : options_(options), scanner_(make_scan_config(options.source)),
-          session_(make_session_options(options)), interval_ms_(session_options_.interval_ms) {
-        if (!has_selector(options.selector))
-            throw Error(Errc::usage,
-                        "watch needs a process: --pid PID, --pidfile FILE, --name NAME, "
-                        "--exe PATH, --unit UNIT or --cgroup PATH");
-        alive_ = resolve_selector(options.selector, scanner_.procfs());
+          alive_(watched_pids(options, scanner_)),
+          events_(events_off_reason(options.no_events, options.source), alive_),
+          session_(make_session_options(options, events_.active())),
+          interval_ms_(session_options_.interval_ms) {
         screen_mode_ = !options.json && ::isatty(STDOUT_FILENO) == 1;
         keys_ = screen_mode_ && ::isatty(STDIN_FILENO) == 1;
         view_.color = screen_mode_ && use_color(options.no_color);
@@ -177,8 +176,17 @@ public:
     }
 
 private:
-    watch::Options make_session_options(const WatchOptions& o) {
+    static std::vector<pid_t> watched_pids(const WatchOptions& o, const scan::Scanner& scanner) {
+        if (!has_selector(o.selector))
+            throw Error(Errc::usage,
+                        "watch needs a process: --pid PID, --pidfile FILE, --name NAME, "
+                        "--exe PATH, --unit UNIT or --cgroup PATH");
+        return resolve_selector(o.selector, scanner.procfs());
+    }
+
+    watch::Options make_session_options(const WatchOptions& o, bool events) {
         watch::Options& w = session_options_;
+        w.events = events;
         w.interval_ms = static_cast<std::int64_t>(
             duration_option("--interval", o.interval, min_interval_ms, max_interval_ms));
         w.window_ms = static_cast<std::int64_t>(duration_option(
@@ -196,6 +204,8 @@ private:
     bool tick() {
         const auto began = Clock::now();
         const scan::RunningScan scanned = scanner_.scan_running(alive_);
+        // After the scan: every event of a socket the scan saw is in the ring buffer by now.
+        events_.drain(session_, start_);
         for (const pid_t pid : scanned.exited) {
             session_.process_exited(pid, now_ms());
             std::erase(alive_, pid);
@@ -241,6 +251,9 @@ private:
         fo.max_peers = screen_mode_ ? 500 : 20;
         watch::Frame frame = session_.frame(fo);
         frame.tick_ms = tick_ms_;
+        frame.polling_reason = text::sanitize(events_.polling_reason());
+        if (const std::string lost = events_.losses(); !lost.empty())
+            frame.warnings.push_back(lost);
         for (const auto& u : unreadable_)
             frame.warnings.push_back(fmt::format("pid {} ({}) could not be read: {}", u.pid,
                                                  text::sanitize(u.comm, 32),
@@ -291,10 +304,13 @@ private:
             const auto now = Clock::now();
             if (now >= next) return std::nullopt;
             const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - now).count();
-            pollfd fds[2] = {{g_wake[0], POLLIN, 0}, {keys_ ? STDIN_FILENO : -1, POLLIN, 0}};
-            const int n = ::poll(fds, 2, static_cast<int>(left));
+            pollfd fds[3] = {{g_wake[0], POLLIN, 0},
+                             {keys_ ? STDIN_FILENO : -1, POLLIN, 0},
+                             {events_.wait_fd(), POLLIN, 0}};
+            const int n = ::poll(fds, 3, static_cast<int>(left));
             if (n < 0 && errno != EINTR) throw_errno("poll", errno);
             if (n <= 0) continue;
+            if (fds[2].revents != 0) events_.drain(session_, start_); // the ring buffer fills up
             if (fds[0].revents != 0) {
                 drain(g_wake[0]);
                 if (const auto code = handle_signals(signals)) return code;
@@ -379,9 +395,10 @@ private:
     const WatchOptions& options_;
     watch::Options session_options_;
     scan::Scanner scanner_;
+    std::vector<pid_t> alive_;
+    EventFeed events_;
     watch::Session session_;
     std::int64_t interval_ms_;
-    std::vector<pid_t> alive_;
     bool screen_mode_ = false;
     bool keys_ = false;
     screen::ViewState view_;
@@ -415,12 +432,17 @@ void setup_watch(CLI::App& app, WatchOptions& options) {
         ->type_name("N")
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
     app.add_flag("--no-color", options.no_color, "No colour (also when NO_COLOR is set)");
+    app.add_flag("--no-events", options.no_events,
+                 "Poll only: do not follow the processes' connection events (as trace does)");
     add_source_options(app, options.source);
     app.footer(
         "On a terminal: a full screen redrawn every interval. Keys: q or Ctrl-C quit, p pause "
         "(scanning goes on), s cycle the peer sort. Off a terminal: one line per process per "
-        "interval, or one JSON object with --json. TIME_WAIT is attributed exactly to the "
-        "process when watch saw its live socket, else by peer. Exits 0 on q or once every "
+        "interval, or one JSON object with --json. Where eBPF tracing works (see trace), watch "
+        "follows the connections the processes open: their churn, TIME_WAIT and age are exact, "
+        "and the output says events; otherwise, or with --no-events, it says polling and why. "
+        "When polling, TIME_WAIT is attributed exactly to the process when watch saw its live "
+        "socket, else by peer. Exits 0 on q or once every "
         "watched process has exited, 8 then when some selected process could not be read (it "
         "is named, the others are watched). See conncheck(1), WATCH.");
 }

@@ -17,6 +17,7 @@ struct WatchOptions {
     std::string window = "10m";
     bool json = false;
     bool no_color = false;
+    bool no_events = false; // poll only, even where trace's connection events are available
     std::uint32_t idle_seconds = 60;
     std::uint64_t count = 0; // stop after this many ticks, 0 never
 };

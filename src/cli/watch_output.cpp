@@ -68,6 +68,9 @@ json peer_json(const watch::PeerFrame& p) {
            {"opened_per_minute", std::round(p.opened_per_minute * 100) / 100}};
     j["idle_min_seconds"] = p.idle_min_ms ? json(*p.idle_min_ms / 1000.0) : json(nullptr);
     j["idle_max_seconds"] = p.idle_max_ms ? json(*p.idle_max_ms / 1000.0) : json(nullptr);
+    j["oldest_age_seconds"] =
+        p.oldest_age_ms ? json(static_cast<double>(*p.oldest_age_ms) / 1000.0) : json(nullptr);
+    j["oldest_predates_watch"] = p.oldest_predates_watch;
     return j;
 }
 
@@ -135,6 +138,12 @@ std::string rate(const std::optional<double>& v) {
 
 } // namespace
 
+std::string tracking_text(const watch::Frame& frame) {
+    if (frame.events) return "events";
+    if (frame.polling_reason.empty()) return "polling";
+    return "polling (" + frame.polling_reason + ")";
+}
+
 nlohmann::ordered_json to_json(const watch::Frame& frame) {
     json j{{"time", text::iso8601_utc(frame.unix_seconds)},
            {"uptime_seconds", static_cast<double>(frame.uptime_ms) / 1000.0},
@@ -144,6 +153,10 @@ nlohmann::ordered_json to_json(const watch::Frame& frame) {
            {"source", frame.source},
            {"has_cookies", frame.has_cookies},
            {"has_tcp_info", frame.has_tcp_info},
+           {"tracking", frame.events ? "events" : "polling"},
+           {"polling_reason", frame.events || frame.polling_reason.empty()
+                                  ? json(nullptr)
+                                  : json(frame.polling_reason)},
            {"warnings", frame.warnings}};
     j["totals"] = json{{"states", states_json(frame.totals)},
                        {"fds", row_json(frame.fds_total)},
@@ -186,6 +199,9 @@ std::vector<std::string> to_lines(const watch::Frame& frame) {
             if (p.fd_projection)
                 line += fmt::format(" fd_limit_in={}s", p.fd_projection->ms_to_limit / 1000);
         }
+        line += frame.events ? " tracking=events" : " tracking=polling";
+        if (!frame.events && !frame.polling_reason.empty())
+            line += " polling_reason=" + line_value(frame.polling_reason);
         line += " comm=" + line_value(p.comm);
         lines.push_back(std::move(line));
     }

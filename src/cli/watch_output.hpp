@@ -12,6 +12,8 @@ namespace conncheck::cli {
 
 // One JSON object: the fields the screen shows, per process and in total.
 [[nodiscard]] nlohmann::ordered_json to_json(const watch::Frame& frame);
+// How watch follows the connections: "events", or "polling (REASON)".
+[[nodiscard]] std::string tracking_text(const watch::Frame& frame);
 // One line per process: "2026-10-21T09:24:00Z pid=4242 established=45 close_wait=12 ...".
 [[nodiscard]] std::vector<std::string> to_lines(const watch::Frame& frame);
 

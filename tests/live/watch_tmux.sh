@@ -75,7 +75,7 @@ tm new-session -d -s watch -x 100 -y 32 "env -i PATH=$PATH HOME=$work HISTFILE=/
 wait_for 10 "the shell prompt" shows '^PROMPT\$'
 
 start_watch() {
-  tm send-keys -t watch "$conncheck watch --pid $target_pid --interval 200ms --no-color" Enter
+  tm send-keys -t watch "$conncheck watch --pid $target_pid --interval 200ms --no-color $*" Enter
   wait_for 10 "the watch screen" shows '^conncheck watch +pid '"$target_pid"' watch_target'
   wait_for 5 "the alternate screen" alternate 1
 }
@@ -84,7 +84,8 @@ watch_pid() { pgrep -P "$(tm display -p -t watch '#{pane_pid}')" | head -n 1; }
 # The terminal's modes before watch, to compare with what it leaves behind.
 tm send-keys -t watch "stty -g >$work/stty.before" Enter
 wait_for 5 "stty -g before watch" test -s "$work/stty.before"
-start_watch
+# Polling: what watch sees where no connection events are to be had.
+start_watch --no-events
 wait_for 5 "ESTABLISHED 0 at the start" shows '^ESTABLISHED +0 '
 if cursor_visible; then
   echo "FAIL: the cursor is visible while watch draws"
@@ -104,6 +105,7 @@ target_do churn 2
 wait_for 10 "TIME_WAIT never seen live attributed by peer" shows '· 2 by peer'
 wait_for 5 "TIME_WAIT 3" shows '^TIME_WAIT +3 '
 wait_for 5 "churn counted" shows '^CHURN opened [0-9.]+/min +closed [0-9.]+/min'
+wait_for 5 "the footer says watch polls, and why" shows '^q quit .* polling \(turned off with --no-events\)'
 
 tm resize-window -t watch -x 70 -y 20
 wait_for 10 "a redraw at 70x20" size_is 20 70
@@ -140,9 +142,18 @@ if ! cmp -s "$work/stty.before" "$work/stty.after"; then
 fi
 echo "ok: termios restored exactly (stty -g)"
 
-# SIGTERM: the terminal is restored before the process dies of the signal.
+# SIGTERM: the terminal is restored before the process dies of the signal. Without --no-events
+# this time: where trace can load its probe, the footer says events and each peer has an age.
 tm send-keys -t watch clear Enter
 start_watch
+trace_rc=0
+"$conncheck" trace --pid $$ --for 1ms >/dev/null 2>&1 || trace_rc=$?
+if [ "$trace_rc" -eq 6 ]; then
+  wait_for 5 "the footer says watch polls, and why" shows '^q quit .* polling \('
+else
+  wait_for 5 "the footer says events" shows '^q quit .* events'
+  wait_for 5 "the OLDEST column" shows '^PEERS .*OLDEST'
+fi
 kill -TERM "$(watch_pid)"
 wait_for 10 "SIGTERM to leave the alternate screen" alternate 0
 wait_for 5 "the prompt back after SIGTERM" last_line_is_prompt

@@ -76,6 +76,10 @@ struct PeerKey {
 };
 [[nodiscard]] PeerKey peer_of(const Connection& c);
 
+// The process itself closed (or aborted) the connection: close() or shutdown() sent a FIN, or
+// close() with unread data went straight to CLOSE in one of its threads.
+[[nodiscard]] bool closes_here(const Event& event);
+
 struct LeakGroup {
     CallSite call_site;
     std::string thread;

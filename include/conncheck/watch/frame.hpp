@@ -38,6 +38,10 @@ struct PeerFrame {
     std::optional<std::uint32_t> idle_max_ms;
     std::uint64_t unread_bytes = 0;
     double opened_per_minute = 0; // reconnects toward (or accepts from) this peer
+    // Age of the oldest live connection, with connection events only. When one was open before
+    // the watch began, its age is not known: the watch's age, a lower bound.
+    std::optional<std::int64_t> oldest_age_ms;
+    bool oldest_predates_watch = false;
 };
 
 struct ProcessFrame {
@@ -71,6 +75,9 @@ struct Frame {
     std::string source;      // "netlink", "proc_net", "replay"
     bool has_cookies = true; // false: no exact TIME_WAIT, no churn (proc_net has no cookies)
     bool has_tcp_info = true;
+    // Connection events (exact churn, TIME_WAIT and ages), or polling alone, and why.
+    bool events = false;
+    std::string polling_reason; // sanitized; filled in by the front end that tried to start them
     std::vector<std::string> warnings;
     std::vector<ProcessFrame> processes;
     std::vector<StateRow> totals; // summed over the processes still running

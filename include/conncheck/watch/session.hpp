@@ -5,6 +5,8 @@
 
 #include "conncheck/analysis.hpp"
 #include "conncheck/scan.hpp"
+#include "conncheck/trace/event.hpp"
+#include "conncheck/watch/events.hpp"
 #include "conncheck/watch/frame.hpp"
 #include "conncheck/watch/tracker.hpp"
 #include "conncheck/watch/trend.hpp"
@@ -25,6 +27,9 @@ struct Options {
     ProjectionRules projection;
     // A slope over less history than this (or half the window, if shorter) is noise, not shown.
     std::int64_t min_slope_span_ms = 60'000;
+    // The watched processes' connection events arrive through add_event(), from before the first
+    // update(): churn, TIME_WAIT and ages of the connections they open are exact.
+    bool events = false;
 };
 
 struct FrameOptions {
@@ -40,6 +45,10 @@ public:
     // One tick. `now_ms` is monotonic, `unix_seconds` the wall clock for display. Every process
     // in the snapshot is observed; a watched pid missing from it is left as it was.
     void update(const scan::Snapshot& snapshot, std::int64_t now_ms, std::int64_t unix_seconds);
+    // One connection event, in the kernel's order; `t_ms` on the clock update() is given.
+    void add_event(const trace::Event& event, std::int64_t t_ms) { events_.add(event, t_ms); }
+    // Some events were lost: a TIME_WAIT nobody saw open may still be the process's.
+    void events_incomplete() { events_.set_incomplete(); }
     // The process is gone: keep its last figures, drop its churn.
     void process_exited(pid_t pid, std::int64_t now_ms);
 
@@ -68,12 +77,14 @@ private:
     };
 
     void observe(const scan::ProcessSnapshot& process, std::int64_t now_ms);
+    void add_ages(std::vector<PeerFrame>& peers, const scan::ProcessSnapshot& process) const;
     [[nodiscard]] Row make_row(const Figure& figure, const FrameOptions& options) const;
     Figure& state_figure(std::map<TcpState, Figure>& figures, TcpState state,
                          const Figure& clock) const;
 
     Options options_;
     CookieTracker tracker_;
+    ConnectionEvents events_;
     std::map<pid_t, History> processes_; // ordered by pid: stable output
     std::map<TcpState, Figure> totals_;
     std::optional<Figure> total_fds_;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <sys/types.h>
 #include <unordered_map>
@@ -45,6 +46,14 @@ struct PeerChurn {
     std::uint64_t opened_total = 0;
 };
 
+// One process's opens and closes since the last tick, known from connection events
+// (ConnectionEvents) rather than from cookies.
+struct TickEvents {
+    std::vector<PeerKey> opened; // the peer of each connection opened
+    std::uint32_t closed = 0;
+    std::uint32_t short_lived = 0; // of those closed, opened since the last tick
+};
+
 class CookieTracker {
 public:
     // A closed socket leaves the process's fd table at once but turns TIME_WAIT only after the
@@ -55,7 +64,11 @@ public:
 
     // One tick: begin_tick, observe every scanned process, end_tick.
     void begin_tick(std::int64_t now_ms);
-    void observe(const scan::ProcessSnapshot& process);
+    // `followed`: cookies of connections whose opens and closes come from add_events instead.
+    void observe(const scan::ProcessSnapshot& process,
+                 const std::function<bool(std::uint64_t cookie)>& followed = {});
+    // This tick's events of an observed process.
+    void add_events(pid_t pid, const TickEvents& events);
     void end_tick();
     // The process exited: drop its cookies and figures.
     void forget_process(pid_t pid);

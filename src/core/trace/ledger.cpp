@@ -24,21 +24,8 @@ bool Connection::held() const {
     return !closed_here_ns && !destroyed_ns;
 }
 
-namespace {
-
-Endpoint unmapped(Endpoint e) {
-    static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (e.family == AF_INET6 && std::equal(std::begin(prefix), std::end(prefix), e.addr.begin())) {
-        Endpoint v4;
-        v4.family = AF_INET;
-        std::copy(e.addr.begin() + 12, e.addr.end(), v4.addr.begin());
-        v4.port = e.port;
-        return v4;
-    }
-    return e;
-}
-
-bool is_own_close(const Event& e) {
+bool closes_here(const Event& e) {
+    if (e.kind != EventKind::state) return false;
     if (e.new_state == TcpState::fin_wait1 || e.new_state == TcpState::last_ack) return true;
     // close() with unread data, or shutdown-less abort: straight to CLOSE in the process's own
     // thread, with no error (a RST from the peer sets one).
@@ -47,10 +34,8 @@ bool is_own_close(const Event& e) {
             e.old_state == TcpState::syn_sent);
 }
 
-} // namespace
-
 PeerKey peer_of(const Connection& c) {
-    PeerKey key{unmapped(c.remote), c.accepted};
+    PeerKey key{canonical_endpoint(c.remote), c.accepted};
     if (c.accepted) key.endpoint.port = 0;
     return key;
 }
@@ -102,7 +87,7 @@ void Ledger::add(const Event& e, CallSite site) {
     case EventKind::state:
         c.state = e.new_state;
         if (e.new_state == TcpState::close_wait && !c.peer_closed_ns) c.peer_closed_ns = e.time_ns;
-        if (!c.closed_here_ns && is_own_close(e)) c.closed_here_ns = e.time_ns;
+        if (!c.closed_here_ns && closes_here(e)) c.closed_here_ns = e.time_ns;
         if (hands_to_time_wait(e) && !c.reset_ns) {
             c.time_wait_ns = e.time_ns;
             c.state = TcpState::time_wait;

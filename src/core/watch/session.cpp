@@ -142,6 +142,8 @@ void Session::update(const scan::Snapshot& snapshot, std::int64_t now_ms,
     warnings_ = snapshot.warnings;
 
     tracker_.begin_tick(now_ms);
+    const auto events = events_.take_tick();
+    const auto followed = [this](std::uint64_t cookie) { return events_.follows(cookie); };
     for (const auto& p : snapshot.processes) {
         const auto known = processes_.find(p.info.pid);
         const bool replaced = known != processes_.end() && known->second.start_ticks != 0 &&
@@ -152,10 +154,20 @@ void Session::update(const scan::Snapshot& snapshot, std::int64_t now_ms,
             continue;
         }
         if (known != processes_.end() && known->second.last.exited) continue;
-        tracker_.observe(p);
-        observe(p, now_ms);
+        if (!options_.events) {
+            tracker_.observe(p);
+            observe(p, now_ms);
+            continue;
+        }
+        const auto attributed = events_.attribute(p, now_ms, first_ms_);
+        const scan::ProcessSnapshot& seen = attributed ? *attributed : p;
+        tracker_.observe(seen, followed);
+        if (const auto e = events.find(p.info.pid); e != events.end())
+            tracker_.add_events(p.info.pid, e->second);
+        observe(seen, now_ms);
     }
     tracker_.end_tick();
+    events_.prune(now_ms);
     // Rates include this tick's opens and closes, counted by end_tick.
     for (const auto& p : snapshot.processes) {
         auto it = processes_.find(p.info.pid);
@@ -212,14 +224,43 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
 
     last.peers = peer_table(process);
     last.peers_total = last.peers.size();
+    if (options_.events) add_ages(last.peers, process);
     // The projection needs as much history as a trend row does before it says anything.
     ProjectionRules rules = options_.projection;
     rules.min_span_ms = std::min(rules.min_span_ms, options_.window_ms / 2);
     last.fd_projection = project_to_limit(h.fds->series, last.fd_limit, rules);
 }
 
+// The age of each peer's oldest live connection: exact for the ones seen opening, at least the
+// watch's age for the others.
+void Session::add_ages(std::vector<PeerFrame>& peers, const scan::ProcessSnapshot& process) const {
+    std::vector<std::uint16_t> listening;
+    for (const auto& s : process.sockets)
+        if (s.state == TcpState::listen) listening.push_back(s.local.port);
+    const std::int64_t watched_ms = now_ms_ - first_ms_;
+    struct Oldest {
+        std::int64_t age_ms = 0;
+        bool predates = false;
+    };
+    std::unordered_map<PeerKey, Oldest, PeerKeyHash> oldest;
+    for (const auto& s : process.sockets) {
+        if (s.state == TcpState::listen || s.state == TcpState::time_wait) continue;
+        const auto* c = events_.find(s.cookie);
+        auto& o = oldest[CookieTracker::peer_of(s, listening)];
+        if (!c) o.predates = true;
+        o.age_ms = std::max(o.age_ms, c ? now_ms_ - c->opened_ms : watched_ms);
+    }
+    for (auto& p : peers) {
+        const auto it = oldest.find(p.key);
+        if (it == oldest.end()) continue;
+        p.oldest_age_ms = it->second.age_ms;
+        p.oldest_predates_watch = it->second.predates;
+    }
+}
+
 void Session::process_exited(pid_t pid, std::int64_t now_ms) {
     tracker_.forget_process(pid);
+    events_.forget_process(pid);
     auto& h = processes_[pid];
     if (h.last.exited) return;
     h.last.pid = pid;
@@ -256,6 +297,7 @@ Frame Session::frame(const FrameOptions& options) const {
     f.source = source_;
     f.has_cookies = has_cookies_;
     f.has_tcp_info = has_tcp_info_;
+    f.events = options_.events;
     f.warnings = warnings_;
     f.tracked_cookies = tracker_.tracked_cookies();
     for (const auto& [pid, h] : processes_) {

@@ -48,7 +48,8 @@ void CookieTracker::opened(ProcessStats& stats, const PeerKey& peer) {
     ++p.opened_total;
 }
 
-void CookieTracker::observe(const scan::ProcessSnapshot& process) {
+void CookieTracker::observe(const scan::ProcessSnapshot& process,
+                            const std::function<bool(std::uint64_t cookie)>& followed) {
     const pid_t pid = process.info.pid;
     auto& stats = processes_[pid];
     const bool baseline = stats.ticks == 0;
@@ -62,6 +63,7 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
     // Sockets the process holds, and TIME_WAIT the scan attributed to it by cookie.
     for (const auto& s : process.sockets) {
         if (s.cookie == 0 || s.state == TcpState::listen) continue;
+        if (followed && followed(s.cookie)) continue;
         const bool tw = s.state == TcpState::time_wait;
         auto [it, inserted] = sockets_.try_emplace(s.cookie);
         auto& t = it->second;
@@ -94,7 +96,7 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
     // TIME_WAIT toward the process's peers whose live socket watch never saw: a connection that
     // opened and closed between two ticks, or one from before the watch began.
     for (const auto& s : process.time_wait_by_peer) {
-        if (s.cookie == 0) continue;
+        if (s.cookie == 0 || (followed && followed(s.cookie))) continue;
         auto [it, inserted] = sockets_.try_emplace(s.cookie);
         auto& t = it->second;
         if (inserted) {
@@ -111,6 +113,17 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process) {
         t.seen = tick_;
     }
     ++stats.ticks;
+}
+
+void CookieTracker::add_events(pid_t pid, const TickEvents& events) {
+    const auto it = processes_.find(pid);
+    if (it == processes_.end()) return;
+    auto& stats = it->second;
+    for (const auto& peer : events.opened)
+        opened(stats, peer);
+    stats.current.closed += events.closed;
+    stats.totals.closed_total += events.closed;
+    stats.totals.short_lived_total += events.short_lived;
 }
 
 void CookieTracker::end_tick() {
