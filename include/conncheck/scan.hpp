@@ -97,6 +97,8 @@ struct Snapshot {
 
 // "netlink", "replay", "proc_net", "mixed" ("" before any dump).
 [[nodiscard]] std::string source_name(const Snapshot& snapshot);
+// Whether a scanned process holds a listening socket.
+[[nodiscard]] bool any_listening(const Snapshot& snapshot);
 
 struct RunningScan {
     std::optional<Snapshot> snapshot; // nullopt when no process was left to scan

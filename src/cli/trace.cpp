@@ -246,10 +246,7 @@ private:
 bool any_listening(const std::vector<pid_t>& pids) {
     try {
         scan::Scanner scanner(scan::Config{});
-        for (const auto& p : scanner.scan_pids(pids).processes)
-            for (const auto& s : p.sockets)
-                if (s.state == TcpState::listen) return true;
-        return false;
+        return scan::any_listening(scanner.scan_pids(pids));
     } catch (const Error&) {
         return true;
     }

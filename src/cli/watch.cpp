@@ -211,6 +211,7 @@ private:
             std::erase(alive_, pid);
         }
         if (scanned.snapshot) {
+            events_.note_scan(*scanned.snapshot);
             set_aside(scanned.snapshot->unreadable);
             session_.update(*scanned.snapshot, now_ms(),
                             static_cast<std::int64_t>(std::time(nullptr)));

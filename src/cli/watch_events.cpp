@@ -43,6 +43,11 @@ void EventFeed::drain(watch::Session& session, std::chrono::steady_clock::time_p
     }
 }
 
+void EventFeed::note_scan(const scan::Snapshot& snapshot) {
+    if (probe_ && !probe_->follows_accepts() && scan::any_listening(snapshot))
+        probe_->follow_accepts();
+}
+
 std::string EventFeed::losses() const {
     if (!probe_) return {};
     const auto counters = probe_->counters();

@@ -5,6 +5,7 @@
 
 #include "common.hpp"
 
+#include "conncheck/scan.hpp"
 #include "conncheck/trace/probe.hpp"
 #include "conncheck/watch/session.hpp"
 
@@ -33,6 +34,9 @@ public:
     // Hands every waiting event to the session, on watch's clock (ms since `start`). Never
     // blocks: the probe only reads what the kernel has already written.
     void drain(watch::Session& session, std::chrono::steady_clock::time_point start);
+    // Follows accept() too once a watched process listens (trace::Probe::follow_accepts): from
+    // the first scan that shows a listener, or the probe's own listen event, whichever is first.
+    void note_scan(const scan::Snapshot& snapshot);
     // What the kernel could not follow or report, for the frame's warnings; empty when nothing.
     [[nodiscard]] std::string losses() const;
 

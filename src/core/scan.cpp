@@ -265,6 +265,13 @@ std::string source_name(const Snapshot& snapshot) {
     return snapshot.source ? std::string(diag::source_name(*snapshot.source)) : std::string();
 }
 
+bool any_listening(const Snapshot& snapshot) {
+    return std::any_of(snapshot.processes.begin(), snapshot.processes.end(), [](const auto& p) {
+        return std::any_of(p.sockets.begin(), p.sockets.end(),
+                           [](const SocketRecord& s) { return s.state == TcpState::listen; });
+    });
+}
+
 Scanner::Scanner(Config config) : config_(std::move(config)), procfs_(config_.proc_root) {}
 
 void Scanner::remember(pid_t pid, std::uint64_t start_ticks,

@@ -67,8 +67,10 @@ def probe_available():
     r = subprocess.run([CONNCHECK, "trace", "--pid", str(os.getpid()), "--for", "1ms"],
                        capture_output=True, text=True)
     if r.returncode == 6:
-        print(f"skipped: {r.stderr.strip()}", file=sys.stderr)
-        sys.exit(77)
+        # CI, where eBPF works, sets CONNCHECK_REQUIRE_BPF: there a missing probe is a failure.
+        required = bool(os.environ.get("CONNCHECK_REQUIRE_BPF"))
+        print(f"{'FAIL' if required else 'skipped'}: {r.stderr.strip()}", file=sys.stderr)
+        sys.exit(1 if required else 77)
 
 
 def frame_pointer_target():
