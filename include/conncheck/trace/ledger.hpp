@@ -135,6 +135,10 @@ public:
     [[nodiscard]] LedgerReport report(std::uint64_t end_ns) const;
 
 private:
+    // The connections held in a leak state, grouped by call site, thread and peer; most first.
+    [[nodiscard]] std::vector<LeakGroup> leak_groups(std::uint64_t end_ns) const;
+    [[nodiscard]] std::vector<PeerSummary> peer_summaries(std::uint64_t end_ns) const;
+
     std::uint64_t start_ns_;
     LedgerConfig config_;
     std::map<std::uint64_t, Connection> connections_;

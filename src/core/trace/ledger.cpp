@@ -120,13 +120,7 @@ const Connection* Ledger::find(std::uint64_t connection) const {
     return it == connections_.end() ? nullptr : &it->second;
 }
 
-LedgerReport Ledger::report(std::uint64_t end_ns) const {
-    LedgerReport r;
-    r.start_ns = start_ns_;
-    r.end_ns = end_ns;
-    r.exited = exited_;
-    r.unknown_events = unknown_events_;
-
+std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
     // Opens per peer, oldest first, to find successors and reconnect intervals.
     std::map<std::pair<pid_t, PeerKey>, std::vector<const Connection*>> by_peer;
     for (const auto& [id, c] : connections_)
@@ -136,13 +130,12 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
             return std::tie(a->opened_ns, a->id) < std::tie(b->opened_ns, b->id);
         });
 
+    std::vector<LeakGroup> out;
     std::map<std::tuple<CallSite, std::string, PeerKey>, LeakGroup> groups;
     // A named reference, not a structured binding: lambdas below capture it (clang 14).
     for (const auto& entry : connections_) {
         const Connection& c = entry.second;
-        ++r.connections;
         if (!c.held()) continue;
-        ++r.held;
         std::optional<Leak> leak;
         if (c.state == TcpState::close_wait && c.peer_closed_ns) {
             leak = Leak{LeakKind::close_wait, c, *c.peer_closed_ns, 0, 0, 0};
@@ -174,12 +167,17 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
             return std::tie(a.connection.opened_ns, a.connection.id) <
                    std::tie(b.connection.opened_ns, b.connection.id);
         });
-        r.groups.push_back(std::move(g));
+        out.push_back(std::move(g));
     }
-    std::stable_sort(r.groups.begin(), r.groups.end(), [](const LeakGroup& a, const LeakGroup& b) {
+    std::stable_sort(out.begin(), out.end(), [](const LeakGroup& a, const LeakGroup& b) {
         return a.leaks.size() > b.leaks.size();
     });
 
+    return out;
+}
+
+std::vector<PeerSummary> Ledger::peer_summaries(std::uint64_t end_ns) const {
+    std::vector<PeerSummary> out;
     const double minutes =
         static_cast<double>(std::max<std::uint64_t>(end_ns - std::min(end_ns, start_ns_), 1)) /
         60e9;
@@ -217,11 +215,25 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
             p.reconnect_median_ns = gaps[gaps.size() / 2];
             p.reconnect_max_ns = gaps.back();
         }
-        r.peers.push_back(p);
+        out.push_back(p);
     }
-    std::stable_sort(
-        r.peers.begin(), r.peers.end(),
-        [](const PeerSummary& a, const PeerSummary& b) { return a.opened > b.opened; });
+    std::stable_sort(out.begin(), out.end(), [](const PeerSummary& a, const PeerSummary& b) {
+        return a.opened > b.opened;
+    });
+    return out;
+}
+
+LedgerReport Ledger::report(std::uint64_t end_ns) const {
+    LedgerReport r;
+    r.start_ns = start_ns_;
+    r.end_ns = end_ns;
+    r.exited = exited_;
+    r.unknown_events = unknown_events_;
+    r.connections = connections_.size();
+    r.held = static_cast<std::uint64_t>(std::count_if(
+        connections_.begin(), connections_.end(), [](const auto& c) { return c.second.held(); }));
+    r.groups = leak_groups(end_ns);
+    r.peers = peer_summaries(end_ns);
     return r;
 }
 
