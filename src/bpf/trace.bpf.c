@@ -93,14 +93,22 @@ static __always_inline void assign_cookie(struct sock *sk, struct tracked_sock *
         t->cookie = bpf_get_socket_cookie(sk);
 }
 
-static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, __u8 kind,
-                                 __u8 old_state, __u8 new_state, __u64 aux) {
+/* A zeroed record in the ring buffer, or NULL (counted as lost) when it is full. */
+static __always_inline struct cc_event *reserve_event(void) {
     struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         __sync_fetch_and_add(&lost_events, 1);
-        return;
+        return 0;
     }
     __builtin_memset(e, 0, sizeof(*e));
+    return e;
+}
+
+static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, __u8 kind,
+                                 __u8 old_state, __u8 new_state, __u64 aux) {
+    struct cc_event *e = reserve_event();
+    if (!e)
+        return;
     e->time_ns = bpf_ktime_get_ns();
     e->id = t->id;
     e->cookie = t->cookie;
@@ -161,12 +169,9 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
 /* Wakes the reader at once: accept() is followed only from when user space attaches for it. */
 static __always_inline void report_listen(struct sock *sk, __u32 tgid) {
     __sync_fetch_and_add(&listens, 1);
-    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-    if (!e) {
-        __sync_fetch_and_add(&lost_events, 1);
+    struct cc_event *e = reserve_event();
+    if (!e)
         return;
-    }
-    __builtin_memset(e, 0, sizeof(*e));
     e->time_ns = bpf_ktime_get_ns();
     e->tgid = tgid;
     e->kind = CC_EV_LISTEN;
@@ -288,12 +293,9 @@ int BPF_PROG(on_process_exit, struct task_struct *task) {
     __u32 tgid = BPF_CORE_READ(task, tgid);
     if (!is_target(tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
         return 0;
-    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-    if (!e) {
-        __sync_fetch_and_add(&lost_events, 1);
+    struct cc_event *e = reserve_event();
+    if (!e)
         return 0;
-    }
-    __builtin_memset(e, 0, sizeof(*e));
     e->time_ns = bpf_ktime_get_ns();
     e->tgid = tgid;
     e->tid = BPF_CORE_READ(task, pid);
