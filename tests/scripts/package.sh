@@ -58,15 +58,15 @@ echo "binary: $(stat -c %s /usr/bin/conncheck) bytes, stripped"
 
 echo "== an audit of a test process"
 python3 -c '
-import socket, sys
+import signal, socket
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
 listener.listen()
 client = socket.create_connection(listener.getsockname())
 server, _ = listener.accept()
 print("ready", flush=True)
-sys.stdin.read()
-' < <(sleep 600) >"$work/ready" &
+signal.pause()  # until this script kills it, by pid
+' </dev/null >"$work/ready" &
 holder=$!
 for _ in $(seq 100); do grep -q ready "$work/ready" && break; sleep 0.1; done
 conncheck --pid "$holder" --json >"$work/audit.json" || fail "the audit failed"
