@@ -12,6 +12,7 @@
 #include "conncheck/trace/symbolize.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -260,7 +261,7 @@ int open_pidfd(pid_t pid) {
 
 // Hands the probe's events to `handle` until a signal, the deadline (0: none) or the exit of
 // every process (its pidfd becomes readable). The kernel does not wake us for every event:
-// the probe is drained at least once a second.
+// the probe is drained at least every Probe::drain_interval.
 void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t deadline,
             const std::function<void(const trace::Event&)>& handle, const StopSignals& signals) {
     std::vector<pollfd> fds;
@@ -268,11 +269,13 @@ void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t d
     for (int fd : pidfds)
         fds.push_back({fd, POLLIN, 0});
     std::size_t running = pidfds.size();
+    constexpr auto drain_ns =
+        static_cast<std::uint64_t>(std::chrono::nanoseconds(trace::Probe::drain_interval).count());
     while (g_stop == 0 && running > 0) {
         const std::uint64_t now = monotonic_ns();
         if (deadline && now >= deadline) break;
         const std::uint64_t wait_ns =
-            deadline ? std::min<std::uint64_t>(deadline - now, 1'000'000'000ULL) : 1'000'000'000ULL;
+            deadline ? std::min<std::uint64_t>(deadline - now, drain_ns) : drain_ns;
         const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000ULL),
                                static_cast<long>(wait_ns % 1'000'000'000ULL)};
         const int ready = ::ppoll(fds.data(), fds.size(), &timeout, &signals.wait_mask());
