@@ -15,6 +15,9 @@ namespace conncheck::text {
 // ...) as \u{202e}, and a backslash as \\, so every escape in the output is one we wrote. Cuts
 // to at most `max_width` columns, ending with "..." when cut.
 [[nodiscard]] std::string sanitize(std::string_view raw, std::size_t max_width = std::string::npos);
+// Whether sanitize(raw) is `raw` itself (printable ASCII without a backslash): a caller with
+// thousands of short texts a second can skip the copy.
+[[nodiscard]] bool is_plain(std::string_view raw);
 // Parses "250ms", "1.5s", "10m", "2h", "60" (seconds). nullopt-like: returns false on bad text.
 [[nodiscard]] bool parse_duration_ms(std::string_view text, std::uint64_t& out_ms);
 // ISO 8601 UTC with seconds: "2026-10-21T09:24:00Z"

@@ -100,14 +100,15 @@ std::string ms_since(std::uint64_t from_ns, std::uint64_t to_ns) {
 
 class Printer {
 public:
-    Printer(bool json, std::int64_t offset) : json_(json), offset_(offset) {}
+    Printer(bool json, std::int64_t offset) : json_(json), offset_(offset), lines_(offset) {}
 
     // `known` is the ledger's record of the connection: its endpoints outlive the socket's (the
     // kernel clears the local port once the socket is unhashed).
     void event(const trace::Event& e, const trace::CallSite& site,
-               const trace::Connection* known) const {
+               const trace::Connection* known) {
         if (json_) {
-            fmt::print("{}\n", trace::event_json(e, site, offset_));
+            lines_.append(pending_, e, site);
+            if (pending_.size() >= flush_bytes) write_pending();
             return;
         }
         const std::string at = clock_of(trace::wall_time(e.time_ns, offset_));
@@ -164,7 +165,15 @@ public:
         }
     }
 
-    void ledger(const trace::LedgerReport& r, const trace::ProbeCounters& counters) const {
+    // Writes out what the events so far printed: after each drain, so that a reader following
+    // the output sees them within Probe::drain_interval.
+    void flush() {
+        write_pending();
+        std::fflush(stdout);
+    }
+
+    void ledger(const trace::LedgerReport& r, const trace::ProbeCounters& counters) {
+        flush();
         if (json_) {
             fmt::print("{}\n", trace::ledger_json(r, counters, offset_).dump());
             std::fflush(stdout);
@@ -237,8 +246,16 @@ private:
             n += g.leaks.size();
         return n;
     }
+    void write_pending() {
+        std::fwrite(pending_.data(), 1, pending_.size(), stdout);
+        pending_.clear();
+    }
+    // JSON lines are collected and written in pieces of about this size.
+    static constexpr std::size_t flush_bytes = 64 * 1024;
     bool json_;
     std::int64_t offset_;
+    trace::EventJsonWriter lines_;
+    std::string pending_;
 };
 
 // Whether one of the processes already has a listening socket, so accept() must be followed
@@ -263,7 +280,8 @@ int open_pidfd(pid_t pid) {
 // every process (its pidfd becomes readable). The kernel does not wake us for every event:
 // the probe is drained at least every Probe::drain_interval.
 void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t deadline,
-            const std::function<void(const trace::Event&)>& handle, const StopSignals& signals) {
+            const std::function<void(const trace::Event&)>& handle, Printer& printer,
+            const StopSignals& signals) {
     std::vector<pollfd> fds;
     fds.push_back({probe.wait_fd(), POLLIN, 0});
     for (int fd : pidfds)
@@ -281,7 +299,7 @@ void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t d
         const int ready = ::ppoll(fds.data(), fds.size(), &timeout, &signals.wait_mask());
         if (ready < 0 && errno != EINTR) throw_errno("cannot wait for events", errno);
         probe.drain(handle);
-        std::fflush(stdout);
+        printer.flush();
         running = 0;
         for (std::size_t i = 1; i < fds.size(); ++i) {
             if (fds[i].revents & POLLIN) fds[i].fd = -1; // exited: ppoll ignores it from now on
@@ -365,7 +383,7 @@ int run_trace(const TraceOptions& options) {
     ledger_config.zombie_silence_ns = config.silence_ns;
     trace::Ledger ledger(start, ledger_config);
     trace::Symbolizer symbolizer;
-    const Printer printer(options.json, offset);
+    Printer printer(options.json, offset);
     const StopSignals signals;
     // On stderr in every mode: a script starting the trace waits for this line.
     fmt::print(stderr, "conncheck: tracing {} process{} ({}); Ctrl-C ends with the ledger\n",
@@ -378,7 +396,7 @@ int run_trace(const TraceOptions& options) {
         printer.event(e, site, ledger.find(e.connection));
     };
 
-    follow(probe, pidfds, deadline, handle, signals);
+    follow(probe, pidfds, deadline, handle, printer, signals);
     // The exiting process's last events were written before its pidfd became readable.
     probe.drain(handle);
     for (const auto& [id, ns] : probe.last_data())

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cctype>
+#include <charconv>
+#include <iterator>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -63,24 +65,47 @@ bool Endpoint::is_unspecified() const {
            std::all_of(addr.begin(), addr.end(), [](std::uint8_t b) { return b == 0; });
 }
 
-std::string Endpoint::address_string() const {
-    char buf[INET6_ADDRSTRLEN] = {};
-    if (family == AF_INET) {
-        inet_ntop(AF_INET, addr.data(), buf, sizeof buf);
-    } else if (family == AF_INET6 && is_v4_mapped(addr)) {
-        inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf);
+void Endpoint::append_address(std::string& out) const {
+    const bool v4 = family == AF_INET || (family == AF_INET6 && is_v4_mapped(addr));
+    if (v4) {
+        // inet_ntop formats IPv4 with sprintf.
+        const std::uint8_t* octets = addr.data() + (family == AF_INET ? 0 : 12);
+        for (int i = 0; i < 4; ++i) {
+            if (i != 0) out += '.';
+            char digits[4];
+            const auto end = std::to_chars(std::begin(digits), std::end(digits), octets[i]).ptr;
+            out.append(digits, end);
+        }
     } else if (family == AF_INET6) {
+        char buf[INET6_ADDRSTRLEN] = {};
         inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
+        out += buf;
     } else {
-        return "?";
+        out += '?';
     }
-    return buf;
+}
+
+void Endpoint::append_to(std::string& out) const {
+    const bool bracket = family == AF_INET6 && !is_v4_mapped(addr);
+    if (bracket) out += '[';
+    append_address(out);
+    if (bracket) out += ']';
+    out += ':';
+    char digits[6];
+    const auto end = std::to_chars(std::begin(digits), std::end(digits), port).ptr;
+    out.append(digits, end);
+}
+
+std::string Endpoint::address_string() const {
+    std::string out;
+    append_address(out);
+    return out;
 }
 
 std::string Endpoint::to_string() const {
-    const std::string a = address_string();
-    const bool bracket = family == AF_INET6 && !is_v4_mapped(addr);
-    return (bracket ? "[" + a + "]" : a) + ":" + std::to_string(port);
+    std::string out;
+    append_to(out);
+    return out;
 }
 
 Endpoint canonical_endpoint(const Endpoint& e) {

@@ -1,5 +1,6 @@
 #include "conncheck/text.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <ctime>
@@ -72,6 +73,11 @@ bool invisible(char32_t cp) {
 }
 
 } // namespace
+
+bool is_plain(std::string_view raw) {
+    return std::all_of(raw.begin(), raw.end(),
+                       [](char c) { return c >= 0x20 && c < 0x7f && c != '\\'; });
+}
 
 std::string sanitize(std::string_view raw, std::size_t max_width) {
     // Each visible piece is one column: an ASCII character or one UTF-8 character; an escape

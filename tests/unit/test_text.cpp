@@ -112,3 +112,50 @@ TEST_CASE("endpoints print like ss") {
     CHECK(mapped.to_string() == "127.0.0.1:80");
     CHECK(EndpointHash{}(v4) != EndpointHash{}(v6));
 }
+
+TEST_CASE("is_plain: exactly the texts sanitize leaves as they are") {
+    std::string every_byte;
+    for (int c = 0; c < 256; ++c)
+        every_byte += static_cast<char>(c);
+    for (std::size_t i = 0; i < every_byte.size(); ++i) {
+        const std::string one = "a" + every_byte.substr(i, 1) + "z";
+        CAPTURE(i);
+        if (text::is_plain(one)) CHECK(text::sanitize(one) == one);
+    }
+    CHECK(text::is_plain("collector-7 (main)"));
+    CHECK(text::is_plain(""));
+    CHECK_FALSE(text::is_plain("a\\b"));
+    CHECK_FALSE(text::is_plain("b\xc3\xb6rse")); // kept by sanitize, but not plain ASCII
+    CHECK_FALSE(text::is_plain("evil\x1b[2J"));
+    CHECK_FALSE(text::is_plain("del\x7f"));
+}
+
+TEST_CASE("endpoint text: IPv4, IPv4-mapped, IPv6, every octet and port width") {
+    const auto v4 = [](std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d,
+                       std::uint16_t port) {
+        Endpoint e;
+        e.family = AF_INET;
+        e.addr = {a, b, c, d};
+        e.port = port;
+        return e;
+    };
+    CHECK(v4(0, 0, 0, 0, 0).to_string() == "0.0.0.0:0");
+    CHECK(v4(255, 10, 100, 9, 65535).to_string() == "255.10.100.9:65535");
+    CHECK(v4(127, 0, 0, 1, 80).address_string() == "127.0.0.1");
+    Endpoint mapped;
+    mapped.family = AF_INET6;
+    mapped.addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 1, 20};
+    mapped.port = 443;
+    CHECK(mapped.to_string() == "192.168.1.20:443");
+    Endpoint v6;
+    v6.family = AF_INET6;
+    v6.addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    v6.port = 9443;
+    CHECK(v6.to_string() == "[2001:db8::1]:9443");
+    CHECK(v6.address_string() == "2001:db8::1");
+    Endpoint none;
+    CHECK(none.to_string() == "?:0");
+    std::string appended = "x=";
+    v4(10, 1, 2, 3, 7).append_to(appended);
+    CHECK(appended == "x=10.1.2.3:7");
+}

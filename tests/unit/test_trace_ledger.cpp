@@ -319,3 +319,36 @@ TEST_CASE("JSON: every kind of event is one valid object with its fields") {
 TEST_CASE("wall_time: UTC with milliseconds") {
     CHECK(wall_time(1'500'000, 1'700'000'000LL * 1'000'000'000LL) == "2023-11-14T22:13:20.001Z");
 }
+
+TEST_CASE("WallClock: one clock over many times, across seconds and back, agrees with wall_time") {
+    const std::int64_t offset = 1'795'000'000LL * 1'000'000'000LL + 999'000'000; // not whole
+    WallClock clock(offset);
+    const std::uint64_t ms = 1'000'000;
+    for (std::uint64_t t : {0 * ms, 1 * ms, 999 * ms, 1000 * ms, 1001 * ms, 500 * ms,
+                            86'400'000 * ms, 86'399'999 * ms, 3 * ms}) {
+        CAPTURE(t);
+        std::string out = "<";
+        clock.append(out, t);
+        CHECK(out == "<" + wall_time(t, offset));
+    }
+    CHECK(wall_time(0, offset) == "2026-11-18T11:06:40.999Z");
+    CHECK(wall_time(1 * ms, offset) == "2026-11-18T11:06:41.000Z");
+}
+
+TEST_CASE("EventJsonWriter: events appended to one buffer, one line each") {
+    const std::int64_t offset = 1'795'000'000LL * 1'000'000'000LL;
+    EventJsonWriter writer(offset);
+    std::string out;
+    writer.append(out, opened(1, 1 * s), feed_site);
+    writer.append(out, change(1, 2 * s, TcpState::established, TcpState::close_wait), {});
+    writer.append(out, change(1, 2 * s + 5, TcpState::close_wait, TcpState::last_ack), {});
+    std::vector<nlohmann::json> lines;
+    std::size_t from = 0;
+    for (std::size_t nl; (nl = out.find('\n', from)) != std::string::npos; from = nl + 1)
+        lines.push_back(nlohmann::json::parse(out.substr(from, nl - from)));
+    CHECK(from == out.size());
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == nlohmann::json::parse(event_json(opened(1, 1 * s), feed_site, offset)));
+    CHECK(lines[1]["to"] == "close_wait");
+    CHECK(lines[2]["time"] == wall_time(2 * s + 5, offset));
+}

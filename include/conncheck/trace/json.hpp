@@ -8,6 +8,7 @@
 #include "conncheck/trace/probe.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -18,8 +19,31 @@ namespace conncheck::trace {
 // "2026-11-28T09:40:11.203Z" for a CLOCK_MONOTONIC time.
 [[nodiscard]] std::string wall_time(std::uint64_t monotonic_ns, std::int64_t offset_ns);
 
+// wall_time() for a stream of times: the date and time of day are worked out once a second.
+class WallClock {
+public:
+    explicit WallClock(std::int64_t offset_ns) : offset_(offset_ns) {}
+    void append(std::string& out, std::uint64_t monotonic_ns);
+
+private:
+    std::int64_t offset_;
+    std::int64_t second_ = std::numeric_limits<std::int64_t>::min();
+    char prefix_[19] = {}; // "2026-11-28T09:40:11"
+};
+
 [[nodiscard]] nlohmann::json call_site_json(const CallSite& site);
-// One event as one line of JSON (without the newline). `site` is used for opened events only.
+// trace --json's event lines, appended to a buffer the caller writes out in one piece: trace
+// prints thousands a second.
+class EventJsonWriter {
+public:
+    explicit EventJsonWriter(std::int64_t offset_ns) : clock_(offset_ns) {}
+    // One event as one line of JSON, with its newline. `site` is used for opened events only.
+    void append(std::string& out, const Event& event, const CallSite& site);
+
+private:
+    WallClock clock_;
+};
+// One event's line without the newline.
 [[nodiscard]] std::string event_json(const Event& event, const CallSite& site,
                                      std::int64_t offset_ns);
 [[nodiscard]] nlohmann::json ledger_json(const LedgerReport& report, const ProbeCounters& counters,

@@ -3,6 +3,8 @@
 #include "conncheck/text.hpp"
 
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fmt/core.h>
 #include <iterator>
@@ -22,14 +24,31 @@ std::int64_t wall_clock_offset_ns() {
     return ns(real) - ns(mono);
 }
 
+void WallClock::append(std::string& out, std::uint64_t monotonic_ns) {
+    const std::int64_t wall = static_cast<std::int64_t>(monotonic_ns) + offset_;
+    const std::int64_t seconds = wall / 1'000'000'000;
+    if (seconds != second_) {
+        const auto t = static_cast<std::time_t>(seconds);
+        std::tm tm{};
+        ::gmtime_r(&t, &tm);
+        char text[64];
+        std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        std::memcpy(prefix_, text, sizeof prefix_);
+        second_ = seconds;
+    }
+    const auto millis = static_cast<unsigned>((wall % 1'000'000'000) / 1'000'000);
+    const char tail[] = {'.', static_cast<char>('0' + millis / 100),
+                         static_cast<char>('0' + millis / 10 % 10),
+                         static_cast<char>('0' + millis % 10), 'Z'};
+    out.append(prefix_, sizeof prefix_);
+    out.append(tail, sizeof tail);
+}
+
 std::string wall_time(std::uint64_t monotonic_ns, std::int64_t offset_ns) {
-    const std::int64_t wall = static_cast<std::int64_t>(monotonic_ns) + offset_ns;
-    const std::time_t seconds = static_cast<std::time_t>(wall / 1'000'000'000);
-    const auto millis = (wall % 1'000'000'000) / 1'000'000;
-    std::tm tm{};
-    ::gmtime_r(&seconds, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
-                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    std::string out;
+    WallClock(offset_ns).append(out, monotonic_ns);
+    return out;
 }
 
 namespace {
@@ -85,9 +104,27 @@ public:
     ObjectWriter(const ObjectWriter&) = delete;
     ObjectWriter& operator=(const ObjectWriter&) = delete;
 
+    // The value is ours: a name, a state.
     void string(std::string_view key, std::string_view value) {
         this->key(key);
         quoted(value);
+    }
+    // The value came from another process: sanitized first.
+    void text(std::string_view key, std::string_view raw) {
+        this->key(key);
+        quoted(text::is_plain(raw) ? raw : std::string_view(text::sanitize(raw)));
+    }
+    void endpoint(std::string_view key, const Endpoint& value) {
+        this->key(key);
+        out_ += '"';
+        value.append_to(out_);
+        out_ += '"';
+    }
+    void time(std::string_view key, WallClock& clock, std::uint64_t monotonic_ns) {
+        this->key(key);
+        out_ += '"';
+        clock.append(out_, monotonic_ns);
+        out_ += '"';
     }
     template <typename Number> void number(std::string_view key, Number value) {
         this->key(key);
@@ -105,17 +142,31 @@ public:
         this->key(key);
         out_ += value ? "true" : "false";
     }
-    // `json` is a value already in JSON.
-    void raw(std::string_view key, std::string_view json) {
+    void null(std::string_view key) {
         this->key(key);
-        out_ += json;
+        out_ += "null";
     }
+    // An array of texts from another process, each sanitized.
+    void array(std::string_view key, const std::vector<std::string>& raw) {
+        this->key(key);
+        out_ += '[';
+        for (const auto& item : raw) {
+            if (out_.back() != '[') out_ += ',';
+            quoted(text::is_plain(item) ? std::string_view(item)
+                                        : std::string_view(text::sanitize(item)));
+        }
+        out_ += ']';
+    }
+    // Only the key: an ObjectWriter made next on the same string writes the value.
+    void member(std::string_view key) { this->key(key); }
 
 private:
+    // Keys are this file's own literals: nothing to escape.
     void key(std::string_view key) {
         if (out_.back() != '{') out_ += ',';
-        quoted(key);
-        out_ += ':';
+        out_ += '"';
+        out_ += key;
+        out_ += "\":";
     }
     void quoted(std::string_view value) {
         out_ += '"';
@@ -141,8 +192,8 @@ private:
 void connection_fields(ObjectWriter& w, const Event& e) {
     w.number("connection", e.connection);
     w.number("cookie", e.cookie);
-    w.string("local", e.local.to_string());
-    w.string("remote", e.remote.to_string());
+    w.endpoint("local", e.local);
+    w.endpoint("remote", e.remote);
     switch (e.kind) {
     case EventKind::opened:
         w.boolean("accepted", e.accepted);
@@ -167,28 +218,44 @@ void connection_fields(ObjectWriter& w, const Event& e) {
     }
 }
 
+// The same object as call_site_json().
+void call_site_field(ObjectWriter& w, std::string& out, const CallSite& site) {
+    w.member("call_site");
+    ObjectWriter site_w(out);
+    site_w.array("frames", site.frames);
+    if (site.stops.empty())
+        site_w.null("stops");
+    else
+        site_w.string("stops", site.stops);
+}
+
 } // namespace
 
-std::string event_json(const Event& e, const CallSite& site, std::int64_t offset) {
-    std::string out;
-    out.reserve(256);
+void EventJsonWriter::append(std::string& out, const Event& e, const CallSite& site) {
     {
         ObjectWriter w(out);
         w.string("type", kind_name(e.kind));
-        w.string("time", wall_time(e.time_ns, offset));
+        w.time("time", clock_, e.time_ns);
         w.number("pid", e.pid);
         if (e.tid != 0) {
             w.number("tid", e.tid);
-            w.string("thread", text::sanitize(e.thread));
+            w.text("thread", e.thread);
         }
-        if (e.kind == EventKind::listen) w.string("local", e.local.to_string());
+        if (e.kind == EventKind::listen) w.endpoint("local", e.local);
         if (e.kind != EventKind::exit && e.kind != EventKind::listen) connection_fields(w, e);
-        if (e.kind == EventKind::opened) w.raw("call_site", call_site_json(site).dump());
+        if (e.kind == EventKind::opened) call_site_field(w, out, site);
         if (hands_to_time_wait(e)) {
             w.boolean("time_wait", true);
-            w.string("time_wait_expires", wall_time(e.time_ns + time_wait_ns, offset));
+            w.time("time_wait_expires", clock_, e.time_ns + time_wait_ns);
         }
     }
+    out += '\n';
+}
+
+std::string event_json(const Event& e, const CallSite& site, std::int64_t offset) {
+    std::string out;
+    EventJsonWriter(offset).append(out, e, site);
+    out.pop_back();
     return out;
 }
 
