@@ -14,6 +14,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* A pointer read from memory made a BTF one again (kernel 6.2+), for plain loads. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
@@ -61,19 +64,22 @@ static __always_inline bool is_target(__u32 tgid) {
     return bpf_map_lookup_elem(&targets, &tgid) != 0;
 }
 
+/* Every socket pointer here is a BTF one (a tracepoint's argument, or bpf_rdonly_cast()), so its
+ * fields are read with plain loads, which the verifier guards: a helper call per field cost more
+ * than the rest of the program. */
 static __always_inline void fill_endpoints(struct cc_event *e, struct sock *sk) {
-    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    __u16 family = sk->__sk_common.skc_family;
     e->family = (__u8)family;
-    e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-    e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    e->local_port = sk->__sk_common.skc_num;
+    e->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
     if (family == AF_INET) {
-        __be32 local = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-        __be32 remote = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+        __be32 local = sk->__sk_common.skc_rcv_saddr;
+        __be32 remote = sk->__sk_common.skc_daddr;
         __builtin_memcpy(e->local_addr, &local, sizeof(local));
         __builtin_memcpy(e->remote_addr, &remote, sizeof(remote));
     } else if (family == AF_INET6) {
-        BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-        BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+        __builtin_memcpy(e->local_addr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+        __builtin_memcpy(e->remote_addr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
     }
 }
 
@@ -117,7 +123,7 @@ static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, 
     e->kind = kind;
     e->old_state = old_state;
     e->new_state = new_state;
-    e->sk_err = BPF_CORE_READ(sk, sk_err);
+    e->sk_err = sk->sk_err;
     fill_endpoints(e, sk);
     fill_task(e, t->tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
@@ -183,7 +189,7 @@ static __always_inline void report_listen(struct sock *sk, __u32 tgid) {
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
-    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+    if (sk->sk_protocol != IPPROTO_TCP)
         return 0;
     __u64 key = (__u64)sk;
     struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
@@ -241,10 +247,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     struct socket *sock = BPF_CORE_READ(file, private_data);
     if (!sock)
         return 0;
-    struct sock *sk = BPF_CORE_READ(sock, sk);
-    if (sk && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
-        open_socket(ctx, sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), tgid,
-                    BPF_CORE_READ(sk, __sk_common.skc_state), CC_FLAG_ACCEPTED);
+    struct sock *sk = bpf_rdonly_cast(BPF_CORE_READ(sock, sk), bpf_core_type_id_kernel(struct sock));
+    if (sk && sk->sk_protocol == IPPROTO_TCP)
+        open_socket(ctx, sk, sk->__sk_common.skc_cookie.counter, tgid, sk->__sk_common.skc_state,
+                    CC_FLAG_ACCEPTED);
     return 0;
 }
 
@@ -255,7 +261,7 @@ int BPF_PROG(on_receive_reset, struct sock *sk) {
     if (!t)
         return 0;
     assign_cookie(sk, t);
-    emit(sk, t, CC_EV_RESET, 0, BPF_CORE_READ(sk, __sk_common.skc_state), 0);
+    emit(sk, t, CC_EV_RESET, 0, sk->__sk_common.skc_state, 0);
     return 0;
 }
 
@@ -270,7 +276,7 @@ int BPF_PROG(on_data_ready, struct sock *sk) {
     t->last_data_ns = now;
     if (silence_ns && silent >= silence_ns) {
         assign_cookie(sk, t);
-        emit(sk, t, CC_EV_RESUMED, 0, BPF_CORE_READ(sk, __sk_common.skc_state), silent);
+        emit(sk, t, CC_EV_RESUMED, 0, sk->__sk_common.skc_state, silent);
     }
     return 0;
 }
@@ -282,7 +288,7 @@ int BPF_PROG(on_destroy, struct sock *sk) {
     if (!t)
         return 0;
     assign_cookie(sk, t);
-    emit(sk, t, CC_EV_DESTROYED, 0, BPF_CORE_READ(sk, __sk_common.skc_state), 0);
+    emit(sk, t, CC_EV_DESTROYED, 0, sk->__sk_common.skc_state, 0);
     bpf_map_delete_elem(&tracked, &key);
     return 0;
 }
