@@ -93,6 +93,11 @@ struct Snapshot {
     // Chosen processes (scan_pids) that could not be read, in pid order: `processes` holds the
     // rest, so a non-empty list means a partial result.
     std::vector<UnreadableProcess> unreadable;
+    // Cookies of the live sockets no process holds: closed, and still draining in the kernel.
+    std::vector<std::uint64_t> orphan_cookies;
+    // False when a quiet scan_pids() asked for the processes' sockets without walking the
+    // kernel's tables.
+    bool walked = true;
 };
 
 // "netlink", "replay", "proc_net", "mixed" ("" before any dump).
@@ -118,11 +123,19 @@ public:
     // sockets_seen and unattributed then count only what the kernel returned.
     // TIME_WAIT is attributed exactly by the cookies earlier scans remembered, and this scan's
     // sockets are remembered for the next.
-    [[nodiscard]] Snapshot scan_pids(const std::vector<pid_t>& pids);
+    // Even for a process in a cgroup of its own, that first dump walks the whole tables: the
+    // kernel filters sockets one by one. `quiet` is the caller's word that none of the processes
+    // opened, accepted or listened on a socket since the previous scan began (it follows their
+    // connection events and lost none). After keep_last_walk(true), when each process then
+    // holds the very socket fds the last walk found, all connected TCP sockets (in the kernel's
+    // established table), and that walk gave it no TIME_WAIT, draining or unlisted TCP socket,
+    // nothing else can have changed but those sockets' states: they are asked for by cookie
+    // alone, without a walk. One not found so (reset, closed meanwhile) makes it a full scan.
+    [[nodiscard]] Snapshot scan_pids(const std::vector<pid_t>& pids, bool quiet = false);
     // Scans those of `pids` still running. One that exits before or during the scan (a zombie
     // has exited) is dropped, listed in `exited` and forgotten, and the rest scanned again, a
     // bounded number of times. Other errors are thrown as by scan_pids.
-    [[nodiscard]] RunningScan scan_running(const std::vector<pid_t>& pids);
+    [[nodiscard]] RunningScan scan_running(const std::vector<pid_t>& pids, bool quiet = false);
     // Every process; races and permission problems are counted, not thrown. Neither uses nor
     // feeds the cookie memory: a host-wide scan is a one-off.
     [[nodiscard]] Snapshot scan_host();
@@ -130,9 +143,24 @@ public:
     // Cookies a process held in an earlier run (check's state file) and its start time.
     void remember(pid_t pid, std::uint64_t start_ticks, std::span<const std::uint64_t> cookies);
     [[nodiscard]] const CookieMemory& cookies() const { return memory_; }
+    // Keep what the last scan that walked the kernel's tables found, for quiet scans (watch,
+    // following the processes' connection events): a copy of the processes' sockets.
+    void keep_last_walk(bool keep) {
+        keep_last_walk_ = keep;
+        if (!keep) last_walk_.clear();
+    }
     [[nodiscard]] const proc::ProcFs& procfs() const { return procfs_; }
 
 private:
+    // A process as the last walk found it, with the socket inodes of its fds then.
+    struct Walked {
+        ProcessSnapshot process;
+        std::vector<std::uint64_t> inodes;
+    };
+    [[nodiscard]] std::optional<Snapshot> rescan(const std::vector<pid_t>& pids);
+    void keep_walk(const Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
+                   bool draining);
+
     Config config_;
     proc::ProcFs procfs_;
     CookieMemory memory_;
@@ -140,6 +168,8 @@ private:
     // in none (closed sockets): a closed socket stays closed, so the next scan (watch, prove)
     // does not search again for them.
     std::vector<std::uint64_t> closed_tcp_;
+    bool keep_last_walk_ = false;
+    std::vector<Walked> last_walk_; // empty when the last walk leaves nothing to rescan
 };
 
 } // namespace conncheck::scan

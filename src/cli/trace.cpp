@@ -104,8 +104,7 @@ public:
 
     // `known` is the ledger's record of the connection: its endpoints outlive the socket's (the
     // kernel clears the local port once the socket is unhashed).
-    void event(const trace::Event& e, const trace::CallSite& site,
-               const trace::Connection* known) {
+    void event(const trace::Event& e, const trace::CallSite& site, const trace::Connection* known) {
         if (json_) {
             lines_.append(pending_, e, site);
             if (pending_.size() >= flush_bytes) write_pending();

@@ -142,6 +142,9 @@ public:
         screen_mode_ = !options.json && ::isatty(STDOUT_FILENO) == 1;
         keys_ = screen_mode_ && ::isatty(STDIN_FILENO) == 1;
         view_.color = screen_mode_ && use_color(options.no_color);
+        // Events tell when nothing but the sockets' states can have changed: then a tick asks
+        // for the processes' own sockets instead of walking the kernel's tables.
+        scanner_.keep_last_walk(events_.active());
     }
 
     int run() {
@@ -203,7 +206,8 @@ private:
     // One scan. False once every watched process is gone.
     bool tick() {
         const auto began = Clock::now();
-        const scan::RunningScan scanned = scanner_.scan_running(alive_);
+        const scan::RunningScan scanned =
+            scanner_.scan_running(alive_, events_.quiet_since_last_scan());
         // After the scan: every event of a socket the scan saw is in the ring buffer by now.
         events_.drain(session_, start_);
         for (const pid_t pid : scanned.exited) {
@@ -441,8 +445,10 @@ void setup_watch(CLI::App& app, WatchOptions& options) {
         "(scanning goes on), s cycle the peer sort. Off a terminal: one line per process per "
         "interval, or one JSON object with --json. Where eBPF tracing works (see trace), watch "
         "follows the connections the processes open: their churn, TIME_WAIT and age are exact, "
-        "and the output says events; otherwise, or with --no-events, it says polling and why. "
-        "When polling, TIME_WAIT is attributed exactly to the process when watch saw its live "
+        "and the output says events, and while they show nothing new a tick asks for the "
+        "processes' own sockets without walking the kernel's tables; otherwise, or with "
+        "--no-events, it says polling and why. When polling, TIME_WAIT is attributed exactly to "
+        "the process when watch saw its live "
         "socket, else by peer. Exits 0 on q or once every "
         "watched process has exited, 8 then when some selected process could not be read (it "
         "is named, the others are watched). See conncheck(1), WATCH.");

@@ -48,6 +48,16 @@ void EventFeed::note_scan(const scan::Snapshot& snapshot) {
         probe_->follow_accepts();
 }
 
+bool EventFeed::quiet_since_last_scan() {
+    if (!probe_) return false;
+    const auto now = probe_->counters();
+    const bool quiet = at_last_scan_ && now.lost_events == 0 && now.untracked_connections == 0 &&
+                       now.opened_connections == at_last_scan_->opened_connections &&
+                       now.listens == at_last_scan_->listens;
+    at_last_scan_ = now;
+    return quiet;
+}
+
 std::string EventFeed::losses() const {
     if (!probe_) return {};
     const auto counters = probe_->counters();

@@ -37,6 +37,10 @@ public:
     // Follows accept() too once a watched process listens (trace::Probe::follow_accepts): from
     // the first scan that shows a listener, or the probe's own listen event, whichever is first.
     void note_scan(const scan::Snapshot& snapshot);
+    // Whether, as far as the kernel has told, the processes opened, accepted and listened on
+    // nothing since the previous call, without losing an event: then a scan may do without a
+    // walk of the kernel's tables (scan::Scanner::scan_pids, quiet). Call it as a scan begins.
+    [[nodiscard]] bool quiet_since_last_scan();
     // What the kernel could not follow or report, for the frame's warnings; empty when nothing.
     [[nodiscard]] std::string losses() const;
 
@@ -44,6 +48,7 @@ private:
     std::optional<trace::Probe> probe_;
     std::string reason_;
     bool incomplete_ = false;
+    std::optional<trace::ProbeCounters> at_last_scan_;
 };
 
 } // namespace conncheck::cli

@@ -1,11 +1,8 @@
 #include "conncheck/scan.hpp"
 
-#include "conncheck/diag/netlink.hpp"
-#include "conncheck/diag/proc_net.hpp"
-#include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
-#include "conncheck/fd.hpp"
 #include "conncheck/privilege.hpp"
+#include "conncheck/scan/opener.hpp"
 #include "conncheck/scan/other_fds.hpp"
 #include "conncheck/scan/sinks.hpp"
 
@@ -24,45 +21,6 @@ namespace conncheck::scan {
 
 namespace {
 
-class SourceOpener {
-public:
-    SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot)
-        : config_(config), procfs_(procfs), snapshot_(snapshot), self_netns_(procfs.self_netns()) {}
-
-    std::unique_ptr<diag::SocketSource> open(const NetnsGroup& group) {
-        if (!config_.replay_path.empty()) return diag::open_replay(config_.replay_path);
-        if (config_.source == SourcePreference::proc_net) return proc_net(group);
-        try {
-            diag::NetlinkOptions options;
-            options.record_path = config_.record_path;
-            if (group.netns == 0 || group.netns == self_netns_) return diag::open_netlink(options);
-            const std::string ns_path = procfs_.path(group.representative, "ns/net");
-            UniqueFd ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-            if (ns.get() < 0) throw_errno("cannot open " + ns_path, errno);
-            options.netns_fd = ns.get();
-            return diag::open_netlink(options);
-        } catch (const Error& e) {
-            const bool may_fall_back =
-                config_.source == SourcePreference::automatic &&
-                (e.code() == Errc::source_unavailable || e.code() == Errc::permission_denied);
-            if (!may_fall_back) throw;
-            snapshot_.warnings.push_back(std::string(e.what()) + "; read " +
-                                         procfs_.path(group.representative, "net/tcp") +
-                                         " instead (no idle times or socket memory)");
-            return proc_net(group);
-        }
-    }
-
-private:
-    std::unique_ptr<diag::SocketSource> proc_net(const NetnsGroup& group) {
-        return diag::open_proc_net(procfs_.root(), group.representative);
-    }
-    const Config& config_;
-    const proc::ProcFs& procfs_;
-    Snapshot& snapshot_;
-    std::uint64_t self_netns_;
-};
-
 // States in the kernel's established hash, where an exact request finds a socket by its
 // 4-tuple. Listening sockets live in another table, bound-only ones in a third.
 constexpr std::uint32_t exact_states =
@@ -76,6 +34,18 @@ constexpr std::uint32_t exact_states =
 // socket memory in a dump cost the kernel about 2 us more per socket (every socket it returns),
 // an exact request about 4.6 us (only the target's).
 constexpr std::uint64_t exact_share_percent = 40;
+
+// Sorts exact requests by cookie and drops repeats: a socket several processes hold is asked
+// for once.
+void ask_once(std::vector<const SocketRecord*>& exact) {
+    std::sort(exact.begin(), exact.end(),
+              [](const SocketRecord* a, const SocketRecord* b) { return a->cookie < b->cookie; });
+    exact.erase(std::unique(exact.begin(), exact.end(),
+                            [](const SocketRecord* a, const SocketRecord* b) {
+                                return a->cookie == b->cookie;
+                            }),
+                exact.end());
+}
 
 // Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
 // the processes' peers and listeners are known. Asking the kernel for the two state sets
@@ -175,14 +145,7 @@ void dump_targeted(Snapshot& snapshot, const NetnsGroup& group, const InodeOwner
             dump_states |= state_bit(s->state);
         exact.clear();
     }
-    // A socket several processes hold is asked for once.
-    std::sort(exact.begin(), exact.end(),
-              [](const SocketRecord* a, const SocketRecord* b) { return a->cookie < b->cookie; });
-    exact.erase(std::unique(exact.begin(), exact.end(),
-                            [](const SocketRecord* a, const SocketRecord* b) {
-                                return a->cookie == b->cookie;
-                            }),
-                exact.end());
+    ask_once(exact);
 
     RefreshSink refresh(snapshot, group);
     if (!exact.empty()) note_dump(snapshot, source.fetch(exact, true, true, refresh));
@@ -279,7 +242,9 @@ void Scanner::remember(pid_t pid, std::uint64_t start_ticks,
     memory_.remember(pid, start_ticks, cookies, steady_ms());
 }
 
-Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
+Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, bool quiet) {
+    if (quiet && keep_last_walk_)
+        if (auto rescanned = rescan(pids)) return std::move(*rescanned);
     Snapshot snapshot;
     snapshot.taken_at = std::chrono::system_clock::now();
     InodeOwners owners;
@@ -348,11 +313,101 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids) {
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid))
             throw Error(Errc::process_exited,
                         "process " + std::to_string(p.info.pid) + " exited during the audit");
+    // A socket the processes closed that the kernel still drains turns to TIME_WAIT or goes
+    // without their fds changing: known by the cookies the memory has before this scan.
+    const bool draining = std::any_of(
+        snapshot.orphan_cookies.begin(), snapshot.orphan_cookies.end(), [&](std::uint64_t c) {
+            const auto owner = memory_.owners().find(c);
+            return owner != memory_.owners().end() &&
+                   std::any_of(
+                       snapshot.processes.begin(), snapshot.processes.end(),
+                       [&](const ProcessSnapshot& p) { return p.info.pid == owner->second; });
+        });
+    memory_.update(snapshot, steady_ms());
+    if (keep_last_walk_) keep_walk(snapshot, fd_scans, draining);
+    return snapshot;
+}
+
+// Keeps the processes for rescan() when nothing about them can change unseen: every socket
+// they hold is a connected TCP socket of theirs that an exact request finds again, and nothing
+// of theirs changes without their fds changing (TIME_WAIT, sockets they closed that the kernel
+// still drains, TCP sockets in no table or in another namespace).
+void Scanner::keep_walk(const Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
+                        bool draining) {
+    last_walk_.clear();
+    const bool live = !draining && config_.replay_path.empty() && config_.record_path.empty() &&
+                      !snapshot.mixed_sources && snapshot.source == diag::SourceKind::netlink &&
+                      snapshot.warnings.empty() && snapshot.unreadable.empty();
+    if (!live) return;
+    std::vector<Walked> kept;
+    for (std::size_t i = 0; i < snapshot.processes.size(); ++i) {
+        const ProcessSnapshot& p = snapshot.processes[i];
+        const auto& inodes = fd_scans[i].socket_inodes;
+        const bool settled =
+            p.time_wait_by_peer.empty() && p.time_wait_exact == 0 && p.other_sockets.tcp == 0 &&
+            p.other_netns_sockets == 0 &&
+            std::all_of(p.sockets.begin(), p.sockets.end(), [&](const SocketRecord& s) {
+                return (state_bit(s.state) & exact_states) != 0 && s.cookie != 0 &&
+                       std::binary_search(inodes.begin(), inodes.end(), s.inode);
+            });
+        if (!settled) return;
+        kept.push_back({p, inodes});
+    }
+    last_walk_ = std::move(kept);
+}
+
+// The processes as keep_walk() kept them, their sockets asked for again by cookie; nullopt
+// when anything differs (then a full scan finds out what, and reports errors as it does).
+std::optional<Snapshot> Scanner::rescan(const std::vector<pid_t>& pids) {
+    if (last_walk_.empty()) return std::nullopt;
+    Snapshot snapshot;
+    snapshot.taken_at = std::chrono::system_clock::now();
+    snapshot.walked = false;
+    for (pid_t pid : pids) {
+        const auto same_pid = [pid](const ProcessSnapshot& p) { return p.info.pid == pid; };
+        if (std::any_of(snapshot.processes.begin(), snapshot.processes.end(), same_pid)) continue;
+        const auto kept = std::find_if(last_walk_.begin(), last_walk_.end(),
+                                       [&](const Walked& w) { return same_pid(w.process); });
+        if (kept == last_walk_.end()) return std::nullopt;
+        ProcessSnapshot p = kept->process;
+        try {
+            p.info = procfs_.read_info(pid);
+            if (p.info.start_ticks != kept->process.info.start_ticks ||
+                p.info.netns != kept->process.info.netns)
+                return std::nullopt;
+            const proc::FdScan fds = procfs_.scan_fds(pid);
+            if (fds.socket_inodes != kept->inodes) return std::nullopt;
+            p.info.open_fds = fds.open_fds;
+        } catch (const Error&) {
+            return std::nullopt;
+        }
+        snapshot.processes.push_back(std::move(p));
+    }
+    SourceOpener opener(config_, procfs_, snapshot);
+    for (const NetnsGroup& group : group_by_netns(snapshot)) {
+        auto source = opener.open(group);
+        if (!snapshot.warnings.empty() || !source->can_target()) return std::nullopt;
+        std::vector<const SocketRecord*> exact;
+        for (std::size_t idx : group.processes) {
+            auto& sockets = snapshot.processes[idx].sockets;
+            deduplicate(sockets); // sorted by cookie, as RefreshSink needs
+            for (const auto& s : sockets)
+                exact.push_back(&s);
+        }
+        ask_once(exact);
+        RefreshSink refresh(snapshot, group);
+        note_dump(snapshot, source->fetch(exact, true, true, refresh));
+        if (!refresh.drop_stale().empty()) return std::nullopt;
+        snapshot.source = source->kind();
+        snapshot.has_tcp_info = source->has_tcp_info();
+    }
+    for (const auto& p : snapshot.processes)
+        if (!procfs_.exists(p.info.pid)) return std::nullopt;
     memory_.update(snapshot, steady_ms());
     return snapshot;
 }
 
-RunningScan Scanner::scan_running(const std::vector<pid_t>& pids) {
+RunningScan Scanner::scan_running(const std::vector<pid_t>& pids, bool quiet) {
     RunningScan result;
     std::vector<pid_t> running = pids;
     const auto drop_exited = [&] {
@@ -366,7 +421,7 @@ RunningScan Scanner::scan_running(const std::vector<pid_t>& pids) {
     drop_exited();
     for (int attempt = 0; attempt < 4 && !running.empty(); ++attempt) {
         try {
-            result.snapshot = scan_pids(running);
+            result.snapshot = scan_pids(running, quiet);
             break;
         } catch (const Error& e) {
             if (e.code() != Errc::no_such_process && e.code() != Errc::process_exited) throw;

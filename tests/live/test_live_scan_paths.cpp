@@ -1,4 +1,4 @@
-// The scanner's two ways to a process's sockets must agree socket for socket: the targeted one
+// The scanner's ways to a process's sockets must agree socket for socket: the targeted one
 // (a dump without extensions, filtered to the process's cgroup when it has its own, then exact
 // requests) and whole-table dumps. The population: a process holding sockets in every state it
 // can hold still on loopback, both families, in a cgroup of its own, and a second process in a
@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace conncheck;
@@ -388,4 +390,137 @@ TEST_CASE("a bound-only socket is found without a cgroup filter") {
     CHECK(count_state(targeted.processes[0], TcpState::close) == 1);
     CHECK(targeted.processes[0].other_sockets.tcp == 0);
     compare_process(targeted.processes[0], whole.processes[0], 1000);
+}
+
+namespace {
+
+// A child holding connections to `l` that closes its newest one ('x') or opens another ('n')
+// on command, and answers each command once it is done. Not a Child: its body never returns.
+class CommandedClient {
+public:
+    explicit CommandedClient(const Listener& l) {
+        REQUIRE(pipe2(commands_, O_CLOEXEC) == 0);
+        REQUIRE(pipe2(done_, O_CLOEXEC) == 0);
+        pid_ = fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            close_inherited_sockets();
+            int held[16];
+            int count = 0;
+            for (; count < 4; ++count)
+                held[count] = connect_to(l);
+            char c = 0;
+            while (read(commands_[0], &c, 1) == 1) {
+                if (c == 'x' && count > 0) close(held[--count]);
+                if (c == 'n' && count < 16) held[count++] = connect_to(l);
+                if (write(done_[1], &c, 1) != 1) _exit(1);
+            }
+            _exit(0);
+        }
+    }
+    ~CommandedClient() {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        for (int fd : {commands_[0], commands_[1], done_[0], done_[1]})
+            close(fd);
+    }
+    CommandedClient(const CommandedClient&) = delete;
+    CommandedClient& operator=(const CommandedClient&) = delete;
+
+    void command(char c) {
+        REQUIRE(write(commands_[1], &c, 1) == 1);
+        char answer = 0;
+        REQUIRE(read(done_[0], &answer, 1) == 1);
+    }
+    [[nodiscard]] pid_t pid() const { return pid_; }
+
+private:
+    int commands_[2] = {-1, -1};
+    int done_[2] = {-1, -1};
+    pid_t pid_ = -1;
+};
+
+} // namespace
+
+TEST_CASE("a quiet scan asks for the sockets alone while nothing else can have changed") {
+    const Listener l = listen_loopback(AF_INET);
+    Fds far;
+    far.fds.push_back(l.fd);
+    CommandedClient client(l);
+    for (int i = 0; i < 4; ++i)
+        far.fds.push_back(accept_from(l));
+    const std::vector<pid_t> pids{client.pid()};
+    const auto full = [&] { return scan_with(true, pids); };
+
+    scan::Scanner scanner(scan::Config{});
+    scanner.keep_last_walk(true);
+    const scan::Snapshot first = scanner.scan_pids(pids);
+    CHECK(first.walked);
+    REQUIRE(count_state(first.processes.at(0), TcpState::established) == 4);
+
+    // Same fds, all connected: no walk, and the same answer as one.
+    const auto started = std::chrono::steady_clock::now();
+    const scan::Snapshot quiet = scanner.scan_pids(pids, true);
+    const scan::Snapshot walked = full();
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started);
+    CHECK_FALSE(quiet.walked);
+    compare_process(quiet.processes.at(0), walked.processes.at(0),
+                    static_cast<std::uint32_t>(elapsed.count() + 1000));
+    // Without the caller's word, a scan walks.
+    CHECK(scanner.scan_pids(pids).walked);
+
+    // The peer closes one: its new state comes from the exact request.
+    close(far.fds.back()); // the child's newest
+    far.fds.pop_back();
+    REQUIRE(wait_until(
+        [&] { return count_state(full().processes.at(0), TcpState::close_wait) == 1; }, 10s));
+    const scan::Snapshot after_fin = scanner.scan_pids(pids, true);
+    CHECK_FALSE(after_fin.walked);
+    CHECK(count_state(after_fin.processes.at(0), TcpState::close_wait) == 1);
+    CHECK(count_state(after_fin.processes.at(0), TcpState::established) == 3);
+
+    // The child closes that one: walks while it drains in LAST_ACK, quiet scans once it is
+    // gone. Then it opens another: other fds, a walk.
+    client.command('x');
+    CHECK(scanner.scan_pids(pids, true).walked);
+    REQUIRE(wait_until(
+        [&] {
+            (void)scanner.scan_pids(pids);
+            return !scanner.scan_pids(pids, true).walked;
+        },
+        10s));
+    client.command('n');
+    far.fds.push_back(accept_from(l));
+    const scan::Snapshot after_open = scanner.scan_pids(pids, true);
+    CHECK(after_open.walked);
+    CHECK(count_state(after_open.processes.at(0), TcpState::established) == 4);
+    CHECK_FALSE(scanner.scan_pids(pids, true).walked);
+
+    // A reset socket leaves the kernel's tables while its fd stays: an exact request misses it,
+    // so a walk, which finds it in no table; while it is held every scan walks.
+    const linger abort_now{1, 0};
+    setsockopt(far.fds.back(), SOL_SOCKET, SO_LINGER, &abort_now, sizeof abort_now);
+    close(far.fds.back()); // the child's newest again
+    far.fds.pop_back();
+    REQUIRE(wait_until([&] { return full().processes.at(0).other_sockets.tcp == 1; }, 10s));
+    const scan::Snapshot after_reset = scanner.scan_pids(pids, true);
+    CHECK(after_reset.walked);
+    CHECK(after_reset.processes.at(0).other_sockets.tcp == 1);
+    CHECK(count_state(after_reset.processes.at(0), TcpState::established) == 3);
+    CHECK(scanner.scan_pids(pids, true).walked);
+    client.command('x');
+    CHECK(scanner.scan_pids(pids, true).walked);
+    CHECK_FALSE(scanner.scan_pids(pids, true).walked);
+
+    // A socket the child closes while its peer holds on drains in FIN_WAIT2, then TIME_WAIT:
+    // every scan walks, and the TIME_WAIT is the child's, by cookie.
+    client.command('x');
+    CHECK(scanner.scan_pids(pids, true).walked);
+    CHECK(scanner.scan_pids(pids, true).walked);
+    close(far.fds.back());
+    far.fds.pop_back();
+    REQUIRE(wait_until(
+        [&] { return scanner.scan_pids(pids, true).processes.at(0).time_wait_exact == 1; }, 10s));
+    CHECK(scanner.scan_pids(pids, true).walked);
 }

@@ -43,6 +43,7 @@ public:
         ++seen_;
         if (s.inode == 0) {
             ++orphaned_;
+            if (s.cookie != 0) snapshot_.orphan_cookies.push_back(s.cookie);
             return;
         }
         auto it = std::lower_bound(owners_.begin(), owners_.end(),
@@ -57,6 +58,7 @@ public:
     void on_restart() override {
         for (std::size_t i = 0; i < group_.processes.size(); ++i)
             snapshot_.processes[group_.processes[i]].sockets.resize(sizes_[i]);
+        snapshot_.orphan_cookies.resize(orphan_cookies_at_mark_);
         seen_ = seen_at_mark_;
         orphaned_ = orphaned_at_mark_;
         unmatched_ = unmatched_at_mark_;
@@ -66,6 +68,7 @@ public:
         sizes_.clear();
         for (std::size_t idx : group_.processes)
             sizes_.push_back(snapshot_.processes[idx].sockets.size());
+        orphan_cookies_at_mark_ = snapshot_.orphan_cookies.size();
         seen_at_mark_ = seen_;
         orphaned_at_mark_ = orphaned_;
         unmatched_at_mark_ = unmatched_;
@@ -79,6 +82,7 @@ private:
     const InodeOwners& owners_;
     const NetnsGroup& group_;
     std::vector<std::size_t> sizes_;
+    std::size_t orphan_cookies_at_mark_ = 0;
     std::uint64_t seen_at_mark_ = 0;
     std::uint64_t orphaned_at_mark_ = 0;
     std::uint64_t unmatched_at_mark_ = 0;

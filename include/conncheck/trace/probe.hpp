@@ -23,6 +23,8 @@ struct ProbeConfig {
 struct ProbeCounters {
     std::uint64_t untracked_connections = 0; // opened while max_connections were tracked
     std::uint64_t lost_events = 0;           // the ring buffer was full
+    std::uint64_t opened_connections = 0;    // followed since the probe started
+    std::uint64_t listens = 0;               // sockets the targets put into LISTEN
 };
 
 class Probe {

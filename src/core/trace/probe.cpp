@@ -156,7 +156,7 @@ std::size_t Probe::drain(const std::function<void(const Event&)>& sink) {
 
 ProbeCounters Probe::counters() const {
     const volatile auto* bss = impl_->skel->bss;
-    return {bss->untracked_connections, bss->lost_events};
+    return {bss->untracked_connections, bss->lost_events, bss->next_id, bss->listens};
 }
 
 std::unordered_map<std::uint64_t, std::uint64_t> Probe::last_data() const {
