@@ -447,11 +447,10 @@ void setup_watch(CLI::App& app, WatchOptions& options) {
         "follows the connections the processes open: their churn, TIME_WAIT and age are exact, "
         "and the output says events, and while they show nothing new a tick asks for the "
         "processes' own sockets without walking the kernel's tables; otherwise, or with "
-        "--no-events, it says polling and why. When polling, TIME_WAIT is attributed exactly to "
-        "the process when watch saw its live "
-        "socket, else by peer. Exits 0 on q or once every "
-        "watched process has exited, 8 then when some selected process could not be read (it "
-        "is named, the others are watched). See conncheck(1), WATCH.");
+        "--no-events, it says polling and why. When polling, TIME_WAIT is attributed exactly "
+        "to the process when watch saw its live socket, else by peer. Exits 0 on q or once "
+        "every watched process has exited, 8 then when some selected process could not be "
+        "read (it is named, the others are watched). See conncheck(1), WATCH.");
 }
 
 int run_watch(const WatchOptions& options) {
