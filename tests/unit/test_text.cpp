@@ -2,6 +2,7 @@
 #include "conncheck/text.hpp"
 #include "human_text.hpp"
 
+#include <array>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -94,23 +95,40 @@ TEST_CASE("state names round-trip") {
     CHECK(state_bit(TcpState::established) == 2U);
 }
 
-TEST_CASE("endpoints print like ss") {
-    Endpoint v4;
-    v4.family = AF_INET;
-    v4.addr = {1, 2, 3, 4};
-    v4.port = 9443;
+namespace {
+
+Endpoint endpoint(std::uint8_t family, std::array<std::uint8_t, 16> addr, std::uint16_t port) {
+    Endpoint e;
+    e.family = family;
+    e.addr = addr;
+    e.port = port;
+    return e;
+}
+
+} // namespace
+
+TEST_CASE("endpoints print like ss: IPv4, IPv4-mapped, IPv6, every octet and port width") {
+    const Endpoint v4 = endpoint(AF_INET, {1, 2, 3, 4}, 9443);
     CHECK(v4.to_string() == "1.2.3.4:9443");
-    Endpoint v6;
-    v6.family = AF_INET6;
-    v6.addr[15] = 1;
-    v6.port = 443;
+    const Endpoint v6 = endpoint(AF_INET6, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 443);
     CHECK(v6.to_string() == "[::1]:443");
-    Endpoint mapped;
-    mapped.family = AF_INET6;
-    mapped.addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
-    mapped.port = 80;
-    CHECK(mapped.to_string() == "127.0.0.1:80");
+    CHECK(endpoint(AF_INET6, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1}, 80)
+              .to_string() == "127.0.0.1:80");
     CHECK(EndpointHash{}(v4) != EndpointHash{}(v6));
+
+    CHECK(endpoint(AF_INET, {0, 0, 0, 0}, 0).to_string() == "0.0.0.0:0");
+    CHECK(endpoint(AF_INET, {255, 10, 100, 9}, 65535).to_string() == "255.10.100.9:65535");
+    CHECK(endpoint(AF_INET, {127, 0, 0, 1}, 80).address_string() == "127.0.0.1");
+    CHECK(endpoint(AF_INET6, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 1, 20}, 443)
+              .to_string() == "192.168.1.20:443");
+    const Endpoint doc =
+        endpoint(AF_INET6, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 9443);
+    CHECK(doc.to_string() == "[2001:db8::1]:9443");
+    CHECK(doc.address_string() == "2001:db8::1");
+    CHECK(Endpoint{}.to_string() == "?:0");
+    std::string appended = "x=";
+    endpoint(AF_INET, {10, 1, 2, 3}, 7).append_to(appended);
+    CHECK(appended == "x=10.1.2.3:7");
 }
 
 TEST_CASE("is_plain: exactly the texts sanitize leaves as they are") {
@@ -128,34 +146,4 @@ TEST_CASE("is_plain: exactly the texts sanitize leaves as they are") {
     CHECK_FALSE(text::is_plain("b\xc3\xb6rse")); // kept by sanitize, but not plain ASCII
     CHECK_FALSE(text::is_plain("evil\x1b[2J"));
     CHECK_FALSE(text::is_plain("del\x7f"));
-}
-
-TEST_CASE("endpoint text: IPv4, IPv4-mapped, IPv6, every octet and port width") {
-    const auto v4 = [](std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d,
-                       std::uint16_t port) {
-        Endpoint e;
-        e.family = AF_INET;
-        e.addr = {a, b, c, d};
-        e.port = port;
-        return e;
-    };
-    CHECK(v4(0, 0, 0, 0, 0).to_string() == "0.0.0.0:0");
-    CHECK(v4(255, 10, 100, 9, 65535).to_string() == "255.10.100.9:65535");
-    CHECK(v4(127, 0, 0, 1, 80).address_string() == "127.0.0.1");
-    Endpoint mapped;
-    mapped.family = AF_INET6;
-    mapped.addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 1, 20};
-    mapped.port = 443;
-    CHECK(mapped.to_string() == "192.168.1.20:443");
-    Endpoint v6;
-    v6.family = AF_INET6;
-    v6.addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-    v6.port = 9443;
-    CHECK(v6.to_string() == "[2001:db8::1]:9443");
-    CHECK(v6.address_string() == "2001:db8::1");
-    Endpoint none;
-    CHECK(none.to_string() == "?:0");
-    std::string appended = "x=";
-    v4(10, 1, 2, 3, 7).append_to(appended);
-    CHECK(appended == "x=10.1.2.3:7");
 }

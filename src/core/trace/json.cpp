@@ -112,7 +112,7 @@ public:
     // The value came from another process: sanitized first.
     void text(std::string_view key, std::string_view raw) {
         this->key(key);
-        quoted(text::is_plain(raw) ? raw : std::string_view(text::sanitize(raw)));
+        quoted_text(raw);
     }
     void endpoint(std::string_view key, const Endpoint& value) {
         this->key(key);
@@ -152,8 +152,7 @@ public:
         out_ += '[';
         for (const auto& item : raw) {
             if (out_.back() != '[') out_ += ',';
-            quoted(text::is_plain(item) ? std::string_view(item)
-                                        : std::string_view(text::sanitize(item)));
+            quoted_text(item);
         }
         out_ += ']';
     }
@@ -167,6 +166,13 @@ private:
         out_ += '"';
         out_ += key;
         out_ += "\":";
+    }
+    // Sanitized, without the copy when sanitize() would change nothing.
+    void quoted_text(std::string_view raw) {
+        if (text::is_plain(raw))
+            quoted(raw);
+        else
+            quoted(text::sanitize(raw));
     }
     void quoted(std::string_view value) {
         out_ += '"';
