@@ -28,6 +28,9 @@ struct Config {
     // For chosen pids, ask the kernel for their sockets only (see Scanner::scan_pids); false
     // dumps the whole tables, as a recording always does.
     bool targeted = true;
+    // Sockets the targeted scan's first dump may hold (56 bytes each for IPv4) while the chosen
+    // processes' fd tables are still being read (scan::PendingSink); past it, it waits.
+    std::size_t pending_sockets = 65536;
     // Keep the TIME_WAIT sockets no scanned process could be given in
     // Snapshot::unattributed_time_wait (prove: a simulator's port names the collector).
     bool keep_unattributed_time_wait = false;

@@ -2,6 +2,7 @@
 
 #include "conncheck/error.hpp"
 #include "conncheck/privilege.hpp"
+#include "conncheck/scan/fd_walk.hpp"
 #include "conncheck/scan/opener.hpp"
 #include "conncheck/scan/other_fds.hpp"
 #include "conncheck/scan/sinks.hpp"
@@ -79,15 +80,18 @@ void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
 // cgroup (id 0 in the filter), so a filtered dump asks for cgroup 0 as well.
 void find_owned(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 diag::SocketSource& source, const proc::ProcFs& procfs,
-                const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t>& cgroups,
-                LiveSink& live, TimeWaitBuffer& find_sink) {
+                const std::vector<proc::FdScan>& fd_scans, PendingOwners& pending,
+                std::size_t pending_sockets, std::vector<std::uint64_t>& cgroups, LiveSink& live,
+                TimeWaitBuffer& find_sink) {
     // Asked for TCP_BOUND_INACTIVE, the kernel also walks its bind table, where every bound
     // socket is listed, connected ones too: a second walk of the host's sockets (`ss -tan` does
     // not ask for them). Only a process holding a socket the first dump missed needs it.
     constexpr std::uint32_t bound_only = state_bit(TcpState::bound_inactive);
     diag::DumpRequest find{AF_UNSPEC, all_states & ~bound_only, false, false, cgroups};
     if (!cgroups.empty()) find.cgroups.push_back(0);
-    note_dump(snapshot, source.dump(find, find_sink));
+    PendingSink first(find_sink, pending, pending_sockets);
+    note_dump(snapshot, source.dump(find, first));
+    first.finish();
     if (!missed_tcp_sockets(snapshot, group, fd_scans, procfs)) return;
     // A bound-only socket carries its cgroup: asked for under the same filter first.
     LiveSink bound(snapshot, owners, group);
@@ -109,17 +113,19 @@ void find_owned(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
 
 // The chosen processes' sockets at a cost that follows them, not the host: a dump without
 // extensions finds them (in the kernel, only their cgroups' sockets when they have cgroups of
-// their own), then the kernel fills tcp_info and socket memory for just those, by exact
-// requests or, when they are a large share, by one dump. Both families go in one walk of the
-// kernel's tables.
+// their own; in parallel with the reading of their fd tables, see PendingSink), then the kernel
+// fills tcp_info and socket memory for just those, by exact requests or, when they are a large
+// share, by one dump. Both families go in one walk of the kernel's tables.
 void dump_targeted(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                    const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                    diag::SocketSource& source, const proc::ProcFs& procfs,
-                   const std::vector<proc::FdScan>& fd_scans, std::vector<std::uint64_t> cgroups) {
+                   const std::vector<proc::FdScan>& fd_scans, PendingOwners& pending,
+                   std::size_t pending_sockets, std::vector<std::uint64_t> cgroups) {
     LiveSink live(snapshot, owners, group);
     // TIME_WAIT comes in the same walk, kept aside until the live sockets are known.
     TimeWaitBuffer find_sink(live);
-    find_owned(snapshot, group, owners, source, procfs, fd_scans, cgroups, live, find_sink);
+    find_owned(snapshot, group, owners, source, procfs, fd_scans, pending, pending_sockets, cgroups,
+               live, find_sink);
 
     // Pointers, not copies: for a process with many sockets a copy would double the peak.
     std::vector<const SocketRecord*> exact;
@@ -175,20 +181,33 @@ std::vector<std::uint64_t> own_cgroups(const Snapshot& snapshot, const NetnsGrou
     return ids;
 }
 
+// A scan of chosen processes: whether to ask for their sockets alone, and their fd tables,
+// which an FdWalk may still be reading while the first dump runs.
+struct Chosen {
+    const proc::ProcFs& procfs;
+    PendingOwners& fds;
+    bool targeted;
+    std::size_t pending_sockets;
+};
+
+// `chosen` is null for a host-wide scan.
 void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, bool keep_unattributed, SourceOpener& opener,
-                const proc::ProcFs* targeted, const std::vector<proc::FdScan>& fd_scans) {
+                const Chosen* chosen, const std::vector<proc::FdScan>& fd_scans) {
     std::vector<SocketRecord>* unattributed =
         keep_unattributed ? &snapshot.unattributed_time_wait : nullptr;
     auto source = opener.open(group);
     if (snapshot.source && *snapshot.source != source->kind()) snapshot.mixed_sources = true;
     snapshot.source = source->kind();
     snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
-    if (targeted != nullptr && source->can_target())
-        dump_targeted(snapshot, group, owners, known, unattributed, *source, *targeted, fd_scans,
-                      own_cgroups(snapshot, group, *targeted));
-    else
-        dump_whole(snapshot, group, owners, known, unattributed, *source);
+    if (chosen != nullptr && chosen->targeted && source->can_target()) {
+        dump_targeted(snapshot, group, owners, known, unattributed, *source, chosen->procfs,
+                      fd_scans, chosen->fds, chosen->pending_sockets,
+                      own_cgroups(snapshot, group, chosen->procfs));
+        return;
+    }
+    if (chosen != nullptr) chosen->fds.settle();
+    dump_whole(snapshot, group, owners, known, unattributed, *source);
 }
 
 std::vector<NetnsGroup> group_by_netns(const Snapshot& snapshot) {
@@ -206,6 +225,34 @@ std::vector<NetnsGroup> group_by_netns(const Snapshot& snapshot) {
     return groups;
 }
 
+// The chosen processes' fd tables, read on a thread of their own from construction on.
+class ChosenFds : public PendingOwners {
+public:
+    ChosenFds(const proc::ProcFs& procfs, Snapshot& snapshot)
+        : snapshot_(snapshot), walk_(procfs, pids_of(snapshot)) {}
+    [[nodiscard]] bool ready() const override { return settled_ || walk_.done(); }
+    void settle() override;
+    // Whether process `index` has no fd table here (see `errors`).
+    [[nodiscard]] bool failed(std::size_t index) const {
+        return std::any_of(errors.begin(), errors.end(),
+                           [index](const auto& e) { return e.first == index; });
+    }
+    InodeOwners owners;
+    std::vector<proc::FdScan> scans; // parallel to Snapshot::processes once settled
+    std::vector<std::pair<std::size_t, Error>> errors; // process index, why its fds are unknown
+
+private:
+    static std::vector<pid_t> pids_of(const Snapshot& snapshot) {
+        std::vector<pid_t> pids;
+        for (const auto& p : snapshot.processes)
+            pids.push_back(p.info.pid);
+        return pids;
+    }
+    Snapshot& snapshot_;
+    FdWalk walk_;
+    bool settled_ = false;
+};
+
 // Records which process holds each socket inode, and sizes the process's socket list for them
 // now: growing it by doubling during the dump would nearly double the peak memory.
 void add_owners(InodeOwners& owners, const proc::FdScan& fds, ProcessSnapshot& process,
@@ -213,6 +260,24 @@ void add_owners(InodeOwners& owners, const proc::FdScan& fds, ProcessSnapshot& p
     for (std::uint64_t inode : fds.socket_inodes)
         owners.emplace_back(inode, index);
     process.sockets.reserve(fds.socket_inodes.size());
+}
+
+void ChosenFds::settle() {
+    if (settled_) return;
+    settled_ = true;
+    auto results = walk_.take();
+    scans.resize(results.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        if (!results[i].fds) {
+            errors.emplace_back(i, std::move(*results[i].error));
+            continue;
+        }
+        auto& p = snapshot_.processes[i];
+        p.info.open_fds = results[i].fds->open_fds;
+        add_owners(owners, *results[i].fds, p, i);
+        scans[i] = std::move(*results[i].fds);
+    }
+    std::sort(owners.begin(), owners.end());
 }
 
 std::int64_t steady_ms() {
@@ -247,54 +312,55 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, bool quiet) {
         if (auto rescanned = rescan(pids)) return std::move(*rescanned);
     Snapshot snapshot;
     snapshot.taken_at = std::chrono::system_clock::now();
-    InodeOwners owners;
-    std::vector<proc::FdScan> fd_scans; // parallel to snapshot.processes
     for (pid_t pid : pids) {
         if (std::any_of(snapshot.processes.begin(), snapshot.processes.end(),
                         [pid](const ProcessSnapshot& p) { return p.info.pid == pid; }))
             continue;
-        if (std::any_of(snapshot.unreadable.begin(), snapshot.unreadable.end(),
-                        [pid](const UnreadableProcess& u) { return u.pid == pid; }))
-            continue;
         ProcessSnapshot p;
         p.info = procfs_.read_info(pid);
         memory_.note_instance(pid, p.info.start_ticks);
-        proc::FdScan fds;
-        try {
-            fds = procfs_.scan_fds(pid);
-        } catch (const Error& e) {
-            if (e.code() == Errc::no_such_process)
-                throw Error(Errc::process_exited,
-                            "process " + std::to_string(pid) + " exited during the audit");
-            if (e.code() != Errc::permission_denied) throw;
-            snapshot.unreadable.push_back({pid, p.info.comm, e.code(), e.what()});
-            continue;
-        }
-        p.info.open_fds = fds.open_fds;
-        add_owners(owners, fds, p, snapshot.processes.size());
         snapshot.processes.push_back(std::move(p));
-        fd_scans.push_back(std::move(fds));
     }
-    std::sort(owners.begin(), owners.end());
+    ChosenFds fds(procfs_, snapshot);
+    const Chosen chosen{procfs_, fds, config_.targeted, config_.pending_sockets};
 
     SourceOpener opener(config_, procfs_, snapshot);
     std::vector<std::uint64_t> dumped{procfs_.self_netns()};
-    std::vector<std::size_t> failed; // indexes of processes whose namespace we could not read
+    std::vector<std::size_t> failed; // processes whose fds or namespace we could not read
     for (const NetnsGroup& group : group_by_netns(snapshot)) {
+        // Once the walk is over, a namespace where no fd table could be read needs no dump.
+        if (fds.ready()) {
+            fds.settle();
+            if (std::all_of(group.processes.begin(), group.processes.end(),
+                            [&](std::size_t idx) { return fds.failed(idx); }))
+                continue;
+        }
         dumped.push_back(group.netns);
         try {
-            dump_group(snapshot, group, owners, memory_.owners(),
-                       config_.keep_unattributed_time_wait, opener,
-                       config_.targeted ? &procfs_ : nullptr, fd_scans);
+            dump_group(snapshot, group, fds.owners, memory_.owners(),
+                       config_.keep_unattributed_time_wait, opener, &chosen, fds.scans);
         } catch (const Error& e) {
             if (e.code() != Errc::permission_denied) throw;
+            fds.settle();
             for (std::size_t idx : group.processes) {
+                if (fds.failed(idx)) continue; // that reason comes first, below
                 const auto& info = snapshot.processes[idx].info;
                 snapshot.unreadable.push_back({info.pid, info.comm, e.code(), e.what()});
                 failed.push_back(idx);
             }
         }
     }
+    fds.settle();
+    for (const auto& [idx, e] : fds.errors) {
+        const auto& info = snapshot.processes[idx].info;
+        if (e.code() == Errc::no_such_process)
+            throw Error(Errc::process_exited,
+                        "process " + std::to_string(info.pid) + " exited during the audit");
+        if (e.code() != Errc::permission_denied) throw e;
+        snapshot.unreadable.push_back({info.pid, info.comm, e.code(), e.what()});
+        failed.push_back(idx);
+    }
+    std::vector<proc::FdScan>& fd_scans = fds.scans;
     std::sort(failed.begin(), failed.end());
     for (auto it = failed.rbegin(); it != failed.rend(); ++it) {
         snapshot.processes.erase(snapshot.processes.begin() + static_cast<std::ptrdiff_t>(*it));

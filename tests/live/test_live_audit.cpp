@@ -33,6 +33,26 @@ std::vector<int> accept_all(const Listener& l, std::size_t n) {
     return fds;
 }
 
+// Waits until `closing` of the accepted fds have the child's FIN (it may still be on its way
+// when accept() returns), closes those and returns the others.
+std::vector<int> close_the_closed(const std::vector<int>& accepted, std::size_t closing) {
+    const auto closed = [](int fd) { return tcp_state_of(fd) == TCP_CLOSE_WAIT; };
+    REQUIRE(wait_until(
+        [&] {
+            return static_cast<std::size_t>(
+                       std::count_if(accepted.begin(), accepted.end(), closed)) == closing;
+        },
+        20s));
+    std::vector<int> kept;
+    for (int fd : accepted) {
+        if (closed(fd))
+            close(fd);
+        else
+            kept.push_back(fd);
+    }
+    return kept;
+}
+
 bool has_finding(const analysis::ProcessReport& r, analysis::FindingKind kind) {
     return std::any_of(r.findings.begin(), r.findings.end(),
                        [kind](const analysis::Finding& f) { return f.kind == kind; });
@@ -59,13 +79,7 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
 
     // The server side: closing the dropper's connections leaves the child in CLOSE_WAIT; closing
     // the ones the child already closed (CLOSE_WAIT on our side) moves the child's to TIME_WAIT.
-    std::vector<int> keep;
-    for (int fd : accept_all(main4, 5)) {
-        if (tcp_state_of(fd) == TCP_CLOSE_WAIT)
-            close(fd);
-        else
-            keep.push_back(fd);
-    }
+    std::vector<int> keep = close_the_closed(accept_all(main4, 5), 2);
     keep.push_back(accept_from(main6));
     for (int fd : accept_all(dropper, 2))
         close(fd);
@@ -128,13 +142,7 @@ TEST_CASE("reconnect churn: TIME_WAIT toward the process's peer, attributed by p
         for (int i = 0; i < 12; ++i)
             close(connect_to(l));
     });
-    auto accepted = accept_all(l, 13);
-    for (int& fd : accepted) {
-        if (tcp_state_of(fd) == TCP_CLOSE_WAIT) {
-            close(fd);
-            fd = -1;
-        }
-    }
+    const auto accepted = close_the_closed(accept_all(l, 13), 12);
     analysis::ProcessReport r;
     REQUIRE(wait_until(
         [&] {
@@ -146,7 +154,7 @@ TEST_CASE("reconnect churn: TIME_WAIT toward the process's peer, attributed by p
     REQUIRE(has_finding(r, analysis::FindingKind::reconnect_churn));
     CHECK(r.findings.front().count == 12);
     for (int fd : accepted)
-        if (fd >= 0) close(fd);
+        close(fd);
     close(l.fd);
 }
 
@@ -231,12 +239,8 @@ TEST_CASE("an IPv4 peer reached through IPv4 and IPv4-mapped IPv6 sockets is one
             close(connect_to(churning)); // TIME_WAIT here, toward the mapped socket's peer
     });
     auto kept = accept_all(both, 2);
-    for (int fd : accept_all(churning, 3)) {
-        if (tcp_state_of(fd) == TCP_CLOSE_WAIT)
-            close(fd);
-        else
-            kept.push_back(fd);
-    }
+    for (int fd : close_the_closed(accept_all(churning, 3), 2))
+        kept.push_back(fd);
     analysis::ProcessReport r;
     REQUIRE(wait_until(
         [&] {

@@ -225,9 +225,13 @@ private:
     std::string dir_;
 };
 
-scan::Snapshot scan_with(bool targeted, const std::vector<pid_t>& pids) {
+// `pending_sockets`: how many sockets the first dump may hold while the fd tables are read
+// (0: it waits for them at its first socket).
+scan::Snapshot scan_with(bool targeted, const std::vector<pid_t>& pids,
+                         std::size_t pending_sockets = scan::Config{}.pending_sockets) {
     scan::Config config;
     config.targeted = targeted;
+    config.pending_sockets = pending_sockets;
     scan::Scanner scanner(config);
     return scanner.scan_pids(pids);
 }
@@ -300,26 +304,31 @@ TEST_CASE("targeted and whole-table scans agree socket for socket") {
                     << " " << sock.local.to_string() << " -> " << sock.remote.to_string());
     }
     REQUIRE(settled);
-    const auto started = std::chrono::steady_clock::now();
-    const scan::Snapshot targeted = scan_with(true, pids);
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - started);
-    const auto again = scan_with(false, pids);
+    // Held until the fd tables are read, waiting for them at once, or holding one socket.
+    for (const std::size_t pending :
+         {scan::Config{}.pending_sockets, std::size_t{0}, std::size_t{1}}) {
+        CAPTURE(pending);
+        const auto started = std::chrono::steady_clock::now();
+        const scan::Snapshot targeted = scan_with(true, pids, pending);
+        const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - started);
+        const auto again = scan_with(false, pids);
 
-    REQUIRE(targeted.processes.size() == 2);
-    REQUIRE(again.processes.size() == 2);
-    const auto& main_target = targeted.processes[0];
-    CHECK(count_state(main_target, TcpState::listen) == 2);
-    CHECK(count_state(main_target, TcpState::established) == 6); // est4, est6, full
-    CHECK(count_state(targeted.processes[1], TcpState::established) == 8);
-    CHECK(count_state(targeted.processes[1], TcpState::close_wait) == 1);
-    CHECK(count_state(targeted.processes[1], TcpState::fin_wait2) == 1);
-    for (std::size_t i = 0; i < 2; ++i)
-        compare_process(targeted.processes[i], again.processes[i],
-                        static_cast<std::uint32_t>(elapsed.count() + 1000));
-    // The kernel filtered the first process's dump to its cgroup: the parent's far ends, in
-    // another cgroup, never reached us.
-    CHECK(targeted.sockets_seen < again.sockets_seen);
+        REQUIRE(targeted.processes.size() == 2);
+        REQUIRE(again.processes.size() == 2);
+        const auto& main_target = targeted.processes[0];
+        CHECK(count_state(main_target, TcpState::listen) == 2);
+        CHECK(count_state(main_target, TcpState::established) == 6); // est4, est6, full
+        CHECK(count_state(targeted.processes[1], TcpState::established) == 8);
+        CHECK(count_state(targeted.processes[1], TcpState::close_wait) == 1);
+        CHECK(count_state(targeted.processes[1], TcpState::fin_wait2) == 1);
+        for (std::size_t i = 0; i < 2; ++i)
+            compare_process(targeted.processes[i], again.processes[i],
+                            static_cast<std::uint32_t>(elapsed.count() + 1000));
+        // The kernel filtered the first process's dump to its cgroup: the parent's far ends,
+        // in another cgroup, never reached us.
+        CHECK(targeted.sockets_seen < again.sockets_seen);
+    }
 }
 
 TEST_CASE("a socket from before the move to a cgroup is still found") {

@@ -1,6 +1,7 @@
 // /proc parsing against a fixture tree the test builds: real symlinks for fd/ and ns/net.
 #include "conncheck/error.hpp"
 #include "conncheck/proc.hpp"
+#include "conncheck/scan/fd_walk.hpp"
 
 #include "support.hpp"
 
@@ -75,6 +76,26 @@ TEST_CASE("a missing process is no_such_process") {
         CHECK(e.code() == Errc::no_such_process);
     }
     CHECK_THROWS_AS((void)procfs.scan_fds(99), Error);
+}
+
+TEST_CASE("an fd walk reads every process on its own thread, errors as results") {
+    testsupport::TempDir tmp;
+    make_process(tmp.path(), 7, "c", "c", {"socket:[100]", "/dev/null", "socket:[42]"});
+    make_process(tmp.path(), 8, "d", "d", {"pipe:[3]"});
+    proc::ProcFs procfs(tmp.path());
+    scan::FdWalk walk(procfs, {7, 99, 8});
+    auto results = walk.take();
+    CHECK(walk.done());
+    REQUIRE(results.size() == 3);
+    REQUIRE(results[0].fds);
+    CHECK(results[0].fds->socket_inodes == std::vector<std::uint64_t>{42, 100});
+    CHECK(results[0].fds->open_fds == 3);
+    REQUIRE_FALSE(results[1].fds);
+    REQUIRE(results[1].error);
+    CHECK(results[1].error->code() == Errc::no_such_process);
+    REQUIRE(results[2].fds);
+    CHECK(results[2].fds->socket_inodes.empty());
+    CHECK(results[2].fds->open_fds == 1);
 }
 
 TEST_CASE("list_pids, read_stat and thread_group") {

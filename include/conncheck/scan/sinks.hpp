@@ -9,6 +9,7 @@
 #include "conncheck/tcp.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -182,6 +183,80 @@ public:
 
 private:
     diag::DumpSink& live_;
+};
+
+// Who holds which inode, known once the fd walk ends (scan/fd_walk.hpp).
+class PendingOwners {
+public:
+    virtual ~PendingOwners();
+    [[nodiscard]] virtual bool ready() const = 0;
+    // Waits for the walk, if it still runs, and fills in the owners the live sink reads.
+    virtual void settle() = 0;
+};
+
+// Anonymous memory for up to `bytes`, mapped on first use: unused capacity costs address space
+// only, and release_front() gives pages already read back to the kernel at once.
+class PageBuffer {
+public:
+    explicit PageBuffer(std::size_t bytes) : bytes_(bytes) {}
+    PageBuffer(const PageBuffer&) = delete;
+    PageBuffer& operator=(const PageBuffer&) = delete;
+    ~PageBuffer();
+    // The memory, or null when it cannot be mapped.
+    [[nodiscard]] std::byte* data();
+    // Returns the whole pages below `offset` to the kernel; they read as zero afterwards.
+    void release_front(std::size_t offset);
+
+private:
+    std::size_t bytes_;
+    std::byte* base_ = nullptr;
+    std::size_t released_ = 0;
+};
+
+// The find dump's first stop while the fd walk may still run: a socket with an inode is held,
+// compactly, until the walk has said whose it is; then the held ones and every later one pass
+// on. Past `capacity` held sockets it waits for the walk instead: memory stays bounded
+// whatever the size of the host, and the held sockets' pages go back as they pass on, before
+// the processes' own records grow. Sockets without an inode (TIME_WAIT, orphans) pass at once.
+class PendingSink : public diag::DumpSink {
+public:
+    PendingSink(diag::DumpSink& next, PendingOwners& owners, std::size_t capacity);
+    void on_socket(const SocketRecord& s) override;
+    void on_restart() override;
+    // After the dump: settles and passes on what is still held.
+    void finish();
+    // A find-dump record without tcp_info and memory (the find dump asks for neither), its
+    // addresses in AddrBytes each: 4 for IPv4, a third of a SocketRecord.
+    template <std::size_t AddrBytes> struct Held {
+        std::uint64_t cookie;
+        std::uint64_t inode;
+        std::uint32_t expires_ms;
+        std::uint32_t rqueue;
+        std::uint32_t wqueue;
+        std::uint32_t uid;
+        std::uint32_t interface;
+        std::uint16_t local_port;
+        std::uint16_t remote_port;
+        TcpState state;
+        std::uint8_t timer;
+        std::uint8_t local_family;
+        std::uint8_t remote_family;
+        std::array<std::uint8_t, AddrBytes> local_addr;
+        std::array<std::uint8_t, AddrBytes> remote_addr;
+    };
+    [[nodiscard]] std::size_t held() const { return held4_ + held16_; }
+
+private:
+    void pass_held();
+    template <std::size_t N> void pass(PageBuffer& buffer, std::size_t count);
+    diag::DumpSink& next_;
+    PendingOwners& owners_;
+    std::size_t capacity_;
+    bool settled_ = false;
+    PageBuffer buffer4_;
+    PageBuffer buffer16_;
+    std::size_t held4_ = 0;
+    std::size_t held16_ = 0;
 };
 
 // A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the

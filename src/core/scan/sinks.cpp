@@ -1,6 +1,9 @@
 #include "conncheck/scan/sinks.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace conncheck::scan {
 
@@ -90,6 +93,137 @@ std::vector<std::pair<std::uint64_t, std::size_t>> RefreshSink::drop_stale() {
         sockets.resize(kept);
     }
     return closed;
+}
+
+PendingOwners::~PendingOwners() = default;
+
+namespace {
+
+// IPv4 endpoints keep their address in the first 4 of the 16 bytes, the rest zero.
+bool fits(const Endpoint& e, std::size_t bytes) {
+    return std::all_of(e.addr.begin() + static_cast<std::ptrdiff_t>(bytes), e.addr.end(),
+                       [](std::uint8_t b) { return b == 0; });
+}
+
+template <std::size_t N> PendingSink::Held<N> hold(const SocketRecord& s) {
+    PendingSink::Held<N> h{};
+    h.cookie = s.cookie;
+    h.inode = s.inode;
+    h.expires_ms = s.expires_ms;
+    h.rqueue = s.rqueue;
+    h.wqueue = s.wqueue;
+    h.uid = s.uid;
+    h.interface = s.interface;
+    h.local_port = s.local.port;
+    h.remote_port = s.remote.port;
+    h.state = s.state;
+    h.timer = s.timer;
+    h.local_family = s.local.family;
+    h.remote_family = s.remote.family;
+    std::copy_n(s.local.addr.begin(), N, h.local_addr.begin());
+    std::copy_n(s.remote.addr.begin(), N, h.remote_addr.begin());
+    return h;
+}
+
+// Copies `h` into slot `count` of `buffer`; false when the buffer cannot be mapped.
+template <class H> bool keep(PageBuffer& buffer, std::size_t& count, const H& h) {
+    std::byte* base = buffer.data();
+    if (base == nullptr) return false;
+    std::memcpy(base + count * sizeof h, &h, sizeof h);
+    ++count;
+    return true;
+}
+
+template <std::size_t N> SocketRecord release(const PendingSink::Held<N>& h) {
+    SocketRecord s;
+    s.state = h.state;
+    s.timer = h.timer;
+    s.expires_ms = h.expires_ms;
+    s.rqueue = h.rqueue;
+    s.wqueue = h.wqueue;
+    s.uid = h.uid;
+    s.inode = h.inode;
+    s.cookie = h.cookie;
+    s.interface = h.interface;
+    s.local.family = h.local_family;
+    s.local.port = h.local_port;
+    std::copy_n(h.local_addr.begin(), N, s.local.addr.begin());
+    s.remote.family = h.remote_family;
+    s.remote.port = h.remote_port;
+    std::copy_n(h.remote_addr.begin(), N, s.remote.addr.begin());
+    return s;
+}
+
+} // namespace
+
+PageBuffer::~PageBuffer() {
+    if (base_ != nullptr) ::munmap(base_, bytes_);
+}
+
+std::byte* PageBuffer::data() {
+    if (base_ == nullptr && bytes_ > 0) {
+        void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) base_ = static_cast<std::byte*>(p);
+    }
+    return base_;
+}
+
+void PageBuffer::release_front(std::size_t offset) {
+    static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t end = std::min(offset, bytes_) / page * page;
+    if (base_ == nullptr || end <= released_) return;
+    ::madvise(base_ + released_, end - released_, MADV_DONTNEED);
+    released_ = end;
+}
+
+PendingSink::PendingSink(diag::DumpSink& next, PendingOwners& owners, std::size_t capacity)
+    : next_(next), owners_(owners), capacity_(capacity), buffer4_(capacity * sizeof(Held<4>)),
+      buffer16_(capacity * sizeof(Held<16>)) {}
+
+void PendingSink::on_socket(const SocketRecord& s) {
+    if (!settled_ && s.inode != 0) {
+        const bool plain = !s.info && !s.mem;
+        if (plain && held() < capacity_ && !owners_.ready()) {
+            if (fits(s.local, 4) && fits(s.remote, 4) ? keep(buffer4_, held4_, hold<4>(s))
+                                                      : keep(buffer16_, held16_, hold<16>(s)))
+                return;
+        }
+        pass_held();
+    }
+    next_.on_socket(s);
+}
+
+void PendingSink::on_restart() {
+    held4_ = 0;
+    held16_ = 0;
+    next_.on_restart();
+}
+
+void PendingSink::finish() {
+    if (!settled_) pass_held();
+}
+
+template <std::size_t N> void PendingSink::pass(PageBuffer& buffer, std::size_t count) {
+    const std::byte* base = buffer.data();
+    for (std::size_t i = 0; i < count; ++i) {
+        Held<N> h;
+        std::memcpy(&h, base + i * sizeof h, sizeof h);
+        next_.on_socket(release(h));
+        if (i % 1024 == 1023) buffer.release_front((i + 1) * sizeof(Held<N>));
+    }
+    buffer.release_front(count * sizeof(Held<N>));
+}
+
+void PendingSink::pass_held() {
+    owners_.settle();
+    settled_ = true;
+    // Within a family the dump's order stays, and a socket reported twice has one family:
+    // deduplicate() still sees its reports in order.
+    pass<4>(buffer4_, held4_);
+    pass<16>(buffer16_, held16_);
+    held4_ = 0;
+    held16_ = 0;
 }
 
 // A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
