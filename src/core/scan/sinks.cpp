@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -227,19 +228,54 @@ void PendingSink::pass_held() {
 }
 
 // A socket reported twice (dumps are not atomic) or seen live and then in TIME_WAIT: keep the
-// last report of each cookie, which is the newest state.
+// last report of each cookie, which is the newest state. Sorted through an index of 4 bytes a
+// record and moved into place along the permutation's cycles: std::stable_sort's buffer would
+// be half the records, the largest allocation of an audit of a process with many sockets.
 void deduplicate(std::vector<SocketRecord>& sockets) {
-    std::stable_sort(
-        sockets.begin(), sockets.end(),
-        [](const SocketRecord& a, const SocketRecord& b) { return a.cookie < b.cookie; });
-    // Compact in place: a second vector would double the peak for a process with many sockets.
+    const std::size_t n = sockets.size();
+    std::vector<std::uint32_t> order(n);
+    std::iota(order.begin(), order.end(), std::uint32_t{0});
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+        const std::uint64_t ca = sockets[a].cookie;
+        const std::uint64_t cb = sockets[b].cookie;
+        return ca != cb ? ca < cb : a < b;
+    });
     std::size_t kept = 0;
-    for (std::size_t i = 0; i < sockets.size(); ++i) {
-        const bool superseded = sockets[i].cookie != 0 && i + 1 < sockets.size() &&
-                                sockets[i + 1].cookie == sockets[i].cookie;
-        if (superseded) continue;
-        if (kept != i) sockets[kept] = std::move(sockets[i]);
-        ++kept;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t cookie = sockets[order[i]].cookie;
+        const bool superseded = cookie != 0 && i + 1 < n && sockets[order[i + 1]].cookie == cookie;
+        if (!superseded) order[kept++] = order[i];
+    }
+    order.resize(kept);
+    // Position i takes the record at order[i]: chains that start where a record nobody takes
+    // lies (overwritten first), then cycles (one record set aside to close each).
+    std::vector<char> taken(n, 0);
+    std::vector<char> done(kept, 0);
+    for (std::size_t i = 0; i < kept; ++i)
+        taken[order[i]] = 1;
+    for (std::size_t head = 0; head < kept; ++head) {
+        if (taken[head] != 0) continue;
+        for (std::size_t at = head;;) {
+            const std::size_t from = order[at];
+            sockets[at] = std::move(sockets[from]);
+            done[at] = 1;
+            if (from >= kept) break;
+            at = from;
+        }
+    }
+    for (std::size_t start = 0; start < kept; ++start) {
+        if (done[start] != 0 || order[start] == start) continue;
+        SocketRecord first = std::move(sockets[start]);
+        for (std::size_t at = start;;) {
+            const std::size_t from = order[at];
+            done[at] = 1;
+            if (from == start) {
+                sockets[at] = std::move(first);
+                break;
+            }
+            sockets[at] = std::move(sockets[from]);
+            at = from;
+        }
     }
     sockets.resize(kept);
 }

@@ -1,9 +1,11 @@
-// The find dump's holding stage: sockets wait, compactly, until the fd walk is over, and then
-// reach the next sink unchanged and in order.
+// The scanner's sinks: the find dump's holding stage (sockets wait, compactly, until the fd
+// walk is over, and then reach the next sink unchanged and in order) and deduplication.
 #include "conncheck/scan/sinks.hpp"
 
+#include <algorithm>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <random>
 #include <unistd.h>
 #include <vector>
 
@@ -170,4 +172,32 @@ TEST_CASE("page buffers give back whole pages only") {
     CHECK(p[page - 1] == std::byte{0});
     CHECK(p[page] == std::byte{0x5a});
     CHECK(p[3 * page + 99] == std::byte{0x5a});
+}
+
+TEST_CASE("deduplicate keeps the last report of each cookie, sorted, and every cookie-less one") {
+    std::mt19937 rng(7);
+    for (int round = 0; round < 200; ++round) {
+        std::vector<SocketRecord> sockets(rng() % 60);
+        const std::uint64_t cookies = 1 + rng() % 40; // few cookies: many repeats
+        for (std::size_t i = 0; i < sockets.size(); ++i) {
+            sockets[i].cookie = rng() % 4 == 0 ? 0 : 1 + rng() % cookies;
+            sockets[i].inode = i; // the report's place in the dump
+        }
+        // What deduplicate() promises, the plain way.
+        std::vector<SocketRecord> expected = sockets;
+        std::stable_sort(expected.begin(), expected.end(),
+                         [](const auto& a, const auto& b) { return a.cookie < b.cookie; });
+        std::vector<SocketRecord> want;
+        for (std::size_t i = 0; i < expected.size(); ++i)
+            if (expected[i].cookie == 0 || i + 1 == expected.size() ||
+                expected[i + 1].cookie != expected[i].cookie)
+                want.push_back(expected[i]);
+
+        scan::deduplicate(sockets);
+        REQUIRE(sockets.size() == want.size());
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            CHECK(sockets[i].cookie == want[i].cookie);
+            CHECK(sockets[i].inode == want[i].inode);
+        }
+    }
 }
