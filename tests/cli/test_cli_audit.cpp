@@ -43,8 +43,7 @@ struct Target {
         (void)connect_to(l);
         (void)connect_to(l);
         (void)connect_to(dropper);
-        close(connect_to(l));
-        close(connect_to(l));
+        connect_then_close(l, 2);
     }};
     std::vector<int> server_fds;
     Target() {

@@ -73,8 +73,7 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
         (void)connect_to(main6);
         for (int i = 0; i < 2; ++i)
             (void)connect_to(dropper); // the server will close these
-        for (int i = 0; i < 2; ++i)
-            close(connect_to(main4)); // we close first: TIME_WAIT here
+        connect_then_close(main4, 2);  // we close first: TIME_WAIT here
     });
 
     // The server side: closing the dropper's connections leaves the child in CLOSE_WAIT; closing
@@ -139,17 +138,24 @@ TEST_CASE("reconnect churn: TIME_WAIT toward the process's peer, attributed by p
     Child child([&] {
         close(l.fd);
         (void)connect_to(l); // the live connection
-        for (int i = 0; i < 12; ++i)
-            close(connect_to(l));
+        connect_then_close(l, 12);
     });
     const auto accepted = close_the_closed(accept_all(l, 13), 12);
     analysis::ProcessReport r;
-    REQUIRE(wait_until(
+    const bool settled = wait_until(
         [&] {
             r = audit(child.pid());
             return r.states[TcpState::time_wait] == 12;
         },
-        20s));
+        20s);
+    if (!settled)
+        for (const auto& p : r.peers)
+            MESSAGE("peer " << p.remote.to_string() << ": established "
+                            << p.states[TcpState::established] << ", time_wait "
+                            << p.states[TcpState::time_wait]);
+    CAPTURE(r.time_wait_exact);
+    CAPTURE(r.time_wait_by_peer);
+    REQUIRE(settled);
     CHECK(r.states[TcpState::established] == 1);
     REQUIRE(has_finding(r, analysis::FindingKind::reconnect_churn));
     CHECK(r.findings.front().count == 12);
@@ -235,8 +241,7 @@ TEST_CASE("an IPv4 peer reached through IPv4 and IPv4-mapped IPv6 sockets is one
         (void)connect_to(both);
         (void)connect_mapped(both);
         (void)connect_mapped(churning);
-        for (int i = 0; i < 2; ++i)
-            close(connect_to(churning)); // TIME_WAIT here, toward the mapped socket's peer
+        connect_then_close(churning, 2); // TIME_WAIT here, toward the mapped socket's peer
     });
     auto kept = accept_all(both, 2);
     for (int fd : close_the_closed(accept_all(churning, 3), 2))

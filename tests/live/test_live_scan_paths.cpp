@@ -103,8 +103,7 @@ void hold_every_state(const Target& t) {
     for (int i = 0; i < 2; ++i)
         (void)connect_to(t.drop);         // the parent closes these: CLOSE_WAIT here
     shutdown(connect_to(t.fin), SHUT_WR); // FIN_WAIT2: the parent never closes its end
-    for (int i = 0; i < 2; ++i)
-        close(connect_to(t.est4)); // TIME_WAIT here once the parent closes too
+    connect_then_close(t.est4, 2);        // TIME_WAIT here once the parent closes too
     // The parent's listener with backlog 0 takes one connection; its SYN queue then drops the
     // next SYN, which stays SYN_SENT, retrying.
     (void)connect_to(t.full);

@@ -165,9 +165,12 @@ TEST_CASE("TIME_WAIT of a socket watch saw live is exact; one it never saw is by
     Listener l = listen_loopback(AF_INET);
     Child child([&] {
         close(l.fd);
-        (void)connect_to(l);  // stays open: the listener is one of the child's peers
-        close(connect_to(l)); // closed before watch starts: its TIME_WAIT was never seen live
+        (void)connect_to(l); // stays open: the listener is one of the child's peers
+        const int early = connect_to(l);
         g_close_on_usr1 = connect_to(l); // closed by the child while watch runs
+        // Closed after the last connect (see connect_then_close), before watch starts: its
+        // TIME_WAIT was never seen live.
+        close(early);
         struct sigaction sa {};
         sa.sa_handler = close_on_usr1;
         sigaction(SIGUSR1, &sa, nullptr);

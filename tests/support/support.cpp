@@ -163,6 +163,14 @@ Listener listen_loopback(int family, int backlog) {
     return l;
 }
 
+void connect_then_close(const Listener& l, int n) {
+    std::vector<int> fds;
+    for (int i = 0; i < n; ++i)
+        fds.push_back(connect_to(l));
+    for (int fd : fds)
+        close(fd);
+}
+
 int connect_to(const Listener& l) {
     const int fd = socket(l.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fail("socket");

@@ -44,6 +44,10 @@ struct Listener {
 // attributed by peer endpoint to a later test's process.
 Listener listen_loopback(int family, int backlog = 1024);
 int connect_to(const Listener& listener); // blocking connect, returns the fd
+// Opens `n` connections to `l`, then closes them all (TIME_WAIT here once the far end closes
+// too). Not a close after each: past tcp_tw_reuse_delay (1 s), which a loaded machine reaches,
+// a later connect() on loopback may take over an earlier one's TIME_WAIT (tcp_tw_reuse=2).
+void connect_then_close(const Listener& l, int n);
 // An AF_INET6 socket connected to an AF_INET listener through ::ffff:127.x.y.z.
 int connect_mapped(const Listener& listener);
 std::string
