@@ -21,7 +21,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 
-/* Data after at least this much silence is reported (CC_EV_RESUMED); 0 reports none. */
+/* Data after at least this much silence is reported (CC_EV_RESUMED); set with on_data_ready. */
 const volatile __u64 silence_ns = 0;
 
 struct {
@@ -265,6 +265,8 @@ int BPF_PROG(on_receive_reset, struct sock *sk) {
     return 0;
 }
 
+/* Loaded only when user space asks for resumed-data events: it runs for every packet any socket
+ * on the host receives. */
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(on_data_ready, struct sock *sk) {
     __u64 key = (__u64)sk;

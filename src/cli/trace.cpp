@@ -7,10 +7,12 @@
 #include "conncheck/scan.hpp"
 #include "conncheck/text.hpp"
 #include "conncheck/trace/json.hpp"
+#include "conncheck/trace/last_data.hpp"
 #include "conncheck/trace/ledger.hpp"
 #include "conncheck/trace/probe.hpp"
 #include "conncheck/trace/symbolize.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -186,6 +188,10 @@ public:
         for (const auto& [pid, ns] : r.exited)
             fmt::print("  pid {} exited at {}: the ledger shows what it held then\n", pid,
                        wall(ns));
+        if (r.last_data_unknown != 0)
+            fmt::print("  not judged for zombies: {} held ESTABLISHED connections whose last data "
+                       "is unknown (the process exited, or its sockets could not be read)\n",
+                       r.last_data_unknown);
         if (counters.untracked_connections != 0 || counters.lost_events != 0)
             fmt::print("  not followed: {} connections over --max-connections, {} events lost "
                        "(ring buffer full)\n",
@@ -269,6 +275,29 @@ bool any_listening(const std::vector<pid_t>& pids) {
     }
 }
 
+// Gives the held connections of the processes still running when data last arrived on them, from
+// one scan at the end: what a zombie is judged by. When it cannot be had, says why on stderr; the
+// ledger counts the connections left unjudged.
+void note_last_data(trace::Ledger& ledger, const std::vector<pid_t>& pids) {
+    const bool wanted =
+        std::any_of(ledger.connections().begin(), ledger.connections().end(), [](const auto& c) {
+            return c.second.held() && !c.second.closed_by_exit &&
+                   c.second.state == TcpState::established;
+        });
+    if (!wanted) return;
+    try {
+        const std::uint64_t start = monotonic_ns();
+        scan::Scanner scanner(scan::Config{});
+        const scan::RunningScan scanned = scanner.scan_running(pids);
+        if (!scanned.snapshot) return;
+        for (const auto& [id, ns] : trace::last_data_times(ledger, *scanned.snapshot, start))
+            ledger.note_last_data(id, ns);
+    } catch (const Error& e) {
+        fmt::print(stderr, "conncheck: no idle times at the end, zombies not judged: {}\n",
+                   e.what());
+    }
+}
+
 int open_pidfd(pid_t pid) {
     const long fd = ::syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0) throw_errno(fmt::format("process {}", pid), errno, Errc::no_such_process);
@@ -322,10 +351,13 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
                    "until Ctrl-C or the processes exit")
         ->type_name("DURATION");
     app.add_option("--silence", options.silence,
-                   "Report data arriving after this much silence, and count a held connection "
-                   "silent this long, with a newer one to the same peer, as a zombie")
+                   "A held connection silent this long at the end, with a newer one to the same "
+                   "peer, is a zombie")
         ->type_name("DURATION")
         ->capture_default_str();
+    app.add_flag("--resumed", options.resumed,
+                 "Also report data arriving after --silence of silence (costs every packet any "
+                 "socket on the host receives about 0.2 us)");
     app.add_option("--max-connections", options.max_connections,
                    "Connections followed at once; more are counted as not followed")
         ->type_name("N")
@@ -361,7 +393,7 @@ int run_trace(const TraceOptions& options) {
 
     trace::ProbeConfig config;
     config.max_connections = options.max_connections;
-    config.silence_ns = silence_ms * 1'000'000;
+    config.silence_ns = options.resumed ? silence_ms * 1'000'000 : 0;
     trace::Probe probe(config);
     for (pid_t pid : pids)
         probe.add_target(pid);
@@ -379,7 +411,7 @@ int run_trace(const TraceOptions& options) {
     const std::uint64_t start = monotonic_ns();
     const std::uint64_t deadline = for_ms ? start + for_ms * 1'000'000 : 0;
     trace::LedgerConfig ledger_config;
-    ledger_config.zombie_silence_ns = config.silence_ns;
+    ledger_config.zombie_silence_ns = silence_ms * 1'000'000;
     trace::Ledger ledger(start, ledger_config);
     trace::Symbolizer symbolizer;
     Printer printer(options.json, offset);
@@ -398,8 +430,7 @@ int run_trace(const TraceOptions& options) {
     follow(probe, pidfds, deadline, handle, printer, signals);
     // The exiting process's last events were written before its pidfd became readable.
     probe.drain(handle);
-    for (const auto& [id, ns] : probe.last_data())
-        ledger.note_last_data(id, ns);
+    note_last_data(ledger, pids);
     printer.ledger(ledger.report(monotonic_ns()), probe.counters());
     return exit_code::ok;
 }

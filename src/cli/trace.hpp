@@ -16,6 +16,7 @@ struct TraceOptions {
     SelectorOptions selector;
     std::string for_duration; // empty: until Ctrl-C or the processes exit
     std::string silence = "10s";
+    bool resumed = false; // report data arriving after `silence`
     std::uint32_t max_connections = 65536;
     bool json = false;
 };

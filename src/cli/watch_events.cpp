@@ -17,9 +17,7 @@ EventFeed::EventFeed(const std::string& off_reason, const std::vector<pid_t>& pi
     : reason_(off_reason) {
     if (!reason_.empty()) return;
     try {
-        trace::ProbeConfig config;
-        config.silence_ns = 0; // watch reads idle times from tcp_info, not from events
-        probe_.emplace(config);
+        probe_.emplace(trace::ProbeConfig{}); // idle times come from tcp_info, not from events
         for (const pid_t pid : pids)
             probe_->add_target(pid);
     } catch (const Error& e) {

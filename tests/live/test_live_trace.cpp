@@ -5,9 +5,11 @@
 #include "support.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -173,6 +175,49 @@ TEST_CASE("another process's connections never reach user space") {
     for (int fd : accepted)
         ::close(fd);
     ::close(listener.fd);
+}
+
+namespace {
+
+// Resumed-data events need a program on sk_data_ready, which runs for every packet the host
+// receives: loaded only when asked for.
+void data_after_silence(std::uint64_t silence_ns) {
+    trace::ProbeConfig config;
+    config.silence_ns = silence_ns;
+    trace::Probe probe(config);
+    CHECK(probe.follows_data() == (silence_ns != 0));
+    probe.add_target(::getpid());
+    const Listener listener = listen_loopback(AF_INET);
+    const int client = connect_to(listener);
+    const int server = accept_from(listener);
+    Collected got;
+    REQUIRE(collect_until(probe, got, [&] { return got.opened(false, listener.port); }));
+    const std::uint64_t connection = got.opened(false, listener.port)->connection;
+    // Silent for at least 100 ms, then one byte.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(::send(server, "x", 1, 0) == 1);
+    char byte = 0;
+    REQUIRE(::recv(client, &byte, 1, 0) == 1);
+    ::close(server);
+    ::close(client);
+    REQUIRE(collect_until(probe, got, [&] { return got.destroyed(connection); }));
+    std::vector<trace::Event> resumed;
+    for (const auto& e : got.of(connection))
+        if (e.kind == trace::EventKind::resumed) resumed.push_back(e);
+    if (silence_ns == 0) {
+        CHECK(resumed.empty());
+    } else {
+        REQUIRE(!resumed.empty());
+        CHECK(resumed.front().silence_ns >= 100'000'000ULL);
+    }
+    ::close(listener.fd);
+}
+
+} // namespace
+
+TEST_CASE("data after silence is reported only when asked for") {
+    data_after_silence(0);
+    data_after_silence(50'000'000ULL);
 }
 
 int main(int argc, char** argv) {

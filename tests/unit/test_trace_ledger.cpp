@@ -2,6 +2,7 @@
 // per-peer account; and the JSON each event and the ledger become.
 #include "conncheck/text.hpp"
 #include "conncheck/trace/json.hpp"
+#include "conncheck/trace/last_data.hpp"
 #include "conncheck/trace/ledger.hpp"
 
 #include <arpa/inet.h>
@@ -125,9 +126,11 @@ TEST_CASE("a silent connection replaced by a newer one to the same peer is a zom
     l.add(simple(EventKind::resumed, 1, 3 * s)); // data until 3 s, then silence
     establish(l, 2, 9 * s);                      // reconnect without closing #1
     l.add(simple(EventKind::resumed, 2, 30 * s));
+    l.note_last_data(1, 3 * s); // what tcp_info said at the end
     l.note_last_data(2, 39 * s);
 
     const LedgerReport r = l.report(40 * s);
+    CHECK(r.last_data_unknown == 0);
     REQUIRE(r.groups.size() == 1);
     REQUIRE(r.groups[0].leaks.size() == 1);
     const Leak& z = r.groups[0].leaks[0];
@@ -153,6 +156,76 @@ TEST_CASE("parallel connections still getting data, or not silent long enough, a
     const LedgerReport r = l.report(24 * s);
     CHECK(r.groups.empty());
     CHECK(r.held == 4);
+    CHECK(r.last_data_unknown == 2);
+}
+
+TEST_CASE("a connection with no last-data time from the end is not judged a zombie, but counted") {
+    LedgerConfig config;
+    config.zombie_silence_ns = 5 * s;
+    Ledger l(0, config);
+    establish(l, 1, 1 * s);
+    establish(l, 2, 9 * s); // a reconnect, but whether #1 fell silent first is not known
+    l.note_last_data(2, 9 * s);
+    l.note_last_data(7, 9 * s); // no such connection: ignored
+
+    const LedgerReport r = l.report(40 * s);
+    CHECK(r.groups.empty());
+    CHECK(r.held == 2);
+    CHECK(r.last_data_unknown == 1);
+    CHECK_FALSE(l.find(1)->last_data_known);
+    CHECK(l.find(2)->last_data_known);
+
+    l.note_last_data(1, 0); // no data since the open: the open time stands
+    CHECK(l.find(1)->last_data_ns == 1 * s);
+    const LedgerReport known = l.report(40 * s);
+    CHECK(known.last_data_unknown == 0);
+    REQUIRE(known.groups.size() == 1);
+    CHECK(known.groups[0].leaks[0].since_ns == 1 * s);
+}
+
+TEST_CASE("the end's tcp_info gives held connections their last data, by cookie or endpoints") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    establish(l, 2, 2 * s);
+    close_actively(l, 2, 3 * s); // no longer held: not asked
+    Event accepted = opened(3, 4 * s, v4("10.7.7.7", 51000), 8443);
+    accepted.cookie = 0; // accept() learned none, and no later event brought one
+    accepted.accepted = true;
+    accepted.new_state = TcpState::established;
+    l.add(accepted);
+    establish(l, 4, 5 * s); // not in the snapshot
+    establish(l, 5, 6 * s); // its endpoints now belong to another socket
+
+    auto with_info = [](std::uint64_t cookie, Endpoint local, Endpoint remote,
+                        std::uint32_t idle_ms) {
+        SocketRecord r;
+        r.state = TcpState::established;
+        r.cookie = cookie;
+        r.local = local;
+        r.remote = remote;
+        r.info = TcpInfoLite{};
+        r.info->last_data_recv_ms = idle_ms;
+        return r;
+    };
+    scan::ProcessSnapshot p;
+    p.sockets.push_back(with_info(0x101, v4("10.0.0.5", 40001), exchange, 2500));
+    p.sockets.push_back(with_info(0x102, v4("10.0.0.5", 40002), exchange, 1));
+    p.sockets.push_back(with_info(0x999, v4("10.0.0.5", 8443), v4("10.7.7.7", 51000), 700));
+    p.sockets.push_back(with_info(0x777, v4("10.0.0.5", 40005), exchange, 3));
+    SocketRecord no_info = with_info(0x104, v4("10.0.0.5", 40004), exchange, 0);
+    no_info.info.reset();
+    p.sockets.push_back(no_info);
+    scan::Snapshot snapshot;
+    snapshot.processes.push_back(p);
+
+    const std::vector<LastData> got = last_data_times(l, snapshot, 100 * s);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].connection == 1);
+    CHECK(got[0].time_ns == 100 * s - 2'500'000'000ULL - idle_tick_slack_ns);
+    CHECK(got[1].connection == 3);
+    CHECK(got[1].time_ns == 100 * s - 700'000'000ULL - idle_tick_slack_ns);
+    // An idle time longer than the clock has run gives 0, and the open time stands.
+    CHECK(last_data_times(l, snapshot, 1 * s).at(0).time_ns == 0);
 }
 
 TEST_CASE("TIME_WAIT is attributed per peer exactly, and expires after 60 s") {

@@ -36,7 +36,10 @@ struct Connection {
     CallSite call_site;
     TcpState state = TcpState::unknown;
     std::uint64_t opened_ns = 0;
-    std::uint64_t last_data_ns = 0;              // the open time until data arrives
+    // When data last arrived, as far as the ledger knows: the open time, later a resumed event's
+    // time or what note_last_data() says.
+    std::uint64_t last_data_ns = 0;
+    bool last_data_known = false;                // note_last_data() gave it: a zombie needs it
     std::optional<std::uint64_t> peer_closed_ns; // the peer's FIN: CLOSE_WAIT
     std::optional<std::uint64_t> closed_here_ns; // this process's close() or abort
     std::optional<std::uint64_t> reset_ns;       // a RST from the peer
@@ -115,6 +118,9 @@ struct LedgerReport {
     std::map<pid_t, std::uint64_t> exited; // pid -> exit time
     std::uint64_t connections = 0;         // opened during the trace
     std::uint64_t held = 0;
+    // Held ESTABLISHED connections not judged zombie or not: when data last arrived on them is
+    // unknown (the process exited first, or its sockets could not be read at the end).
+    std::uint64_t last_data_unknown = 0;
     std::uint64_t unknown_events = 0; // events of connections whose open was not seen
     std::vector<LeakGroup> groups;    // most leaks first
     std::vector<PeerSummary> peers;   // most opens first
@@ -126,7 +132,8 @@ public:
 
     // Events in the order the kernel wrote them. `site` is where an opened event's stack points.
     void add(const Event& event, CallSite site = {});
-    // When data last arrived on a connection (the probe's final word, newer than any event).
+    // When data last arrived on a connection, from its tcp_info at the end (trace/last_data.hpp):
+    // the word a zombie needs. Earlier than the open time means no data since the open.
     void note_last_data(std::uint64_t connection, std::uint64_t time_ns);
     [[nodiscard]] const Connection* find(std::uint64_t connection) const;
     [[nodiscard]] const std::map<std::uint64_t, Connection>& connections() const {

@@ -77,7 +77,8 @@ nlohmann::json connection_json(const Connection& c, std::int64_t offset) {
         {"accepted", c.accepted},
         {"state", state_name(c.state)},
         {"opened", wall_time(c.opened_ns, offset)},
-        {"last_data", wall_time(c.last_data_ns, offset)},
+        {"last_data", c.last_data_known ? nlohmann::json(wall_time(c.last_data_ns, offset))
+                                        : nlohmann::json(nullptr)},
         {"peer_closed", optional_time(c.peer_closed_ns, offset)},
         {"closed_by_exit", c.closed_by_exit},
     };
@@ -315,6 +316,7 @@ nlohmann::json ledger_json(const LedgerReport& r, const ProbeCounters& counters,
         {"seconds", static_cast<double>(r.end_ns - std::min(r.end_ns, r.start_ns)) / 1e9},
         {"connections", r.connections},
         {"held", r.held},
+        {"last_data_unknown", r.last_data_unknown},
         {"untracked_connections", counters.untracked_connections},
         {"lost_events", counters.lost_events},
         {"exited", exited},

@@ -111,8 +111,9 @@ void Ledger::add(const Event& e, CallSite site) {
 
 void Ledger::note_last_data(std::uint64_t connection, std::uint64_t time_ns) {
     const auto it = connections_.find(connection);
-    if (it != connections_.end())
-        it->second.last_data_ns = std::max(it->second.last_data_ns, time_ns);
+    if (it == connections_.end()) return;
+    it->second.last_data_ns = std::max(it->second.last_data_ns, time_ns);
+    it->second.last_data_known = true;
 }
 
 const Connection* Ledger::find(std::uint64_t connection) const {
@@ -141,7 +142,7 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
             leak = Leak{LeakKind::close_wait, c, *c.peer_closed_ns, 0, 0, 0};
         } else if (c.state == TcpState::close && c.reset_ns) {
             leak = Leak{LeakKind::reset, c, *c.reset_ns, 0, 0, 0};
-        } else if (c.state == TcpState::established && !c.reset_ns &&
+        } else if (c.state == TcpState::established && !c.reset_ns && c.last_data_known &&
                    end_ns >= c.last_data_ns + config_.zombie_silence_ns) {
             const auto& peers = by_peer[{c.pid, peer_of(c)}];
             const auto successor =
@@ -230,8 +231,12 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
     r.exited = exited_;
     r.unknown_events = unknown_events_;
     r.connections = connections_.size();
-    r.held = static_cast<std::uint64_t>(std::count_if(
-        connections_.begin(), connections_.end(), [](const auto& c) { return c.second.held(); }));
+    for (const auto& [id, c] : connections_) {
+        if (!c.held()) continue;
+        ++r.held;
+        if (c.state == TcpState::established && !c.reset_ns && !c.last_data_known)
+            ++r.last_data_unknown;
+    }
     r.groups = leak_groups(end_ns);
     r.peers = peer_summaries(end_ns);
     return r;

@@ -111,6 +111,7 @@ Probe::Probe(const ProbeConfig& config) : impl_(std::make_unique<Impl>()) {
     if (bpf_map__set_max_entries(impl_->skel->maps.tracked, config.max_connections) != 0)
         refused("size the connection map", errno);
     bpf_program__set_autoattach(impl_->skel->progs.on_sys_exit, false);
+    bpf_program__set_autoload(impl_->skel->progs.on_data_ready, config.silence_ns != 0);
     if (const int err = trace_bpf__load(impl_->skel); err != 0)
         refused("load the eBPF program", -err);
     if (const int err = trace_bpf__attach(impl_->skel); err != 0)
@@ -159,19 +160,8 @@ ProbeCounters Probe::counters() const {
     return {bss->untracked_connections, bss->lost_events, bss->next_id, bss->listens};
 }
 
-std::unordered_map<std::uint64_t, std::uint64_t> Probe::last_data() const {
-    std::unordered_map<std::uint64_t, std::uint64_t> out;
-    const int fd = bpf_map__fd(impl_->skel->maps.tracked);
-    __u64 key = 0;
-    __u64 next = 0;
-    const void* previous = nullptr;
-    while (bpf_map_get_next_key(fd, previous, &next) == 0) {
-        tracked_sock value{};
-        if (bpf_map_lookup_elem(fd, &next, &value) == 0) out[value.id] = value.last_data_ns;
-        key = next;
-        previous = &key;
-    }
-    return out;
+bool Probe::follows_data() const {
+    return impl_->skel->links.on_data_ready != nullptr;
 }
 
 } // namespace conncheck::trace

@@ -29,8 +29,8 @@ std::size_t Probe::drain(const std::function<void(const Event&)>&) {
 ProbeCounters Probe::counters() const {
     return {};
 }
-std::unordered_map<std::uint64_t, std::uint64_t> Probe::last_data() const {
-    return {};
+bool Probe::follows_data() const {
+    return false;
 }
 
 } // namespace conncheck::trace
