@@ -1,5 +1,7 @@
 #include "support.hpp"
 
+#include "conncheck/diag/netlink.hpp"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdlib>
@@ -221,6 +223,24 @@ int accept_from(const Listener& l) {
     const int fd = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) fail("accept4");
     return fd;
+}
+
+std::size_t kernel_time_wait_toward(const Listener& l) {
+    struct Count : conncheck::diag::DumpSink {
+        std::string peer;
+        std::size_t n = 0;
+        void on_socket(const conncheck::SocketRecord& s) override {
+            if (s.remote.to_string() == peer) ++n;
+        }
+    } count;
+    count.peer = endpoint_string(l);
+    conncheck::diag::DumpRequest request;
+    request.family = static_cast<std::uint8_t>(l.family);
+    request.states = conncheck::state_bit(conncheck::TcpState::time_wait);
+    request.want_info = false;
+    request.want_mem = false;
+    (void)conncheck::diag::open_netlink()->dump(request, count);
+    return count.n;
 }
 
 int tcp_state_of(int fd) {
