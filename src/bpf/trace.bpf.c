@@ -247,7 +247,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     struct socket *sock = BPF_CORE_READ(file, private_data);
     if (!sock)
         return 0;
-    struct sock *sk = bpf_rdonly_cast(BPF_CORE_READ(sock, sk), bpf_core_type_id_kernel(struct sock));
+    struct sock *sk =
+        bpf_rdonly_cast(BPF_CORE_READ(sock, sk), bpf_core_type_id_kernel(struct sock));
     if (sk && sk->sk_protocol == IPPROTO_TCP)
         open_socket(ctx, sk, sk->__sk_common.skc_cookie.counter, tgid, sk->__sk_common.skc_state,
                     CC_FLAG_ACCEPTED);

@@ -29,7 +29,7 @@ struct cc_event {
     __u64 time_ns; /* CLOCK_MONOTONIC */
     __u64 id;      /* numbers the connections of one trace from 1 */
     __u64 cookie;  /* the socket cookie, 0 while the kernel has assigned none */
-    __u64 aux; /* RESUMED: ns of silence; OPENED: user stack pointer */
+    __u64 aux;     /* RESUMED: ns of silence; OPENED: user stack pointer */
     __u32 tgid;
     __u32 tid;
     __u8 kind;
