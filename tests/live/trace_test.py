@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`conncheck trace` end to end: a frame-pointer C++ target whose leaks are known by function,
-a Python asyncio client (thread and peer grouping), accepted IPv6 connections, a server that
-starts listening after the trace began, a target in a
-network namespace of its own, a target that exits, and the bad inputs with their exit codes.
+a Python asyncio client (thread and peer grouping), data after silence (--resumed), accepted
+IPv6 connections, a server that starts listening after the trace began, a target in a network
+namespace of its own, a target that exits, and the bad inputs with their exit codes.
 
 usage: trace_test.py CONNCHECK TRACE_TARGET
 Exits 77 where eBPF tracing cannot work (no BTF, no CAP_BPF/CAP_PERFMON, built without it)."""
@@ -185,6 +185,59 @@ def asyncio_client(netns=None):
           f"asyncio{where}: the peer's FIN seen in softirq")
 
 
+SLOW_PEER = r'''
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+held = []
+while True:
+    c, _ = s.accept()
+    held.append(c)
+    time.sleep(0.6)
+    c.send(b"x")
+'''
+
+READING_CLIENT = r'''
+import socket, sys
+port = int(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+c = socket.create_connection(("127.0.0.1", port))
+c.recv(1)
+print("done", flush=True)
+sys.stdin.readline()
+'''
+
+
+def resumed_data():
+    """Data after silence is reported with --resumed only (its hook runs for every packet)."""
+    peer = start([sys.executable, "-c", SLOW_PEER], stdout=subprocess.PIPE, text=True)
+    port = int(peer.stdout.readline())
+    for asked in (False, True):
+        client = start([sys.executable, "-c", READING_CLIENT, str(port)],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        wait_line(client.stdout, "ready")
+        extra = ["--resumed", "--silence", "300ms"] if asked else ["--silence", "300ms"]
+        trace = start_trace(client.pid, *extra)
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        wait_line(client.stdout, "done")
+        events, ledger = finish(trace)
+        client.kill()
+        client.wait()
+        resumed = [e for e in events if e["type"] == "resumed"]
+        if asked:
+            check(len(resumed) == 1 and resumed[0]["silent_seconds"] >= 0.3,
+                  f"--resumed: the byte after 0.6 s of silence is reported: {resumed}")
+        else:
+            check(resumed == [], "without --resumed no data event")
+        check(ledger["last_data_unknown"] == 0, "the held connection's last data is known")
+    peer.kill()
+    peer.wait()
+
+
 ACCEPTING_SERVER = r'''
 import socket, sys
 s = socket.socket(socket.AF_INET6)
@@ -354,8 +407,8 @@ def bad_input():
 def main():
     probe_available()
     try:
-        for test in (bad_input, frame_pointer_target, asyncio_client, accepted_ipv6,
-                     listens_after_start, other_netns, target_exits):
+        for test in (bad_input, frame_pointer_target, asyncio_client, resumed_data,
+                     accepted_ipv6, listens_after_start, other_netns, target_exits):
             print(f"-- {test.__name__}", file=sys.stderr)
             try:
                 test()
