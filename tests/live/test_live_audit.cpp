@@ -83,21 +83,24 @@ TEST_CASE("a child holding ESTABLISHED (v4 and v6), CLOSE_WAIT and TIME_WAIT soc
     for (int fd : accept_all(dropper, 2))
         close(fd);
 
+    // The TIME_WAIT sockets are the ones the kernel keeps (see kernel_time_wait_toward).
     analysis::ProcessReport r;
+    std::size_t time_wait = 0;
     const bool settled = wait_until(
         [&] {
             r = audit(child.pid());
-            return r.states[TcpState::close_wait] == 2 && r.states[TcpState::time_wait] == 2;
+            time_wait = kernel_time_wait_toward(main4);
+            return r.states[TcpState::close_wait] == 2 && time_wait >= 1 &&
+                   r.states[TcpState::time_wait] == time_wait;
         },
         20s);
     REQUIRE(settled);
     CHECK(r.states[TcpState::established] == 4);
     CHECK(r.states[TcpState::close_wait] == 2);
-    CHECK(r.states[TcpState::time_wait] == 2);
     CHECK(r.states[TcpState::listen] == 0);
-    CHECK(r.time_wait_by_peer == 2);
+    CHECK(r.time_wait_by_peer == time_wait);
     CHECK(r.time_wait_exact == 0);
-    CHECK(r.states.total() == 8);
+    CHECK(r.states.total() == 6 + time_wait);
     CHECK(r.kernel_memory_bytes > 0);
     CHECK(r.info.open_fds >= 6);
     REQUIRE(!r.findings.empty());
@@ -253,13 +256,16 @@ TEST_CASE("an IPv4 peer reached through IPv4 and IPv4-mapped IPv6 sockets is one
     for (int fd : close_the_closed(accept_all(churning, 3), 2))
         kept.push_back(fd);
     analysis::ProcessReport r;
+    std::size_t time_wait = 0;
     REQUIRE(wait_until(
         [&] {
             r = audit(child.pid());
-            return r.states[TcpState::established] == 3 && r.states[TcpState::time_wait] == 2;
+            time_wait = kernel_time_wait_toward(churning);
+            return r.states[TcpState::established] == 3 && time_wait >= 1 &&
+                   r.states[TcpState::time_wait] == time_wait;
         },
         20s));
-    CHECK(r.time_wait_by_peer == 2);
+    CHECK(r.time_wait_by_peer == time_wait);
     std::size_t both_rows = 0;
     for (const auto& p : r.peers) {
         if (p.remote.port == both.port) {
@@ -270,7 +276,7 @@ TEST_CASE("an IPv4 peer reached through IPv4 and IPv4-mapped IPv6 sockets is one
         }
         if (p.remote.port == churning.port) {
             CHECK(p.states[TcpState::established] == 1);
-            CHECK(p.states[TcpState::time_wait] == 2);
+            CHECK(p.states[TcpState::time_wait] == time_wait);
         }
     }
     CHECK(both_rows == 1);
