@@ -57,10 +57,11 @@ int accept_from(const Listener& listener);
 
 // The kernel's state for the socket on fd (via getsockopt TCP_INFO), as the TCP_* number.
 int tcp_state_of(int fd);
-// TIME_WAIT sockets the kernel holds toward `l` (its own table, through sock_diag). Now and then
-// the kernel answers a close on loopback with a reset and keeps no TIME_WAIT for it (one
-// connection in a few thousand here, with no other MIB counter moving but TcpOutRsts): tests of
-// TIME_WAIT attribution compare with this, not with how many connections they closed.
+// TIME_WAIT sockets the kernel holds toward `l` (its own table, through sock_diag). Now and then,
+// on loopback, a segment of a connection reaches `l`'s listener after the server's end of it is
+// gone; the listener answers with a reset (tcp:tcp_send_reset, reason TCP_FLAGS), and the reset
+// ends the client's TIME_WAIT (tcp_rfc1337=0). About one connection in two thousand here: tests
+// of TIME_WAIT attribution compare with this, not with how many connections they closed.
 std::size_t kernel_time_wait_toward(const Listener& l);
 
 // A forked child that runs `body`, then stays alive until the Child is destroyed or stop() is
