@@ -356,8 +356,8 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
         ->type_name("DURATION")
         ->capture_default_str();
     app.add_flag("--resumed", options.resumed,
-                 "Also report data arriving after --silence of silence (costs every packet any "
-                 "socket on the host receives about 0.2 us)");
+                 "Also report data arriving after --silence without any: runs a hook for every "
+                 "packet any socket on the host receives (about 0.2 us each)");
     app.add_option("--max-connections", options.max_connections,
                    "Connections followed at once; more are counted as not followed")
         ->type_name("N")
