@@ -33,26 +33,6 @@ std::vector<int> accept_all(const Listener& l, std::size_t n) {
     return fds;
 }
 
-// Waits until `closing` of the accepted fds have the child's FIN (it may still be on its way
-// when accept() returns), closes those and returns the others.
-std::vector<int> close_the_closed(const std::vector<int>& accepted, std::size_t closing) {
-    const auto closed = [](int fd) { return tcp_state_of(fd) == TCP_CLOSE_WAIT; };
-    REQUIRE(wait_until(
-        [&] {
-            return static_cast<std::size_t>(
-                       std::count_if(accepted.begin(), accepted.end(), closed)) == closing;
-        },
-        20s));
-    std::vector<int> kept;
-    for (int fd : accepted) {
-        if (closed(fd))
-            close(fd);
-        else
-            kept.push_back(fd);
-    }
-    return kept;
-}
-
 bool has_finding(const analysis::ProcessReport& r, analysis::FindingKind kind) {
     return std::any_of(r.findings.begin(), r.findings.end(),
                        [kind](const analysis::Finding& f) { return f.kind == kind; });

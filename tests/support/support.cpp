@@ -2,6 +2,7 @@
 
 #include "conncheck/diag/netlink.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdlib>
@@ -223,6 +224,25 @@ int accept_from(const Listener& l) {
     const int fd = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) fail("accept4");
     return fd;
+}
+
+std::vector<int> close_the_closed(const std::vector<int>& accepted, std::size_t closing) {
+    const auto closed = [](int fd) { return tcp_state_of(fd) == TCP_CLOSE_WAIT; };
+    if (!wait_until(
+            [&] {
+                return static_cast<std::size_t>(
+                           std::count_if(accepted.begin(), accepted.end(), closed)) == closing;
+            },
+            std::chrono::seconds(20), std::chrono::milliseconds(5)))
+        throw std::runtime_error("the peer's FINs did not arrive");
+    std::vector<int> kept;
+    for (int fd : accepted) {
+        if (closed(fd))
+            close(fd);
+        else
+            kept.push_back(fd);
+    }
+    return kept;
 }
 
 std::size_t kernel_time_wait_toward(const Listener& l) {

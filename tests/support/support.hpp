@@ -57,6 +57,9 @@ int accept_from(const Listener& listener);
 
 // The kernel's state for the socket on fd (via getsockopt TCP_INFO), as the TCP_* number.
 int tcp_state_of(int fd);
+// Of `accepted` (server ends), waits until `closing` have the client's FIN (it may still be on its
+// way when accept() returns), closes those and returns the others. Throws after 20 s.
+std::vector<int> close_the_closed(const std::vector<int>& accepted, std::size_t closing);
 // TIME_WAIT sockets the kernel holds toward `l` (its own table, through sock_diag). Now and then,
 // on loopback, a segment of a connection reaches `l`'s listener after the server's end of it is
 // gone; the listener answers with a reset (tcp:tcp_send_reset, reason TCP_FLAGS), and the reset
