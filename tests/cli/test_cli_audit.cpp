@@ -50,10 +50,7 @@ struct Target {
     // reset one (see kernel_time_wait_toward).
     std::size_t time_wait = 0;
     Target() {
-        std::vector<int> accepted;
-        for (int i = 0; i < 4; ++i)
-            accepted.push_back(accept_from(l));
-        server_fds = close_the_closed(accepted, 2); // the child closed two first
+        server_fds = close_the_closed(accept_all(l, 4), 2); // the child closed two first
         close(accept_from(dropper));
     }
     ~Target() {

@@ -38,8 +38,7 @@ struct Target {
     }};
     std::vector<int> accepted;
     Target() {
-        for (int i = 0; i < 4; ++i)
-            accepted.push_back(accept_from(l));
+        accepted = accept_all(l, 4);
         close(accepted.back());
         accepted.pop_back();
     }

@@ -25,14 +25,6 @@ analysis::ProcessReport audit(pid_t pid, const analysis::Config& config = {}) {
     return analysis::analyse_process(snapshot.processes.front(), config);
 }
 
-// Accepts every pending connection on `l`, returns the accepted fds.
-std::vector<int> accept_all(const Listener& l, std::size_t n) {
-    std::vector<int> fds;
-    for (std::size_t i = 0; i < n; ++i)
-        fds.push_back(accept_from(l));
-    return fds;
-}
-
 bool has_finding(const analysis::ProcessReport& r, analysis::FindingKind kind) {
     return std::any_of(r.findings.begin(), r.findings.end(),
                        [kind](const analysis::Finding& f) { return f.kind == kind; });

@@ -269,10 +269,7 @@ TEST_CASE("targeted and whole-table scans agree socket for socket") {
 
     // The far ends: keep the ESTABLISHED ones, close the dropped ones (CLOSE_WAIT there) and
     // the ones the target closed first (TIME_WAIT there); leave `fin` and `zero` unread.
-    std::vector<int> est4;
-    for (int i = 0; i < 5; ++i)
-        est4.push_back(accept_from(t.est4));
-    for (int fd : close_the_closed(est4, 2))
+    for (int fd : close_the_closed(accept_all(t.est4, 5), 2))
         keep.fds.push_back(fd);
     for (int i = 0; i < 2; ++i)
         keep.fds.push_back(accept_from(t.est6));

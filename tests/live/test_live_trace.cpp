@@ -156,9 +156,7 @@ TEST_CASE("another process's connections never reach user space") {
         for (int i = 0; i < 20; ++i)
             ::close(connect_to(listener));
     });
-    std::vector<int> accepted;
-    for (int i = 0; i < 20; ++i)
-        accepted.push_back(accept_from(listener));
+    const std::vector<int> accepted = accept_all(listener, 20);
     // One connection of ours afterwards: once it is seen, anything of the child's would have been.
     const int mine = connect_to(listener);
     REQUIRE(collect_until(probe, got, [&] { return got.opened(false, listener.port) != nullptr; }));

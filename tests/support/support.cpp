@@ -263,6 +263,13 @@ std::size_t kernel_time_wait_toward(const Listener& l) {
     return count.n;
 }
 
+std::vector<int> accept_all(const Listener& l, std::size_t n) {
+    std::vector<int> fds;
+    for (std::size_t i = 0; i < n; ++i)
+        fds.push_back(accept_from(l));
+    return fds;
+}
+
 int tcp_state_of(int fd) {
     tcp_info info{};
     socklen_t len = sizeof info;

@@ -54,6 +54,7 @@ int connect_mapped(const Listener& listener);
 std::string
 endpoint_string(const Listener& listener); // "127.3.9.17:41234" or "[::1]:41234", as ss prints it
 int accept_from(const Listener& listener);
+std::vector<int> accept_all(const Listener& listener, std::size_t n); // n connections, in order
 
 // The kernel's state for the socket on fd (via getsockopt TCP_INFO), as the TCP_* number.
 int tcp_state_of(int fd);
