@@ -9,6 +9,8 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
+#include <unordered_map>
 #include <vector>
 
 namespace conncheck::prometheus {
@@ -23,6 +25,9 @@ struct RenderOptions {
     // Added as target="..." to every series when not empty, so that several exports can share a
     // textfile directory without colliding.
     std::string target;
+    // The name each process was selected by (select::Selected), its process label; a process
+    // not in it is labelled by its comm. Labels stay unique: "collector", "collector_2".
+    std::unordered_map<pid_t, std::string> selected_as;
 };
 
 // Every metric family with HELP and TYPE lines, gauges only (each run is a fresh snapshot).
@@ -37,9 +42,9 @@ struct RenderOptions {
 // A target is 1..64 characters of [A-Za-z0-9_.-] (it names a file and a label value).
 [[nodiscard]] bool valid_target(std::string_view target);
 
-// Writes DIR/NAME.$$ and renames it over DIR/NAME (mode 0644), so that node_exporter reads the
-// old file or the new one, never half of one. Throws Error(usage) naming the path (the
-// directory is the user's to fix); the temporary file is removed on failure.
+// Writes DIR/NAME (mode 0644) through files::OutputFile, so that node_exporter reads the old file
+// or the new one, never half of one, and a link planted at DIR/NAME is refused. Throws
+// Error(usage) naming the path (the directory is the user's to fix).
 void write_textfile(const std::string& dir, const std::string& name, std::string_view content);
 
 } // namespace conncheck::prometheus

@@ -5,6 +5,7 @@
 #include "conncheck/cookie_memory.hpp"
 #include "conncheck/diag/source.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/files.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/tcp.hpp"
 
@@ -115,6 +116,8 @@ struct RunningScan {
 
 class Scanner {
 public:
+    // Creates Config::record_path at once (files::OutputFile: a link or a non-regular file there
+    // is refused with Error(usage)).
     explicit Scanner(Config config);
     // Throws Error(no_such_process) for a pid that does not exist, Error(process_exited) for one
     // that vanished during the scan. A process whose fds or namespace may not be read goes to
@@ -164,8 +167,11 @@ private:
     void keep_walk(const Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
                    bool draining);
 
+    [[nodiscard]] int recording_fd() const { return recording_ ? recording_->fd() : -1; }
+
     Config config_;
     proc::ProcFs procfs_;
+    std::optional<files::OutputFile> recording_; // --dump-netlink
     CookieMemory memory_;
     // TCP socket inodes that the last scan looked for in every namespace of the host and found
     // in none (closed sockets): a closed socket stays closed, so the next scan (watch, prove)

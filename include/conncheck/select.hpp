@@ -4,6 +4,8 @@
 
 #include "conncheck/proc.hpp"
 
+#include <optional>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,6 +44,7 @@ namespace conncheck::select {
 struct Found {
     std::vector<pid_t> pids;
     std::size_t unreadable = 0; // processes whose executable or cgroup could not be read
+    std::size_t vanished = 0;   // matched, but exited (a zombie) before they could be read
 };
 
 // Every process that matches, except the calling process and its ancestors (the shell of
@@ -53,5 +56,41 @@ struct Found {
 [[nodiscard]] Found by_exe(const proc::ProcFs& procfs, const std::string& path);
 [[nodiscard]] Found by_unit(const proc::ProcFs& procfs, std::string_view unit);
 [[nodiscard]] Found by_cgroup(const proc::ProcFs& procfs, std::string_view cgroup_path);
+
+// What the user asked for, in plain values: every process any of these names.
+struct Selection {
+    std::vector<pid_t> pids;
+    std::string pidfile; // a file holding one pid
+    std::string name;    // by_name
+    std::string exe;     // by_exe
+    std::string unit;    // by_unit, after unit_name()
+    std::string cgroup;  // by_cgroup, after cgroup_argument()
+    [[nodiscard]] bool empty() const;
+};
+
+struct Selected {
+    pid_t pid = 0;
+    // The name the process was selected by: the name, the unit as given, the basename of the
+    // executable or the last component of the cgroup. Empty for a pid or a pidfile: the process's
+    // own comm names it then.
+    std::string name;
+};
+
+struct Resolved {
+    std::vector<Selected> processes; // in pid order, each once
+    std::size_t vanished = 0;        // matched, then exited before they could be read
+    std::size_t unreadable = 0;      // could not be told apart: exe or cgroup unreadable
+    [[nodiscard]] std::vector<pid_t> pids() const;
+};
+
+// Every process the selection names. Throws Error(bad_file) for a pidfile that cannot be read,
+// Error(no_such_process) for a pid that does not exist or a criterion nothing matches (with how
+// many processes could not be read and why), Error(process_exited) for a pid that names a zombie,
+// Error(usage) for a pid that names a thread of another process.
+[[nodiscard]] Resolved resolve(const Selection& selection, const proc::ProcFs& procfs);
+
+// A short stable key for the selection ("pid-4242", "name-collector"), safe as a file name;
+// "host" for an empty selection.
+[[nodiscard]] std::string key(const Selection& selection);
 
 } // namespace conncheck::select

@@ -15,6 +15,10 @@ namespace conncheck::text {
 // ...) as \u{202e}, and a backslash as \\, so every escape in the output is one we wrote. Cuts
 // to at most `max_width` columns, ending with "..." when cut.
 [[nodiscard]] std::string sanitize(std::string_view raw, std::size_t max_width = std::string::npos);
+// A message as one safe line, whatever it holds: as sanitize(), but a backslash stays as it is,
+// so that a message built from sanitized parts reads the same (the last line of defence before
+// stderr: CLI11's errors echo arguments raw).
+[[nodiscard]] std::string one_line(std::string_view message);
 // Whether sanitize(raw) is `raw` itself (printable ASCII without a backslash): a caller with
 // thousands of short texts a second can skip the copy.
 [[nodiscard]] bool is_plain(std::string_view raw);

@@ -41,16 +41,18 @@ void setup_audit(CLI::App& app, AuditOptions& options) {
 
 int run_audit(const AuditOptions& options) {
     scan::Scanner scanner(make_scan_config(options.source));
-    const bool host_wide = !has_selector(options.selector);
-    const std::vector<pid_t> pids =
-        host_wide ? std::vector<pid_t>{} : resolve_selector(options.selector, scanner.procfs());
+    const select::Selection selection = selection_of(options.selector);
+    const bool host_wide = selection.empty();
+    const select::Resolved selected =
+        host_wide ? select::Resolved{} : select::resolve(selection, scanner.procfs());
 
     analysis::Config config;
     config.idle_ms = options.idle_seconds * 1000U;
     config.idle_setting = "--idle";
     // The snapshot (every socket) is gone before the report is written.
     const analysis::HostReport report = [&] {
-        const scan::Snapshot snapshot = host_wide ? scanner.scan_host() : scanner.scan_pids(pids);
+        const scan::Snapshot snapshot =
+            host_wide ? scanner.scan_host() : scan_selected(scanner, selected);
         return analysis::analyse(snapshot, config, host_wide);
     }();
 

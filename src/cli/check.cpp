@@ -345,8 +345,9 @@ int check_once(const CheckOptions& o) {
     arm_timeout(timeout_ms, o.timeout);
 
     scan::Scanner scanner(make_scan_config(o.source));
-    const std::vector<pid_t> pids = resolve_selector(o.selector, scanner.procfs());
-    p.key = selector_key(o.selector);
+    const select::Selection selection = selection_of(o.selector);
+    const select::Resolved selected = select::resolve(selection, scanner.procfs());
+    p.key = select::key(selection);
     // Only the default path's directories are ours to create: a --state-file in a directory
     // that does not exist is a mistake to report, not a tree to make.
     if (o.state_file.empty()) {
@@ -362,7 +363,7 @@ int check_once(const CheckOptions& o) {
     if (p.previous)
         for (const auto& before : p.previous->processes)
             scanner.remember(before.pid, before.start_ticks, before.cookies);
-    const scan::Snapshot snapshot = scanner.scan_pids(pids);
+    const scan::Snapshot snapshot = scan_selected(scanner, selected);
     const auto now = snapshot.taken_at == std::chrono::system_clock::time_point{}
                          ? std::chrono::system_clock::now()
                          : snapshot.taken_at;
@@ -431,8 +432,10 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     app.add_option("--state-file", options.state_file,
                    "Keep the previous run's counts and socket cookies in PATH (default "
                    "/var/lib/conncheck/SELECTOR.json as root, else "
-                   "$XDG_STATE_HOME/conncheck/SELECTOR.json)")
-        ->type_name("PATH");
+                   "$XDG_STATE_HOME/conncheck/SELECTOR.json; a link or non-regular file is "
+                   "refused)")
+        ->type_name("PATH")
+        ->check(non_empty("PATH"));
     app.add_option("-t,--timeout", options.timeout,
                    "UNKNOWN when the check takes longer than DURATION (default 10s)")
         ->type_name("DURATION");

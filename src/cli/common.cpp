@@ -7,10 +7,12 @@
 #include "conncheck/text.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fmt/core.h>
 #include <string_view>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -38,29 +40,29 @@ std::vector<std::string> pid_items(const SelectorOptions& options) {
     return items;
 }
 
-// A pid that names a thread of another process is refused: its fds are the process's, and
-// reporting it under the thread's id would list one process twice.
-void refuse_thread(const proc::ProcFs& procfs, pid_t pid) {
-    const auto group = procfs.thread_group(pid);
-    if (group && *group != pid)
-        throw Error(Errc::usage, fmt::format("{} is a thread of process {}: give --pid {}", pid,
-                                             *group, *group));
-}
-
-std::string unreadable_note(std::size_t unreadable) {
-    if (unreadable == 0) return {};
-    return fmt::format(" ({} {} could not be read: run as root)", unreadable,
-                       unreadable == 1 ? "process" : "processes");
-}
-
-void append(std::vector<pid_t>& pids, const select::Found& found, const std::string& what) {
-    if (found.pids.empty())
-        throw Error(Errc::no_such_process, fmt::format("no process matches {}{}", what,
-                                                       unreadable_note(found.unreadable)));
-    pids.insert(pids.end(), found.pids.begin(), found.pids.end());
-}
-
 } // namespace
+
+CLI::Validator non_empty(const std::string& type_name) {
+    return CLI::Validator(
+        [](const std::string& value) {
+            return value.empty() ? std::string("must not be empty") : std::string();
+        },
+        type_name);
+}
+
+CLI::Validator directory(const std::string& type_name) {
+    return CLI::Validator(
+        [](const std::string& path) {
+            if (path.empty()) return std::string("must not be empty");
+            struct stat st {};
+            if (::stat(path.c_str(), &st) != 0)
+                return errno_message(text::sanitize(path, 200), errno);
+            if (!S_ISDIR(st.st_mode))
+                return fmt::format("{}: not a directory", text::sanitize(path, 200));
+            return std::string();
+        },
+        type_name);
+}
 
 void add_selector_options(CLI::App& app, SelectorOptions& options) {
     const char* group = "Selecting processes";
@@ -69,16 +71,23 @@ void add_selector_options(CLI::App& app, SelectorOptions& options) {
         ->type_name("PID")
         ->check(
             [](const std::string& list) {
-                for (auto item : split_pid_list(list))
+                for (auto item : split_pid_list(list)) {
                     if (item.empty())
                         return fmt::format("empty item in '{}': give PID or PID,PID,...",
                                            text::sanitize(list, 40));
+                    if (!proc::parse_pid(item))
+                        return fmt::format("invalid pid '{}': expected a positive whole number",
+                                           text::sanitize(item, 40));
+                }
                 return std::string();
             },
             "PID[,PID...]")
         ->group(group);
-    app.add_option("--pidfile", options.pidfile, "Read the pid from FILE (e.g. /run/collector.pid)")
+    app.add_option("--pidfile", options.pidfile,
+                   "Read the pid from FILE (e.g. /run/collector.pid; a regular file, never waited "
+                   "on)")
         ->type_name("FILE")
+        ->check(non_empty("FILE"))
         ->group(group);
     app.add_option(
            "--name", options.name,
@@ -137,77 +146,41 @@ void add_idle_option(CLI::App& app, std::uint32_t& seconds) {
         ->check(CLI::Range(1U, 7U * 86400U));
 }
 
+select::Selection selection_of(const SelectorOptions& options) {
+    select::Selection selection;
+    for (const auto& text : pid_items(options)) {
+        const auto pid = proc::parse_pid(text);
+        if (!pid)
+            throw Error(Errc::usage,
+                        fmt::format("invalid pid '{}': expected a positive whole number",
+                                    text::sanitize(text, 40)));
+        selection.pids.push_back(*pid);
+    }
+    selection.pidfile = options.pidfile;
+    selection.name = options.name;
+    selection.exe = options.exe;
+    selection.unit = options.unit;
+    selection.cgroup = options.cgroup;
+    return selection;
+}
+
 bool has_selector(const SelectorOptions& options) {
     return !options.pids.empty() || !options.pidfile.empty() || !options.name.empty() ||
            !options.exe.empty() || !options.unit.empty() || !options.cgroup.empty();
 }
 
-std::vector<pid_t> resolve_selector(const SelectorOptions& options, const proc::ProcFs& procfs) {
-    std::vector<pid_t> pids;
-    for (const auto& text : pid_items(options)) {
-        auto pid = proc::parse_pid(text);
-        if (!pid)
-            throw Error(Errc::usage,
-                        fmt::format("invalid pid '{}': expected a positive whole number",
-                                    text::sanitize(text, 40)));
-        if (!procfs.exists(*pid))
-            throw Error(Errc::no_such_process, fmt::format("no such process: {}", *pid));
-        refuse_thread(procfs, *pid);
-        pids.push_back(*pid);
+scan::Snapshot scan_selected(scan::Scanner& scanner, const select::Resolved& selected) {
+    const std::vector<pid_t> pids = selected.pids();
+    scan::RunningScan scanned = scanner.scan_running(pids);
+    if (!scanned.snapshot) {
+        if (pids.size() == 1)
+            throw Error(Errc::process_exited,
+                        fmt::format("process {} exited during the audit", pids.front()));
+        throw Error(Errc::process_exited,
+                    fmt::format("all {} selected processes exited during the audit", pids.size()));
     }
-    if (!options.pidfile.empty()) {
-        const pid_t pid = proc::read_pidfile(options.pidfile);
-        if (!procfs.exists(pid))
-            throw Error(Errc::no_such_process,
-                        fmt::format("pidfile {} names pid {}, which is not running",
-                                    text::sanitize(options.pidfile), pid));
-        refuse_thread(procfs, pid);
-        pids.push_back(pid);
-    }
-    if (!options.name.empty())
-        append(pids, select::by_name(procfs, options.name),
-               fmt::format("--name '{}'", text::sanitize(options.name, 80)));
-    if (!options.exe.empty())
-        append(pids, select::by_exe(procfs, options.exe),
-               fmt::format("--exe {}", text::sanitize(options.exe, 200)));
-    if (!options.unit.empty()) {
-        const std::string unit = select::unit_name(options.unit);
-        append(pids, select::by_unit(procfs, unit),
-               fmt::format("--unit {}", text::sanitize(unit, 200)));
-    }
-    if (!options.cgroup.empty()) {
-        const std::string cgroup = select::cgroup_argument(options.cgroup, procfs.cgroup2_mount());
-        append(pids, select::by_cgroup(procfs, cgroup),
-               fmt::format("--cgroup {}", text::sanitize(cgroup, 200)));
-    }
-    std::sort(pids.begin(), pids.end());
-    pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
-    return pids;
-}
-
-std::string selector_key(const SelectorOptions& options) {
-    std::string key;
-    auto append_key = [&key](std::string_view kind, std::string_view value) {
-        if (!key.empty()) key += '+';
-        key += kind;
-        key += '-';
-        for (char c : value) {
-            const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-            key += safe ? c : '_';
-        }
-    };
-    std::vector<std::string> pids = pid_items(options);
-    std::sort(pids.begin(), pids.end());
-    for (const auto& p : pids)
-        append_key("pid", p);
-    if (!options.pidfile.empty()) append_key("pidfile", options.pidfile);
-    if (!options.name.empty()) append_key("name", options.name);
-    if (!options.exe.empty()) append_key("exe", options.exe);
-    if (!options.unit.empty()) append_key("unit", select::unit_name(options.unit));
-    if (!options.cgroup.empty()) append_key("cgroup", options.cgroup);
-    if (key.size() > 200) key.resize(200);
-    return key.empty() ? "host" : key;
+    scanned.snapshot->vanished_processes += selected.vanished + scanned.exited.size();
+    return std::move(*scanned.snapshot);
 }
 
 namespace {
@@ -226,22 +199,35 @@ void add_source_options(CLI::App& app, SourceOptions& options) {
     std::vector<std::string> names;
     for (const auto& [name, preference] : source_choices)
         names.emplace_back(name);
-    app.add_option("--source", options.source,
-                   "Where sockets come from: auto (sock_diag, else /proc/net/tcp), netlink, proc")
-        ->check(CLI::IsMember(names))
-        ->group(group);
-    app.add_option("--dump-netlink", options.dump_netlink,
-                   "Record the raw sock_diag replies to FILE (attach it to a bug report)")
-        ->type_name("FILE")
-        ->group(group);
-    app.add_option("--replay", options.replay,
-                   "Read sockets from a --dump-netlink recording instead of the kernel (at most "
-                   "256 MiB)")
-        ->type_name("FILE")
-        ->group(group);
+    CLI::Option* source =
+        app.add_option(
+               "--source", options.source,
+               "Where sockets come from: auto (sock_diag, else /proc/net/tcp), netlink, proc")
+            ->check(CLI::IsMember(names))
+            ->group(group);
+    CLI::Option* dump =
+        app.add_option(
+               "--dump-netlink", options.dump_netlink,
+               "Record the raw sock_diag replies to FILE (attach it to a bug report; replaced, "
+               "a link or non-regular file is refused)")
+            ->type_name("FILE")
+            ->check(non_empty("FILE"))
+            ->group(group);
+    CLI::Option* replay =
+        app.add_option(
+               "--replay", options.replay,
+               "Read sockets from a --dump-netlink recording instead of the kernel (at most "
+               "256 MiB, a regular file)")
+            ->type_name("FILE")
+            ->check(non_empty("FILE"))
+            ->group(group);
     app.add_option("--proc-root", options.proc_root, "Read processes from DIR instead of /proc")
         ->type_name("DIR")
+        ->check(directory("DIR"))
         ->group(group);
+    // A replay has no kernel to record from, and is its own source.
+    replay->excludes(dump);
+    replay->excludes(source);
 }
 
 scan::Config make_scan_config(const SourceOptions& options) {
@@ -291,7 +277,7 @@ int exit_code_for(Errc code) {
 
 int print_error(const Error& error) {
     std::fflush(stdout);
-    fmt::print(stderr, "conncheck: {}\n", error.what());
+    fmt::print(stderr, "conncheck: {}\n", text::one_line(error.what()));
     return exit_code_for(error.code());
 }
 
@@ -327,13 +313,14 @@ int terminal_width() {
 
 std::string exit_codes_help() {
     return "Exit status (audit, watch, export): 0 the command ran (whatever it found), 1 internal "
-           "error,\n  2 bad arguments (an audit option before a subcommand too) or an output that "
-           "cannot be written\n  (--dump-netlink, --textfile-dir), 3 no such process / nothing "
-           "matches, 4 permission denied,\n"
-           "  5 the process exited during the audit, 6 no socket source (sock_diag and "
-           "/proc/net/tcp),\n  7 unreadable or invalid file (pidfile, recording), 8 partial: "
-           "some selected processes\n  could not be read (the report covers the others, "
-           "stderr names them).\n"
+           "error,\n  2 bad arguments (an audit option before a subcommand, an empty file name) or "
+           "an output that\n  cannot be written or is refused (--dump-netlink, --textfile-dir, a "
+           "symbolic link or non-regular\n  file at an output's path, a full or closed standard "
+           "output), 3 no such process / nothing\n  matches, 4 permission denied, 5 the process "
+           "has exited (a zombie, or all selected exited\n  during the audit), 6 no socket source "
+           "(sock_diag and /proc/net/tcp), 7 unreadable or invalid\n  file (pidfile, recording; a "
+           "FIFO or device is refused), 8 partial: some selected processes\n  could not be read "
+           "(the report covers the others, stderr names them).\n"
            "check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. prove: 0 the demonstration held, 1 a "
            "leak or a failed demonstration.\nSee conncheck(1).";
 }

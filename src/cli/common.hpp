@@ -5,6 +5,7 @@
 #include "conncheck/error.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/scan.hpp"
+#include "conncheck/select.hpp"
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
@@ -37,15 +38,20 @@ struct SelectorOptions {
     std::string cgroup;
 };
 
+// Refuses an empty value: `--pidfile ''` must not mean "no pidfile" (a host-wide audit).
+[[nodiscard]] CLI::Validator non_empty(const std::string& type_name);
+// --proc-root DIR: a directory (an empty value, a file or /dev/zero is a bad argument).
+[[nodiscard]] CLI::Validator directory(const std::string& type_name);
+
 void add_selector_options(CLI::App& app, SelectorOptions& options);
 [[nodiscard]] bool has_selector(const SelectorOptions& options);
-// Every process any selector names. Throws Error(usage) for a malformed pid or a thread id,
-// Error(bad_file) for an unreadable pidfile, Error(no_such_process) for a pid that does not exist
-// or a selector nothing matches.
-[[nodiscard]] std::vector<pid_t> resolve_selector(const SelectorOptions& options,
-                                                  const proc::ProcFs& procfs);
-// A short stable key for the selection ("pid-4242", "name-collector"), safe as a file name.
-[[nodiscard]] std::string selector_key(const SelectorOptions& options);
+// The selection the flags describe, for select::resolve() and select::key(). Throws
+// Error(usage) for a malformed pid.
+[[nodiscard]] select::Selection selection_of(const SelectorOptions& options);
+// The selected processes' snapshot. One that exits meanwhile is dropped and counted in
+// vanished_processes with those select::resolve() saw go; Error(process_exited) when none is left.
+[[nodiscard]] scan::Snapshot scan_selected(scan::Scanner& scanner,
+                                           const select::Resolved& selected);
 
 // --idle SECONDS: a connection that received nothing this long is stale (1 s to 7 days).
 void add_idle_option(CLI::App& app, std::uint32_t& seconds);

@@ -22,7 +22,8 @@ void setup_export(CLI::App& app, ExportOptions& options) {
     app.add_option("--textfile-dir", options.textfile_dir,
                    "Write DIR/conncheck.prom (via a temporary file and rename) instead of "
                    "printing, e.g. /var/lib/prometheus/node-exporter")
-        ->type_name("DIR");
+        ->type_name("DIR")
+        ->check(directory("DIR"));
     app.add_option("--job", options.job,
                    "Name this export: the file becomes conncheck_NAME.prom and every series "
                    "gets target=\"NAME\", so several exports can share one directory")
@@ -42,13 +43,6 @@ int run_export(const ExportOptions& options) {
     if (!has_selector(options.selector))
         throw Error(Errc::usage, "export needs the processes to export: --pid, --pidfile, --name, "
                                  "--exe, --unit or --cgroup");
-    if (!options.textfile_dir.empty()) {
-        // Checked before the scan: a wrong directory is a set-up mistake, not a down target.
-        struct stat st {};
-        if (::stat(options.textfile_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-            throw Error(Errc::usage, fmt::format("--textfile-dir {}: not a directory",
-                                                 text::sanitize(options.textfile_dir)));
-    }
 
     prometheus::RenderOptions render;
     render.target = options.job;
@@ -57,8 +51,11 @@ int run_export(const ExportOptions& options) {
     std::vector<scan::UnreadableProcess> unreadable;
     try {
         scan::Scanner scanner(make_scan_config(options.source));
-        const auto pids = resolve_selector(options.selector, scanner.procfs());
-        const scan::Snapshot snapshot = scanner.scan_pids(pids);
+        const select::Resolved selected =
+            select::resolve(selection_of(options.selector), scanner.procfs());
+        for (const auto& p : selected.processes)
+            if (!p.name.empty()) render.selected_as.emplace(p.pid, p.name);
+        const scan::Snapshot snapshot = scan_selected(scanner, selected);
         render.run_at = snapshot.taken_at;
         render.unreadable_processes = snapshot.unreadable.size();
         unreadable = snapshot.unreadable;

@@ -13,14 +13,20 @@
 #include "prove.hpp"
 #endif
 
+#include "conncheck/error.hpp"
+#include "conncheck/text.hpp"
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <exception>
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -37,6 +43,9 @@ struct Subcommand {
     // its UNKNOWN status line); null for the usual.
     int (*usage_error)(std::string_view message) = nullptr;
 };
+
+// The Monitoring Plugins' UNKNOWN, what check exits with when its status line is lost.
+constexpr int check_unknown = 3;
 
 // A row of the table: the options struct lives as long as the row.
 template <typename Options>
@@ -109,9 +118,46 @@ std::vector<Subcommand> subcommands() {
     return table;
 }
 
+// A standard stream the caller closed (`conncheck >&-`) would be the number the next open()
+// gets: the report would go into a netlink socket or a state file. Each closed one is held by
+// /dev/null instead; true when stdout was closed, so that the report is known to be lost.
+bool hold_closed_streams() {
+    bool stdout_closed = false;
+    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+        if (::fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        if (fd == STDOUT_FILENO) stdout_closed = true;
+        const int null = ::open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+        if (null >= 0 && null != fd) {
+            ::dup2(null, fd);
+            ::close(null);
+        }
+    }
+    return stdout_closed;
+}
+
+// The report is written only once it is on its way: a full disk, a closed pipe or a closed
+// stdout surfaces at the last flush and close. Returns `code`, or `failed` with one line on
+// stderr when the report did not land.
+int finish_stdout(int code, bool stdout_closed, int failed) {
+    errno = 0;
+    const bool flushed = std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
+    const int flush_errno = errno;
+    const bool closed = std::fclose(stdout) == 0;
+    const int err = flush_errno != 0 ? flush_errno : errno;
+    if (!stdout_closed && flushed && closed) return code;
+    // A write that failed earlier (a subcommand's own flush) left the error flag but not errno.
+    std::string why = "standard output is closed";
+    if (!stdout_closed)
+        why = err != 0 ? conncheck::errno_message("cannot write to standard output", err)
+                       : std::string("cannot write to standard output");
+    fmt::print(stderr, "conncheck: the report was not written: {}\n", why);
+    return failed;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+    const bool stdout_closed = hold_closed_streams();
     CLI::App app{"conncheck: find and prove TCP connection leaks in a process.\n"
                  "Without a subcommand it audits the selected processes (or the whole host) once.",
                  "conncheck"};
@@ -120,8 +166,10 @@ int main(int argc, char** argv) {
     app.footer(exit_codes_help());
     app.require_subcommand(0, 1);
     // One line on stderr for every bad argument; subcommands inherit this when they are added.
+    // CLI11 echoes the argument it refuses as it was typed: an escape sequence or a newline in
+    // it must not reach the terminal, nor make the one line two.
     app.failure_message([](const CLI::App*, const CLI::Error& e) {
-        return std::string("conncheck: ") + e.what() + " (see --help)\n";
+        return "conncheck: " + conncheck::text::one_line(e.what()) + " (see --help)\n";
     });
 
     Subcommand audit = subcommand<AuditOptions>("", "", setup_audit, run_audit);
@@ -135,27 +183,38 @@ int main(int argc, char** argv) {
         apps.back()->set_version_flag("-V,--version", version_text);
     }
 
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        if (e.get_exit_code() != 0)
+    const auto run = [&]() -> int {
+        try {
+            app.parse(argc, argv);
+        } catch (const CLI::ParseError& e) {
+            if (e.get_exit_code() != 0)
+                for (std::size_t i = 0; i < table.size(); ++i)
+                    if (apps[i]->count() > 0 && table[i].usage_error != nullptr)
+                        return table[i].usage_error(e.what());
+            const int printed = app.exit(e);
+            if (printed == 0) return exit_code::ok; // --help, --version
+            return exit_code::usage;
+        }
+        try {
             for (std::size_t i = 0; i < table.size(); ++i)
-                if (apps[i]->count() > 0 && table[i].usage_error != nullptr)
-                    return table[i].usage_error(e.what());
-        const int printed = app.exit(e);
-        if (printed == 0) return exit_code::ok; // --help, --version
-        return exit_code::usage;
-    }
-
-    try {
-        for (std::size_t i = 0; i < table.size(); ++i)
-            if (apps[i]->parsed()) return table[i].run(app);
-        return audit.run(app);
-    } catch (const conncheck::Error& e) {
-        return print_error(e);
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        fmt::print(stderr, "conncheck: internal error: {}\n", e.what());
-        return exit_code::failure;
-    }
+                if (apps[i]->parsed()) return table[i].run(app);
+            return audit.run(app);
+        } catch (const conncheck::Error& e) {
+            return print_error(e);
+        } catch (const std::exception& e) {
+            // fmt throws when stdout refuses a write: finish_stdout says so, in one line.
+            if (std::ferror(stdout) != 0) return exit_code::failure;
+            std::fflush(stdout);
+            fmt::print(stderr, "conncheck: internal error: {}\n",
+                       conncheck::text::one_line(e.what()));
+            return exit_code::failure;
+        }
+    };
+    const int code = run();
+    // A report that did not land is an output that cannot be written (2); a subcommand with its
+    // own answer to bad arguments gives that code (check: UNKNOWN).
+    int not_written = exit_code::usage;
+    for (std::size_t i = 0; i < table.size(); ++i)
+        if (apps[i]->count() > 0 && table[i].usage_error != nullptr) not_written = check_unknown;
+    return finish_stdout(code, stdout_closed, not_written);
 }

@@ -2,6 +2,7 @@
 
 #include "common.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/files.hpp"
 #include "conncheck/prove.hpp"
 #include "conncheck/prove_output.hpp"
 #include "conncheck/prove_sample.hpp"
@@ -17,9 +18,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fmt/core.h>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <unistd.h>
 
 namespace conncheck::cli {
@@ -248,18 +249,16 @@ void take_sample(std::vector<Slot>& slots, prove::Sampler& sampler, double t) {
     }
 }
 
-void open_output(std::ofstream& out, const std::string& path, const char* flag) {
-    if (path.empty()) return;
-    out.open(path, std::ios::out | std::ios::trunc);
-    if (!out)
-        throw Error(Errc::usage, errno_message(fmt::format("{}: cannot write {}", flag,
-                                                           text::sanitize(path, 200)),
-                                               errno));
+// Created before the run, so that a path that cannot be written is refused at once, not after
+// a minute of proving; written and renamed into place at the end.
+std::optional<files::OutputFile> open_output(const std::string& path, const char* flag) {
+    if (path.empty()) return std::nullopt;
+    return for_option(flag, [&] { return files::OutputFile::create(path, 0644); });
 }
 
-void finish_output(std::ofstream& out, const std::string& path) {
-    out.flush();
-    if (!out) throw Error(Errc::io, fmt::format("cannot write {}", text::sanitize(path, 200)));
+void finish_output(std::optional<files::OutputFile>& out, const std::ostringstream& content) {
+    out->write(content.str());
+    out->finish(false);
 }
 
 struct RunEnd {
@@ -359,11 +358,13 @@ void setup_prove(CLI::App& app, ProveOptions& options) {
                  "object");
     app.add_option("--svg", options.svg,
                    "Write a line chart of the run (one panel per collector) to FILE")
-        ->type_name("FILE");
+        ->type_name("FILE")
+        ->check(non_empty("FILE"));
     app.add_option("--csv", options.csv,
                    "Write the time series to FILE: t_seconds, collector, established, "
                    "close_wait, time_wait, total, kernel_memory_bytes, reconnects")
-        ->type_name("FILE");
+        ->type_name("FILE")
+        ->check(non_empty("FILE"));
     app.add_option("--interval", options.interval,
                    "Time between samples of the collectors' sockets (default 250ms, 50ms to 10s)")
         ->type_name("DURATION");
@@ -380,10 +381,8 @@ void setup_prove(CLI::App& app, ProveOptions& options) {
 
 int run_prove(const ProveOptions& options) {
     const Settings st = validate(options);
-    std::ofstream svg_out;
-    std::ofstream csv_out;
-    open_output(svg_out, options.svg, "--svg");
-    open_output(csv_out, options.csv, "--csv");
+    std::optional<files::OutputFile> svg_out = open_output(options.svg, "--svg");
+    std::optional<files::OutputFile> csv_out = open_output(options.csv, "--csv");
 
     std::vector<Slot> slots;
     slots.emplace_back("leaky", "leaky", false);
@@ -427,13 +426,15 @@ int run_prove(const ProveOptions& options) {
     prove::Report report = make_report(slots, options, st, end);
     report.run.started_unix = started_unix;
     report.left_behind = fleet.left_behind();
-    if (csv_out.is_open()) {
-        prove::write_csv(csv_out, report);
-        finish_output(csv_out, options.csv);
+    if (csv_out) {
+        std::ostringstream csv;
+        prove::write_csv(csv, report);
+        finish_output(csv_out, csv);
     }
-    if (svg_out.is_open()) {
-        write_svg(svg_out, report);
-        finish_output(svg_out, options.svg);
+    if (svg_out) {
+        std::ostringstream svg;
+        write_svg(svg, report);
+        finish_output(svg_out, svg);
     }
     if (options.json)
         fmt::print("{}\n", prove::to_json(report).dump(2));

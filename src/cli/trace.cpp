@@ -294,7 +294,7 @@ void note_last_data(trace::Ledger& ledger, const std::vector<pid_t>& pids) {
             ledger.note_last_data(id, ns);
     } catch (const Error& e) {
         fmt::print(stderr, "conncheck: no idle times at the end, zombies not judged: {}\n",
-                   e.what());
+                   text::one_line(e.what()));
     }
 }
 
@@ -349,7 +349,8 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
     app.add_option("--for", options.for_duration,
                    "Stop after this long (e.g. 30s, 10m, 1h) and print the ledger; default: "
                    "until Ctrl-C or the processes exit")
-        ->type_name("DURATION");
+        ->type_name("DURATION")
+        ->check(non_empty("DURATION"));
     app.add_option("--silence", options.silence,
                    "A held connection silent this long at the end, with a newer one to the same "
                    "peer, is a zombie")
@@ -379,7 +380,7 @@ int run_trace(const TraceOptions& options) {
         throw Error(Errc::usage, "trace needs the processes to follow: --pid, --pidfile or --name");
 
     const proc::ProcFs procfs;
-    const std::vector<pid_t> pids = resolve_selector(options.selector, procfs);
+    const std::vector<pid_t> pids = select::resolve(selection_of(options.selector), procfs).pids();
     std::vector<int> pidfds;
     struct Closer {
         std::vector<int>& fds;

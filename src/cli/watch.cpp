@@ -184,7 +184,7 @@ private:
             throw Error(Errc::usage,
                         "watch needs a process: --pid PID, --pidfile FILE, --name NAME, "
                         "--exe PATH, --unit UNIT or --cgroup PATH");
-        return resolve_selector(o.selector, scanner.procfs());
+        return select::resolve(selection_of(o.selector), scanner.procfs()).pids();
     }
 
     watch::Options make_session_options(const WatchOptions& o, bool events) {

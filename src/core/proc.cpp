@@ -2,6 +2,7 @@
 
 #include "conncheck/error.hpp"
 #include "conncheck/fd.hpp"
+#include "conncheck/files.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -21,7 +22,8 @@ namespace {
 
 // A file in /proc read whole with one open; nullopt with errno set when it cannot be read.
 std::optional<std::string> read_small_file(const std::string& path) {
-    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO planted in a --proc-root tree reads as empty instead of hanging.
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     if (fd.get() < 0) return std::nullopt;
     std::string content;
     char buf[4096];
@@ -396,9 +398,8 @@ std::optional<pid_t> parse_pid(std::string_view text) {
 }
 
 pid_t read_pidfile(const std::string& path) {
-    auto content = read_small_file(path);
-    if (!content) throw Error(Errc::bad_file, errno_message("cannot read pidfile " + path, errno));
-    std::string_view text(*content);
+    const std::string content = files::read_input(path, "pidfile", 4096);
+    std::string_view text(content);
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
         text.remove_suffix(1);
     while (!text.empty() && text.front() == ' ')

@@ -1,6 +1,7 @@
 #include "conncheck/prometheus.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/files.hpp"
 #include "conncheck/privilege.hpp"
 #include "conncheck/series.hpp"
 #include "conncheck/text.hpp"
@@ -106,9 +107,16 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
     w.sample("conncheck_unreadable_processes", {}, fmt::format("{}", options.unreadable_processes));
 
     // Series are keyed by process name, never by pid: a restart continues the graphs.
+    std::vector<proc::ProcessInfo> named;
+    named.reserve(processes.size());
+    for (const auto& p : processes) {
+        named.push_back(p.info);
+        if (const auto it = options.selected_as.find(p.info.pid); it != options.selected_as.end())
+            named.back().comm = it->second;
+    }
     std::vector<const proc::ProcessInfo*> infos;
-    for (const auto& p : processes)
-        infos.push_back(&p.info);
+    for (const auto& info : named)
+        infos.push_back(&info);
     const std::vector<std::string> labels =
         series::stable_names(infos, [](std::string_view comm) { return text::sanitize(comm, 64); });
 
@@ -196,47 +204,9 @@ bool valid_target(std::string_view target) {
 // No fsync: the file is rewritten every run and is worthless after a crash anyway; what matters
 // is that a reader never sees a partial file, and rename() gives that.
 void write_textfile(const std::string& dir, const std::string& name, std::string_view content) {
-    const std::string path = dir + "/" + name;
-    const std::string tmp = fmt::format("{}.{}", path, ::getpid());
-    int fd = -1;
-    for (int attempt = 0; attempt < 2 && fd < 0; ++attempt) {
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        // A leftover of an earlier run that had our pid and died mid-write.
-        if (fd < 0 && errno == EEXIST && attempt == 0) ::unlink(tmp.c_str());
-    }
-    if (fd < 0) {
-        const int err = errno;
-        if (err == EACCES || err == EPERM)
-            throw Error(Errc::permission_denied,
-                        errno_message("cannot create " + tmp, err) + " (" +
-                            privilege::hint(privilege::Access::write_directory) + ")");
-        throw Error(Errc::usage, errno_message("cannot create " + tmp, err));
-    }
-    const auto fail = [&](const std::string& what) {
-        const int err = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw Error(Errc::usage, errno_message(what, err));
-    };
-    // node_exporter usually runs as another user: readable whatever our umask is.
-    if (::fchmod(fd, 0644) != 0) fail("cannot chmod " + tmp);
-    std::size_t done = 0;
-    while (done < content.size()) {
-        const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail("cannot write " + tmp);
-        done += static_cast<std::size_t>(n);
-    }
-    if (::close(fd) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        throw Error(Errc::usage, errno_message("cannot write " + tmp, err));
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        throw Error(Errc::usage, errno_message("cannot rename " + tmp + " to " + path, err));
-    }
+    // node_exporter usually runs as another user: readable whatever our umask is. Its collector
+    // reads *.prom only, so it never sees the temporary file.
+    files::write_file(dir + "/" + name, content, 0644, false);
 }
 
 } // namespace conncheck::prometheus

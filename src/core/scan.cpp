@@ -1,5 +1,6 @@
 #include "conncheck/scan.hpp"
 
+#include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
 #include "conncheck/privilege.hpp"
 #include "conncheck/scan/fd_walk.hpp"
@@ -300,7 +301,14 @@ bool any_listening(const Snapshot& snapshot) {
     });
 }
 
-Scanner::Scanner(Config config) : config_(std::move(config)), procfs_(config_.proc_root) {}
+Scanner::Scanner(Config config) : config_(std::move(config)), procfs_(config_.proc_root) {
+    if (config_.record_path.empty()) return;
+    // One recording for every dump of every scan: created beside its path and renamed into
+    // place at once, so that it grows as watch goes on and a link planted there is refused.
+    recording_.emplace(files::OutputFile::create(config_.record_path, 0644));
+    recording_->write(diag::recording_magic);
+    recording_->commit(false);
+}
 
 void Scanner::remember(pid_t pid, std::uint64_t start_ticks,
                        std::span<const std::uint64_t> cookies) {
@@ -324,7 +332,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, bool quiet) {
     ChosenFds fds(procfs_, snapshot);
     const Chosen chosen{procfs_, fds, config_.targeted, config_.pending_sockets};
 
-    SourceOpener opener(config_, procfs_, snapshot);
+    SourceOpener opener(config_, procfs_, snapshot, recording_fd());
     std::vector<std::uint64_t> dumped{procfs_.self_netns()};
     std::vector<std::size_t> failed; // processes whose fds or namespace we could not read
     for (const NetnsGroup& group : group_by_netns(snapshot)) {
@@ -449,7 +457,7 @@ std::optional<Snapshot> Scanner::rescan(const std::vector<pid_t>& pids) {
         }
         snapshot.processes.push_back(std::move(p));
     }
-    SourceOpener opener(config_, procfs_, snapshot);
+    SourceOpener opener(config_, procfs_, snapshot, recording_fd());
     for (const NetnsGroup& group : group_by_netns(snapshot)) {
         auto source = opener.open(group);
         if (!snapshot.warnings.empty() || !source->can_target()) return std::nullopt;
@@ -530,7 +538,7 @@ Snapshot Scanner::scan_host() {
                                     "sockets are counted as unattributed (" +
                                     privilege::hint(privilege::Access::process_fds) + ")");
 
-    SourceOpener opener(config_, procfs_, snapshot);
+    SourceOpener opener(config_, procfs_, snapshot, recording_fd());
     const CookieOwners no_cookies;
     auto groups = group_by_netns(snapshot);
     if (groups.empty()) groups.push_back({procfs_.self_netns(), ::getpid(), {}, false});

@@ -1,10 +1,15 @@
 #include "conncheck/select.hpp"
 
+#include "conncheck/error.hpp"
+#include "conncheck/privilege.hpp"
+#include "conncheck/text.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <fmt/core.h>
 #include <functional>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,9 +45,44 @@ Found find(const proc::ProcFs& procfs, const Predicate& matches) {
     Found found;
     for (pid_t pid : procfs.list_pids()) {
         if (std::find(ancestors.begin(), ancestors.end(), pid) != ancestors.end()) continue;
-        if (matches(pid, found.unreadable)) found.pids.push_back(pid);
+        if (!matches(pid, found.unreadable)) continue;
+        // A zombie keeps its name and cgroup but has no files left to audit.
+        if (procfs.is_running(pid))
+            found.pids.push_back(pid);
+        else
+            ++found.vanished;
     }
     return found;
+}
+
+// A pid given by the user: it exists, is a process and not a thread, and has not exited.
+void check_pid(const proc::ProcFs& procfs, pid_t pid, const std::string& not_found) {
+    if (!procfs.exists(pid)) throw Error(Errc::no_such_process, not_found);
+    const auto group = procfs.thread_group(pid);
+    // Its fds are the process's: reported under the thread's id, one process would show twice.
+    if (group && *group != pid)
+        throw Error(Errc::usage, fmt::format("{} is a thread of process {}: give --pid {}", pid,
+                                             *group, *group));
+    const auto stat = procfs.read_stat(pid);
+    if (!stat) {
+        if (!procfs.exists(pid)) throw Error(Errc::no_such_process, not_found);
+        throw Error(Errc::bad_file, fmt::format("cannot read {}", procfs.path(pid, "stat")));
+    }
+    if (stat->state == 'Z' || stat->state == 'X' || stat->state == 'x')
+        throw Error(Errc::process_exited,
+                    fmt::format("process {} has exited (a zombie its parent has not reaped)", pid));
+}
+
+std::string unreadable_note(std::size_t unreadable) {
+    if (unreadable == 0) return {};
+    return fmt::format(" ({} {} could not be read: {})", unreadable,
+                       unreadable == 1 ? "process" : "processes",
+                       privilege::hint(privilege::Access::process_fds));
+}
+
+std::string_view last_component(std::string_view path) {
+    const auto base = basename_of(path);
+    return base.empty() || base == "/" ? path : base;
 }
 
 } // namespace
@@ -195,6 +235,99 @@ Found by_cgroup(const proc::ProcFs& procfs, std::string_view cgroup_path) {
         const auto path = proc::parse_cgroup2_path(*content);
         return path && within_cgroup(*path, cgroup_path);
     });
+}
+
+bool Selection::empty() const {
+    return pids.empty() && pidfile.empty() && name.empty() && exe.empty() && unit.empty() &&
+           cgroup.empty();
+}
+
+std::vector<pid_t> Resolved::pids() const {
+    std::vector<pid_t> out;
+    out.reserve(processes.size());
+    for (const auto& p : processes)
+        out.push_back(p.pid);
+    return out;
+}
+
+Resolved resolve(const Selection& selection, const proc::ProcFs& procfs) {
+    Resolved resolved;
+    // Named criteria first: a process also given by pid keeps the name it was selected by.
+    const auto add = [&](const Found& found, std::string_view name, const std::string& what) {
+        resolved.vanished += found.vanished;
+        resolved.unreadable += found.unreadable;
+        if (found.pids.empty()) {
+            if (found.vanished > 0)
+                throw Error(Errc::process_exited,
+                            fmt::format("every process that matches {} has exited", what));
+            throw Error(Errc::no_such_process, fmt::format("no process matches {}{}", what,
+                                                           unreadable_note(found.unreadable)));
+        }
+        for (pid_t pid : found.pids)
+            resolved.processes.push_back({pid, std::string(name)});
+    };
+    if (!selection.name.empty())
+        add(by_name(procfs, selection.name), selection.name,
+            fmt::format("name '{}'", text::sanitize(selection.name, 80)));
+    if (!selection.exe.empty())
+        add(by_exe(procfs, selection.exe), basename_of(selection.exe),
+            fmt::format("executable {}", text::sanitize(selection.exe, 200)));
+    if (!selection.unit.empty()) {
+        const std::string unit = unit_name(selection.unit);
+        add(by_unit(procfs, unit), selection.unit,
+            fmt::format("unit {}", text::sanitize(unit, 200)));
+    }
+    if (!selection.cgroup.empty()) {
+        const std::string cgroup = cgroup_argument(selection.cgroup, procfs.cgroup2_mount());
+        add(by_cgroup(procfs, cgroup), last_component(cgroup),
+            fmt::format("cgroup {}", text::sanitize(cgroup, 200)));
+    }
+    for (pid_t pid : selection.pids) {
+        check_pid(procfs, pid, fmt::format("no such process: {}", pid));
+        resolved.processes.push_back({pid, {}});
+    }
+    if (!selection.pidfile.empty()) {
+        const pid_t pid = proc::read_pidfile(selection.pidfile);
+        check_pid(procfs, pid,
+                  fmt::format("pidfile {} names pid {}, which is not running",
+                              text::sanitize(selection.pidfile, 200), pid));
+        resolved.processes.push_back({pid, {}});
+    }
+    std::stable_sort(resolved.processes.begin(), resolved.processes.end(),
+                     [](const Selected& a, const Selected& b) { return a.pid < b.pid; });
+    resolved.processes.erase(
+        std::unique(resolved.processes.begin(), resolved.processes.end(),
+                    [](const Selected& a, const Selected& b) { return a.pid == b.pid; }),
+        resolved.processes.end());
+    return resolved;
+}
+
+std::string key(const Selection& selection) {
+    std::string key;
+    auto append_key = [&key](std::string_view kind, std::string_view value) {
+        if (!key.empty()) key += '+';
+        key += kind;
+        key += '-';
+        for (char c : value) {
+            const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+            key += safe ? c : '_';
+        }
+    };
+    // Sorted as text, as the keys of earlier versions were: existing state files keep matching.
+    std::vector<std::string> pids;
+    for (pid_t pid : selection.pids)
+        pids.push_back(std::to_string(pid));
+    std::sort(pids.begin(), pids.end());
+    for (const auto& p : pids)
+        append_key("pid", p);
+    if (!selection.pidfile.empty()) append_key("pidfile", selection.pidfile);
+    if (!selection.name.empty()) append_key("name", selection.name);
+    if (!selection.exe.empty()) append_key("exe", selection.exe);
+    if (!selection.unit.empty()) append_key("unit", unit_name(selection.unit));
+    if (!selection.cgroup.empty()) append_key("cgroup", selection.cgroup);
+    if (key.size() > 200) key.resize(200);
+    return key.empty() ? "host" : key;
 }
 
 } // namespace conncheck::select

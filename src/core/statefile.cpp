@@ -2,6 +2,7 @@
 
 #include "conncheck/error.hpp"
 #include "conncheck/fd.hpp"
+#include "conncheck/files.hpp"
 #include "conncheck/text.hpp"
 
 #include <algorithm>
@@ -60,6 +61,11 @@ std::int64_t get_time(const json& object, std::string_view key, const std::strin
     const auto it = object.find(key);
     if (it == object.end() || !it->is_number_integer())
         corrupt(path, fmt::format("{}: '{}' is missing or not an integer", where, key));
+    // Unix milliseconds from 1970 to the year 3000: the growth arithmetic never overflows.
+    constexpr std::int64_t latest_ms = 32'503'680'000'000;
+    if (it->is_number_unsigned() ? it->get<std::uint64_t>() > static_cast<std::uint64_t>(latest_ms)
+                                 : (it->get<std::int64_t>() < 0))
+        corrupt(path, fmt::format("{}: '{}' is out of range", where, key));
     return it->get<std::int64_t>();
 }
 
@@ -118,21 +124,6 @@ ProcessState process_from(const json& j, const std::string& path) {
     for (const auto& h : *history)
         p.history.push_back(entry_from(h, path));
     return p;
-}
-
-// A run killed between creating its temporary file and renaming it leaves the file behind.
-// Only a run holding the lock writes one, so under the lock every such file is a leftover:
-// mkostemp's six characters after `prefix`, a regular file of ours.
-void remove_leftovers(const std::filesystem::path& dir, const std::string& prefix) {
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.size() != prefix.size() + 6 || !name.starts_with(prefix)) continue;
-        struct stat st {};
-        if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-            st.st_uid == ::geteuid())
-            ::unlink(it->path().c_str());
-    }
 }
 
 } // namespace
@@ -242,34 +233,9 @@ std::optional<State> load(const std::string& path, std::string_view selector) {
 
 void save(const std::string& path, const State& state) {
     const std::string content = encode(state);
-    const std::filesystem::path target(path);
-    const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
-    const std::string tmp_prefix = "." + target.filename().string() + ".tmp.";
-    remove_leftovers(dir, tmp_prefix);
-    std::string tmp = (dir / (tmp_prefix + "XXXXXX")).string();
-    UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
-    if (fd.get() < 0)
-        throw Error(Errc::io,
-                    errno_message("cannot create a temporary file in " + dir.string(), errno));
-    const auto fail = [&](const std::string& what) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        throw Error(Errc::io, errno_message(what, err));
-    };
-    std::size_t done = 0;
-    while (done < content.size()) {
-        const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail("cannot write " + tmp);
-        done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) fail("cannot fsync " + tmp);
-    if (::close(fd.release()) != 0) fail("cannot close " + tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename " + tmp + " to " + path);
-    // The rename is durable only once the directory entry is on disk.
-    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0)
-        throw Error(Errc::io, errno_message("cannot fsync directory " + dir.string(), errno));
+    // Only a run holding the lock writes the file: every temporary file left is a killed run's.
+    files::remove_leftovers(path);
+    files::write_file(path, content, 0600, true);
 }
 
 std::string encode(const State& state) {
@@ -310,6 +276,9 @@ State decode(std::string_view text, const std::string& path) {
         corrupt(path, fmt::format("not valid JSON, truncated or damaged (parse error at byte "
                                   "{} of {})",
                                   e.byte, text.size()));
+    } catch (const json::exception&) {
+        // A number no double holds (1e400) is valid JSON that the parser refuses.
+        corrupt(path, "it holds a number out of range");
     }
     const auto format = doc.is_object() ? doc.find("format") : doc.end();
     if (format == doc.end() || !format->is_string() || format->get<std::string>() != format_name)

@@ -79,7 +79,9 @@ bool is_plain(std::string_view raw) {
                        [](char c) { return c >= 0x20 && c < 0x7f && c != '\\'; });
 }
 
-std::string sanitize(std::string_view raw, std::size_t max_width) {
+namespace {
+
+std::string clean(std::string_view raw, std::size_t max_width, bool escape_backslash) {
     // Each visible piece is one column: an ASCII character or one UTF-8 character; an escape
     // takes as many columns as it has characters.
     std::string out;
@@ -91,7 +93,7 @@ std::string sanitize(std::string_view raw, std::size_t max_width) {
         const auto c = static_cast<unsigned char>(raw[i]);
         std::size_t consumed = 1;
         std::size_t columns = 1;
-        if (c == '\\') {
+        if (c == '\\' && escape_backslash) {
             // Escaped itself, so that the text "\x1b" never reads as a sanitized ESC.
             out += "\\\\";
             columns = 2;
@@ -126,6 +128,16 @@ std::string sanitize(std::string_view raw, std::size_t max_width) {
         if (max_width >= 3) out += "...";
     }
     return out;
+}
+
+} // namespace
+
+std::string sanitize(std::string_view raw, std::size_t max_width) {
+    return clean(raw, max_width, true);
+}
+
+std::string one_line(std::string_view message) {
+    return clean(message, std::string::npos, false);
 }
 
 bool parse_duration_ms(std::string_view text, std::uint64_t& out_ms) {

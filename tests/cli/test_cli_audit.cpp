@@ -100,7 +100,8 @@ TEST_CASE("bad pids: one line on stderr and exit 2") {
         CHECK(r.out.empty());
     }
     const auto r = conncheck({"--pid", "abc"});
-    CHECK(r.err == "conncheck: invalid pid 'abc': expected a positive whole number\n");
+    CHECK(r.err ==
+          "conncheck: --pid: invalid pid 'abc': expected a positive whole number (see --help)\n");
 }
 
 TEST_CASE("a pid that does not exist: exit 3") {
@@ -129,7 +130,7 @@ TEST_CASE("pidfiles: unreadable or garbage exit 7, a dead pid exits 3") {
 TEST_CASE("--name with no match exits 3") {
     const auto r = conncheck({"--name", "no-such-process-conncheck-xyz"});
     CHECK(r.exit_code == 3);
-    CHECK(r.err == "conncheck: no process matches --name 'no-such-process-conncheck-xyz'\n");
+    CHECK(r.err == "conncheck: no process matches name 'no-such-process-conncheck-xyz'\n");
 }
 
 TEST_CASE("unknown flags and bad values exit 2 with one line") {

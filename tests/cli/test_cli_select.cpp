@@ -161,7 +161,7 @@ TEST_CASE("--exe selects the processes running that file, also once it was repla
     CHECK(selected(conncheck({"--exe", exe, "--json"})) == std::vector<pid_t>{a.pid()});
     const auto none = conncheck({"--exe", dir.path() + "/nothing-runs-this"});
     CHECK(none.exit_code == 3);
-    CHECK(none.err.find("no process matches --exe") != std::string::npos);
+    CHECK(none.err.find("no process matches executable") != std::string::npos);
 }
 
 TEST_CASE("outputs that cannot be written are the user's problem: exit 2, one line") {
@@ -186,7 +186,7 @@ TEST_CASE("outputs that cannot be written are the user's problem: exit 2, one li
             30s);
     CHECK(r.exit_code == 2);
     CHECK(line_count(r.err) == 1);
-    CHECK(r.err.find("conncheck: cannot create " + ro + "/conncheck.prom.") == 0);
+    CHECK(r.err.find("conncheck: cannot write " + ro + "/conncheck.prom: ") == 0);
     CHECK(r.err.find("Read-only file system") != std::string::npos);
     CHECK(r.err.find("internal error") == std::string::npos);
 }
@@ -210,4 +210,59 @@ TEST_CASE("an option of the audit before a subcommand is refused, never dropped"
     }
     const auto r = conncheck({"--pid", me, "check"});
     CHECK(r.out.find("--pid") != std::string::npos);
+}
+
+TEST_CASE("export labels each process with the name it was selected by, uniquely") {
+    TempDir dir;
+    const std::string name = "collector-" + std::to_string(getpid());
+    const std::string script = dir.path() + "/" + name;
+    write_file(script, "import time\ntime.sleep(600)\n");
+    Program first({"/usr/bin/python3", script});
+    Program second({"/usr/bin/python3", script});
+    REQUIRE(wait_until(
+        [&] {
+            return cmdline_of(first.pid()).find(script) != std::string::npos &&
+                   cmdline_of(second.pid()).find(script) != std::string::npos;
+        },
+        10s));
+    const auto r = conncheck({"export", "--name", name});
+    CHECK_MESSAGE(r.exit_code == 0, r.err);
+    CHECK(r.out.find("conncheck_open_fds{process=\"" + name + "\"}") != std::string::npos);
+    CHECK(r.out.find("conncheck_open_fds{process=\"" + name + "_2\"}") != std::string::npos);
+    CHECK(r.out.find("process=\"python3") == std::string::npos);
+    // Selected by pid, a process is named by its comm.
+    const auto by_pid = conncheck({"export", "--pid", std::to_string(first.pid())});
+    CHECK(by_pid.out.find("conncheck_open_fds{process=\"python3\"}") != std::string::npos);
+}
+
+TEST_CASE("a process that exits during an audit of several is counted, the others reported") {
+    TempDir dir;
+    // A service whose workers live 30 ms and come and go all the time.
+    const std::string name = "forker-svc-" + std::to_string(getpid()) + ".py";
+    const std::string script = dir.path() + "/" + name;
+    write_file(script, "import os, time\n"
+                       "deadline = time.monotonic() + 120\n"
+                       "while time.monotonic() < deadline:\n"
+                       "    if os.fork() == 0:\n"
+                       "        time.sleep(0.03)\n"
+                       "        os._exit(0)\n"
+                       "    time.sleep(0.005)\n"
+                       "    try:\n"
+                       "        while os.waitpid(-1, os.WNOHANG)[0] != 0:\n"
+                       "            pass\n"
+                       "    except ChildProcessError:\n"
+                       "        pass\n");
+    Program service({"/usr/bin/python3", script});
+    REQUIRE(wait_until(
+        [&] {
+            return selected(conncheck({"--name", name, "--json"})).size() > 2;
+        },
+        10s));
+    for (int i = 0; i < 15; ++i) {
+        const auto audit = conncheck({"--name", name, "--json"});
+        CHECK_MESSAGE(audit.exit_code == 0, audit.err);
+        if (audit.exit_code == 0) CHECK(json::parse(audit.out)["processes"].size() >= 1);
+        const auto exported = conncheck({"export", "--name", name});
+        CHECK_MESSAGE(exported.exit_code == 0, exported.err);
+    }
 }

@@ -3,6 +3,7 @@
 #include "conncheck/diag/netlink.hpp"
 #include "conncheck/diag/replay.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/files.hpp"
 
 #include "support.hpp"
 
@@ -152,9 +153,13 @@ TEST_CASE("a recording replays to the same sockets") {
     const std::string path = dir.path() + "/dump.ccnl";
     Trio trio(AF_INET);
     std::vector<SocketRecord> live;
+    auto recording = files::OutputFile::create(path, 0644);
+    recording.write(diag::recording_magic);
+    recording.commit(false);
+    diag::NetlinkOptions options;
+    options.record_fd = recording.fd();
+    options.record_path = path;
     {
-        diag::NetlinkOptions options;
-        options.record_path = path;
         auto source = diag::open_netlink(options);
         live = dump(*source, AF_INET);
         (void)dump(*source, AF_INET6);
@@ -176,9 +181,9 @@ TEST_CASE("a recording replays to the same sockets") {
     for (const auto& s : listening)
         CHECK(s.state == TcpState::listen);
 
-    // A second source appends to the file without a second magic line.
+    // A second source appends to the same recording.
     const auto size_before = read_file(path).size();
-    { (void)dump(*diag::open_netlink({-1, path, 3}), AF_INET); }
+    { (void)dump(*diag::open_netlink(options), AF_INET); }
     const std::string grown = read_file(path);
     CHECK(grown.size() > size_before);
     CHECK(grown.find(std::string(diag::recording_magic), 1) == std::string::npos);

@@ -234,6 +234,17 @@ TEST_CASE("write_textfile into a missing directory is an io error naming it") {
                          doctest::Contains("/nonexistent/dir/conncheck.prom"), Error);
 }
 
+TEST_CASE("a process is labelled by the name it was selected by, uniquely") {
+    RenderOptions options;
+    options.selected_as = {{20, "collector"}, {21, "collector"}};
+    const std::string text = render(
+        {report(20, "python3", 1), report(21, "python3", 2), report(22, "worker", 3)}, options);
+    CHECK(text.find("conncheck_open_fds{process=\"collector\"}") != std::string::npos);
+    CHECK(text.find("conncheck_open_fds{process=\"collector_2\"}") != std::string::npos);
+    CHECK(text.find("conncheck_open_fds{process=\"worker\"}") != std::string::npos);
+    CHECK(text.find("python3") == std::string::npos);
+}
+
 TEST_CASE("series never carry the pid: a restart continues them, namesakes are numbered") {
     const std::string before = render({report(4242, "collector", 10)}, {});
     const std::string after = render({report(5151, "collector", 10)}, {});

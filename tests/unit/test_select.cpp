@@ -2,6 +2,8 @@
 // against a fixture /proc tree.
 #include "conncheck/select.hpp"
 
+#include "conncheck/error.hpp"
+
 #include "support.hpp"
 
 #include <doctest/doctest.h>
@@ -147,4 +149,67 @@ TEST_CASE("the finders never select the caller") {
     REQUIRE(stat.has_value());
     const auto mine = select::by_name(procfs, stat->comm).pids;
     CHECK(std::find(mine.begin(), mine.end(), ::getpid()) == mine.end());
+}
+
+TEST_CASE("resolve: one call from a plain selection to the processes and what named them") {
+    testsupport::TempDir tmp;
+    const std::string root = tmp.path();
+    make_process(root, {20, "python3", args({"python3", "/srv/app/collector"}),
+                        "0::/system.slice/app.service\n", ""});
+    make_process(root, {21, "python3", args({"python3", "/srv/app/collector"}),
+                        "0::/system.slice/app.service\n", ""});
+    make_process(root, {22, "worker", args({"worker"}), "0::/system.slice/app.service\n", ""});
+    // 23 matches too, but has exited: a zombie its parent has not reaped.
+    make_process(root, {23, "python3", args({"python3", "/srv/app/collector"}), "", ""});
+    testsupport::write_file(root + "/23/stat",
+                            "23 (python3) Z 1 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 "
+                            "123456 0 0\n");
+    fs::create_directories(root + "/self");
+    proc::ProcFs procfs(root);
+
+    select::Selection by_name;
+    by_name.name = "collector";
+    const auto named = select::resolve(by_name, procfs);
+    REQUIRE(named.processes.size() == 2);
+    CHECK(named.processes[0].pid == 20);
+    CHECK(named.processes[0].name == "collector");
+    CHECK(named.processes[1].name == "collector");
+    CHECK(named.vanished == 1);
+    CHECK(named.pids() == std::vector<pid_t>{20, 21});
+
+    // A process also given by pid keeps the name it was selected by; one given only by pid has
+    // none (its comm names it).
+    select::Selection mixed;
+    mixed.unit = "app";
+    mixed.pids = {20};
+    const auto both = select::resolve(mixed, procfs);
+    REQUIRE(both.processes.size() == 3);
+    CHECK(both.processes[0].name == "app");
+    select::Selection by_pid;
+    by_pid.pids = {22};
+    CHECK(select::resolve(by_pid, procfs).processes.at(0).name.empty());
+
+    // A zombie given by pid has exited; a name whose only matches have exited too.
+    select::Selection zombie;
+    zombie.pids = {23};
+    CHECK_THROWS_WITH_AS(select::resolve(zombie, procfs),
+                         doctest::Contains("process 23 has exited"), Error);
+    try {
+        (void)select::resolve(zombie, procfs);
+    } catch (const Error& e) {
+        CHECK(e.code() == Errc::process_exited);
+    }
+    select::Selection missing;
+    missing.pids = {99};
+    CHECK_THROWS_WITH_AS(select::resolve(missing, procfs), "no such process: 99", Error);
+    select::Selection nothing;
+    nothing.name = "nginx";
+    CHECK_THROWS_WITH_AS(select::resolve(nothing, procfs), "no process matches name 'nginx'",
+                         Error);
+
+    CHECK(select::key(by_name) == "name-collector");
+    CHECK(select::key(mixed) == "pid-20+unit-app.service");
+    CHECK(select::key(select::Selection{}) == "host");
+    CHECK(select::Selection{}.empty());
+    CHECK_FALSE(mixed.empty());
 }

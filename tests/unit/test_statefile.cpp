@@ -87,7 +87,15 @@ TEST_CASE("garbage, truncated and foreign content is bad_file naming the path") 
           std::string("{\"format\":\"conncheck-state\",\"version\":2,\"selector\":\"x\","
                       "\"taken_at_ms\":1,\"processes\":[]}"),
           std::string("{\"format\":\"conncheck-state\",\"version\":1,\"selector\":\"x\","
-                      "\"taken_at_ms\":1,\"processes\":[{\"pid\":-4}]}")}) {
+                      "\"taken_at_ms\":1,\"processes\":[{\"pid\":-4}]}"),
+          // Valid JSON the parser still refuses (no double holds it), and times the growth
+          // arithmetic would overflow on.
+          std::string("{\"format\":\"conncheck-state\",\"version\":1,\"selector\":\"x\","
+                      "\"taken_at_ms\":1e400,\"processes\":[]}"),
+          std::string("{\"format\":\"conncheck-state\",\"version\":1,\"selector\":\"x\","
+                      "\"taken_at_ms\":-9223372036854775808,\"processes\":[]}"),
+          std::string("{\"format\":\"conncheck-state\",\"version\":1,\"selector\":\"x\","
+                      "\"taken_at_ms\":18446744073709551615,\"processes\":[]}")}) {
         CAPTURE(bad);
         const auto msg = error_message([&] { (void)decode(bad, "/x/state.json"); }, Errc::bad_file);
         CHECK(msg.find("/x/state.json") != std::string::npos);

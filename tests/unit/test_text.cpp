@@ -147,3 +147,15 @@ TEST_CASE("is_plain: exactly the texts sanitize leaves as they are") {
     CHECK_FALSE(text::is_plain("evil\x1b[2J"));
     CHECK_FALSE(text::is_plain("del\x7f"));
 }
+
+TEST_CASE("one_line: a message is one line without control bytes, its backslashes kept") {
+    CHECK(text::one_line("cannot read pidfile /tmp/no\nsuch: No such file or directory") ==
+          "cannot read pidfile /tmp/no\\x0asuch: No such file or directory");
+    CHECK(text::one_line("\x1b]0;PWN\a\x1b[2J") == "\\x1b]0;PWN\\x07\\x1b[2J");
+    CHECK(text::one_line("\xff\xfe\x80") == "\\xff\\xfe\\x80");
+    // A part sanitized before is not escaped twice.
+    const std::string part = text::sanitize("\x1b[2J");
+    CHECK(text::one_line("no process matches name '" + part + "'") ==
+          "no process matches name '\\x1b[2J'");
+    CHECK(text::one_line("caf\xc3\xa9") == "caf\xc3\xa9");
+}

@@ -11,7 +11,9 @@ namespace conncheck::diag {
 
 struct NetlinkOptions {
     int netns_fd = -1;        // open fd of /proc/PID/ns/net to dump that namespace, -1 for ours
-    std::string record_path;  // append every reply datagram here (replayable), empty for none
+    int record_fd = -1;       // append every reply datagram to this open recording (replayable,
+                              // after its magic), -1 for none; borrowed, not closed
+    std::string record_path;  // the recording's name, for messages
     unsigned max_retries = 3; // for NLM_F_DUMP_INTR and recv() ENOBUFS
 };
 

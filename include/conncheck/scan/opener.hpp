@@ -14,7 +14,9 @@ namespace conncheck::scan {
 
 class SourceOpener {
 public:
-    SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot);
+    // `record_fd`: the open --dump-netlink recording netlink sources append to, or -1.
+    SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot,
+                 int record_fd);
     // A fallback is noted in the snapshot's warnings.
     std::unique_ptr<diag::SocketSource> open(const NetnsGroup& group);
 
@@ -24,6 +26,7 @@ private:
     const proc::ProcFs& procfs_;
     Snapshot& snapshot_;
     std::uint64_t self_netns_;
+    int record_fd_;
 };
 
 } // namespace conncheck::scan

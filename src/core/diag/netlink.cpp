@@ -118,8 +118,9 @@ MnlSocket open_socket(int netns_fd) {
 class NetlinkSource final : public SocketSource, private detail::DatagramStream {
 public:
     explicit NetlinkSource(const NetlinkOptions& options)
-        : max_retries_(options.max_retries), record_path_(options.record_path),
-          seq_(static_cast<std::uint32_t>(time(nullptr))), buffer_(receive_buffer_size / 4) {
+        : max_retries_(options.max_retries), record_fd_(options.record_fd),
+          record_path_(options.record_path), seq_(static_cast<std::uint32_t>(time(nullptr))),
+          buffer_(receive_buffer_size / 4) {
         if (options.netns_fd >= 0) {
             // Kept so the socket can be opened again in that namespace after ENOBUFS.
             netns_fd_ = fcntl(options.netns_fd, F_DUPFD_CLOEXEC, 0);
@@ -127,14 +128,12 @@ public:
         }
         try {
             nl_ = open_socket(netns_fd_);
-            if (!record_path_.empty()) open_recording();
         } catch (...) {
             if (netns_fd_ >= 0) close(netns_fd_);
             throw;
         }
     }
     ~NetlinkSource() override {
-        if (record_fd_ >= 0) close(record_fd_);
         if (netns_fd_ >= 0) close(netns_fd_);
     }
     NetlinkSource(const NetlinkSource&) = delete;
@@ -144,7 +143,7 @@ public:
         return detail::run_dump(*this, request, sink, max_retries_);
     }
     [[nodiscard]] SourceKind kind() const override { return SourceKind::netlink; }
-    [[nodiscard]] bool can_target() const override { return record_path_.empty(); }
+    [[nodiscard]] bool can_target() const override { return record_fd_ < 0; }
 
     DumpStats fetch(std::span<const SocketRecord* const> sockets, bool want_info, bool want_mem,
                     DumpSink& sink) override {
@@ -332,14 +331,6 @@ private:
     void end_attempt() override { in_dump_ = false; }
     [[nodiscard]] std::string describe() const override { return "the kernel (sock_diag)"; }
 
-    void open_recording() {
-        record_fd_ = open(record_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (record_fd_ < 0) fail(Errc::usage, "cannot write " + record_path_, errno);
-        struct stat st {};
-        if (fstat(record_fd_, &st) != 0) fail(Errc::usage, "cannot write " + record_path_, errno);
-        if (st.st_size == 0) write_all(recording_magic.data(), recording_magic.size(), nullptr, 0);
-    }
-
     void record(const void* data, std::size_t size) {
         if (record_fd_ < 0) return;
         std::array<unsigned char, 8> head{};
@@ -383,6 +374,7 @@ private:
     }
 
     unsigned max_retries_;
+    int record_fd_;
     std::string record_path_;
     std::uint32_t seq_;
     std::vector<std::uint32_t> buffer_;
@@ -394,7 +386,6 @@ private:
     SocketRecord record_;
     MnlSocket nl_;
     int netns_fd_ = -1;
-    int record_fd_ = -1;
     std::uint8_t family_ = 0;
     bool in_dump_ = false;
     std::size_t rcvbuf_ = 0;

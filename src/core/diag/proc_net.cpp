@@ -103,7 +103,8 @@ public:
 
 private:
     static int read_file(const std::string& path, std::string& out) {
-        const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: a FIFO planted in a --proc-root tree reads as empty instead of hanging.
+        const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0) return errno;
         char chunk[65536];
         int err = 0;

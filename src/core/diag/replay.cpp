@@ -3,6 +3,7 @@
 #include "conncheck/diag/dump_loop.hpp"
 #include "conncheck/diag/parse.hpp"
 #include "conncheck/error.hpp"
+#include "conncheck/files.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -29,54 +30,12 @@ std::uint32_t read_le32(const std::string& bytes, std::size_t at) {
     return v;
 }
 
-// A recording is read whole, so its size is bounded: a path like /dev/zero or a FIFO that never
-// ends must fail, not grow until the machine runs out of memory. The bound is far above what
-// one scan of a busy host records (about 400 bytes per socket with tcp_info: 45 MB for 109k
-// sockets).
+// A recording is read whole, so its size is bounded. The bound is far above what one scan of a
+// busy host records (about 400 bytes per socket with tcp_info: 45 MB for 109k sockets).
 constexpr std::size_t max_recording_bytes = std::size_t{256} << 20;
 
-std::string too_large(const std::string& path) {
-    return path + ": larger than " + std::to_string(max_recording_bytes >> 20) +
-           " MiB, not a conncheck netlink recording";
-}
-
 std::string read_whole_file(const std::string& path) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(Errc::bad_file, errno_message("cannot open " + path, errno));
-    std::string bytes;
-    struct stat st {};
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        if (static_cast<std::uint64_t>(st.st_size) > max_recording_bytes) {
-            close(fd);
-            throw Error(Errc::bad_file, too_large(path));
-        }
-        bytes.reserve(static_cast<std::size_t>(st.st_size));
-    }
-    char chunk[65536];
-    for (;;) {
-        const ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n > 0) {
-            bytes.append(chunk, static_cast<std::size_t>(n));
-            // Anything that does not start like a recording is refused at once.
-            const std::size_t head = std::min(bytes.size(), recording_magic.size());
-            if (bytes.compare(0, head, recording_magic, 0, head) != 0) {
-                close(fd);
-                throw Error(Errc::bad_file, path + ": not a conncheck netlink recording");
-            }
-            if (bytes.size() > max_recording_bytes) {
-                close(fd);
-                throw Error(Errc::bad_file, too_large(path));
-            }
-        } else if (n == 0) {
-            break;
-        } else if (errno != EINTR) {
-            const int err = errno;
-            close(fd);
-            throw Error(Errc::bad_file, errno_message("cannot read " + path, err));
-        }
-    }
-    close(fd);
-    return bytes;
+    return files::read_input(path, "recording", max_recording_bytes);
 }
 
 // True when some well-formed message of the datagram satisfies `pred`; the walk stops at the

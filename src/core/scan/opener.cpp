@@ -12,14 +12,17 @@
 
 namespace conncheck::scan {
 
-SourceOpener::SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot)
-    : config_(config), procfs_(procfs), snapshot_(snapshot), self_netns_(procfs.self_netns()) {}
+SourceOpener::SourceOpener(const Config& config, const proc::ProcFs& procfs, Snapshot& snapshot,
+                           int record_fd)
+    : config_(config), procfs_(procfs), snapshot_(snapshot), self_netns_(procfs.self_netns()),
+      record_fd_(record_fd) {}
 
 std::unique_ptr<diag::SocketSource> SourceOpener::open(const NetnsGroup& group) {
     if (!config_.replay_path.empty()) return diag::open_replay(config_.replay_path);
     if (config_.source == SourcePreference::proc_net) return proc_net(group);
     try {
         diag::NetlinkOptions options;
+        options.record_fd = record_fd_;
         options.record_path = config_.record_path;
         if (group.netns == 0 || group.netns == self_netns_) return diag::open_netlink(options);
         const std::string ns_path = procfs_.path(group.representative, "ns/net");
