@@ -33,7 +33,15 @@ struct Config {
 };
 
 enum class Severity { info, warning, critical };
-enum class FindingKind { close_wait, stale_duplicate, reconnect_churn, fd_pressure };
+// held_after_close: TCP sockets in state CLOSE (reset, timed out, never connected) that the
+// process still holds; a leak of the same kind as close_wait (scan::HeldAfterClose).
+enum class FindingKind {
+    close_wait,
+    stale_duplicate,
+    reconnect_churn,
+    fd_pressure,
+    held_after_close
+};
 [[nodiscard]] std::string_view severity_name(Severity s);
 [[nodiscard]] std::string_view kind_name(FindingKind k);
 
@@ -71,8 +79,11 @@ struct ProcessReport {
     std::uint64_t kernel_memory_bytes = 0;
     std::uint64_t time_wait_exact = 0;
     std::uint64_t time_wait_by_peer = 0;
-    std::uint64_t stale = 0;               // stale duplicate connections
-    scan::OtherSockets other_sockets;      // socket fds in no TCP state
+    std::uint64_t stale = 0; // stale duplicate connections
+    // TCP sockets in state CLOSE the process holds (states[TcpState::close], which counts them):
+    // those the kernel's tables no longer list (scan::HeldAfterClose) and those still bound.
+    std::uint64_t held_after_close = 0;
+    scan::OtherSockets other_sockets;      // socket fds in no dump and in no TCP state
     std::uint64_t other_netns_sockets = 0; // of `states`, found in another network namespace
     std::vector<PeerRow> peers;
     std::vector<Finding> findings; // most severe first
@@ -104,6 +115,15 @@ struct HostReport {
 find_reconnect_churn(const std::vector<SocketRecord>& time_wait, const Config& config);
 [[nodiscard]] std::optional<Finding> find_fd_pressure(const proc::ProcessInfo& info,
                                                       const Config& config);
+// `sockets`: the process's records (those in state CLOSE are still bound); `held`: the closed
+// sockets no table lists.
+[[nodiscard]] std::optional<Finding>
+find_held_after_close(const std::vector<SocketRecord>& sockets,
+                      const std::vector<scan::HeldAfterClose>& held, const Config& config);
+
+// The sockets a process leaked, the figure growth and projections follow: CLOSE_WAIT, held
+// after close, and stale duplicate (zombie) connections.
+[[nodiscard]] std::uint64_t leaked_sockets(const ProcessReport& report);
 
 [[nodiscard]] ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot,
                                             const Config& config);

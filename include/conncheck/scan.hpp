@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace conncheck::scan {
@@ -40,12 +41,28 @@ struct Config {
 // Socket fds of a process that no TCP socket of any dump accounts for, by protocol: a leaked
 // fd is a leaked fd whatever it holds. One socket held by several fds counts once.
 struct OtherSockets {
-    std::uint64_t tcp = 0; // TCP sockets the kernel lists in no state: closed (after a reset,
-                           // or never connected), or in a network namespace we could not dump
+    std::uint64_t tcp = 0; // TCP sockets in no dump that may live in a network namespace we could
+                           // not dump, or whose tables came from a recording: closed or elsewhere
     std::uint64_t udp = 0;
     std::uint64_t unix_domain = 0;
     std::uint64_t other = 0; // netlink, packet, raw, ...
     [[nodiscard]] std::uint64_t total() const { return tcp + udp + unix_domain + other; }
+};
+
+// A TCP socket the process still holds after TCP finished with it: reset by the peer, timed out
+// (keep-alive or retransmissions), or never connected. Its state is CLOSE and the kernel's tables
+// no longer list it (one bound to an explicit port stays listed, as a CLOSE record in `sockets`).
+// Like CLOSE_WAIT it is a file descriptor held for nothing until the process calls close().
+struct HeldAfterClose {
+    std::uint64_t inode = 0;
+    int fd = -1; // an fd of the process that holds it
+    // What an earlier scan of the same Scanner saw of it while it was live (watch, prove):
+    // cookie 0 and no remote when it was never seen so.
+    std::uint64_t cookie = 0;
+    std::optional<Endpoint> remote;
+    TcpState last_state = TcpState::unknown; // its state then
+    // How long scans of the same Scanner have found it closed: 0 when this one is the first.
+    std::uint64_t closed_for_ms = 0;
 };
 
 struct ProcessSnapshot {
@@ -58,6 +75,7 @@ struct ProcessSnapshot {
     std::vector<SocketRecord> time_wait_by_peer;
     std::uint64_t time_wait_exact = 0; // how many of `sockets` are TIME_WAIT by cookie
     OtherSockets other_sockets;
+    std::vector<HeldAfterClose> held_after_close; // by inode
     // How many of `sockets` were found in another network namespace than the process's own
     // (received over a unix socket, or created before a setns()).
     std::uint64_t other_netns_sockets = 0;
@@ -69,6 +87,9 @@ struct Unattributed {
     std::uint64_t orphaned = 0;   // inode 0 in another state: closed by the process, still draining
     std::uint64_t permission = 0; // held by processes whose fds we may not read
     std::uint64_t unknown = 0;    // an inode no readable process holds (exited meanwhile)
+    // TIME_WAIT toward a peer (or to a listening port) of several scanned processes, whose
+    // owner is not known exactly: counted here once, for none of them.
+    std::uint64_t time_wait_ambiguous = 0;
 };
 
 // A chosen process whose sockets could not be read: its fds (a ptrace restriction, another
@@ -177,6 +198,17 @@ private:
     // in none (closed sockets): a closed socket stays closed, so the next scan (watch, prove)
     // does not search again for them.
     std::vector<std::uint64_t> closed_tcp_;
+    // What the last scan saw of each TCP socket the chosen processes hold, by inode: a socket
+    // that turns CLOSE vanishes from the kernel's tables, and this is then all that says where
+    // it led and since when it is closed. Only inodes still held are kept.
+    struct Sighting {
+        std::uint64_t cookie = 0;
+        std::optional<Endpoint> remote;
+        TcpState state = TcpState::unknown;
+        std::chrono::system_clock::time_point first_seen_closed{};
+    };
+    void note_sightings(Snapshot& snapshot);
+    std::unordered_map<std::uint64_t, Sighting> sightings_;
     bool keep_last_walk_ = false;
     std::vector<Walked> last_walk_; // empty when the last walk leaves nothing to rescan
 };

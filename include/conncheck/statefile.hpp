@@ -28,6 +28,7 @@ struct HistoryEntry {
     std::uint64_t close_wait = 0;
     std::uint64_t stale = 0;
     std::uint64_t fds = 0;
+    std::uint64_t held_after_close = 0; // absent in files of earlier releases: 0
 };
 
 struct ProcessState {

@@ -127,7 +127,9 @@ check::Thresholds parse_thresholds(const CheckOptions& o) {
                              growth_option(o.growth_warning, "--growth-warning"),
                              growth_option(o.growth_critical, "--growth-critical"),
                              percent_option(o.fds_warning, "--fds-warning"),
-                             percent_option(o.fds_critical, "--fds-critical")};
+                             percent_option(o.fds_critical, "--fds-critical"),
+                             range_option(o.held_warning, "--held-warning"),
+                             range_option(o.held_critical, "--held-critical")};
 }
 
 std::string percent_text(const std::optional<double>& p) {
@@ -177,6 +179,10 @@ std::vector<std::string> summary(const check::ProcessVerdict& v, const check::Th
                             range_text(t.close_wait_warning), range_text(t.close_wait_critical)));
     if (const auto young = r.states[TcpState::close_wait] - v.close_wait_counted; young != 0)
         out.push_back(fmt::format("{} CLOSE_WAIT too recent to count", young));
+    if (r.held_after_close != 0 || v.held_after_close != Status::ok)
+        out.push_back(annotated(fmt::format("{} held after close", r.held_after_close),
+                                v.held_after_close, range_text(t.held_after_close_warning),
+                                range_text(t.held_after_close_critical)));
     out.push_back(annotated(fmt::format("{} ESTABLISHED", r.states[TcpState::established]),
                             v.established, range_text(t.established_warning),
                             range_text(t.established_critical)));
@@ -191,10 +197,14 @@ std::vector<std::string> summary(const check::ProcessVerdict& v, const check::Th
     if (g.basis != check::GrowthBasis::measured) return out;
     const std::string span = human_duration_ms(static_cast<std::uint64_t>(g.span_ms));
     for (const auto& [label, count] :
-         {std::pair{"ESTABLISHED", g.established}, std::pair{"CLOSE_WAIT", g.close_wait}}) {
+         {std::pair{"ESTABLISHED", g.established}, std::pair{"CLOSE_WAIT", g.close_wait},
+          std::pair{"held after close", g.held_after_close}, std::pair{"leaked", g.leaked}}) {
         if (count.delta == 0) continue;
+        // The leak's total says something new only when it moved apart from CLOSE_WAIT.
+        if (std::string_view(label) == "leaked" && count.delta == g.close_wait.delta) continue;
         std::string part = fmt::format("{} {:+} in {}", label, count.delta, span);
         if (g.rated) part += ": " + rate_text(count.per_hour);
+        if (g.rated && !count.real) part += " (within its fluctuation)";
         out.push_back(annotated(part, count.status, growth_text(t.growth_warning),
                                 growth_text(t.growth_critical)));
     }
@@ -205,11 +215,11 @@ std::string growth_detail(const check::Growth& g) {
     switch (g.basis) {
     case check::GrowthBasis::measured:
         return fmt::format(
-            "  growth over {} (since {}): ESTABLISHED {:+}, CLOSE_WAIT {:+}, stale {:+}, fds "
-            "{:+}{}",
+            "  growth over {} (since {}): ESTABLISHED {:+}, CLOSE_WAIT {:+}, held after close "
+            "{:+}, stale {:+}, leaked {:+}, fds {:+}{}",
             human_duration_ms(static_cast<std::uint64_t>(g.span_ms)),
             text::iso8601_utc(g.since_ms / 1000), g.established.delta, g.close_wait.delta,
-            g.stale_delta, g.fds_delta,
+            g.held_after_close.delta, g.stale_delta, g.leaked.delta, g.fds_delta,
             g.rated ? std::string()
                     : fmt::format(" (rated per hour once the span reaches {})",
                                   human_duration_ms(check::min_growth_span_ms)));
@@ -414,16 +424,26 @@ void setup_check(CLI::App& app, CheckOptions& options) {
     threshold("--stale-critical", options.stale_critical,
               "CRITICAL when the number of stale duplicate connections is outside RANGE (default "
               "10)");
+    threshold("--held-warning", options.held_warning,
+              "WARNING when the number of TCP sockets held after TCP closed them (reset by the "
+              "peer, timed out) is outside RANGE (default 0)");
+    threshold("--held-critical", options.held_critical,
+              "CRITICAL when the number of TCP sockets held after close is outside RANGE "
+              "(default 10)");
     threshold("--fds-warning", options.fds_warning,
               "WARNING when the open fds reach PCT percent of the soft limit (default 80)", "PCT");
     threshold("--fds-critical", options.fds_critical,
               "CRITICAL when the open fds reach PCT percent of the soft limit (default 95)", "PCT");
     threshold("--growth-warning", options.growth_warning,
-              "WARNING when ESTABLISHED or CLOSE_WAIT grew faster than N per hour since an "
-              "earlier run (up to 1 h back; rated once 10 min apart)",
+              "WARNING when ESTABLISHED, CLOSE_WAIT or the leaked sockets (CLOSE_WAIT + held "
+              "after close + stale) grew faster than N per hour since an earlier run (up to 1 h "
+              "back; rated once 10 min apart, and with 3 runs or more only when they show real "
+              "growth, not fluctuation)",
               "N/h");
     threshold("--growth-critical", options.growth_critical,
-              "CRITICAL when ESTABLISHED or CLOSE_WAIT grew faster than N per hour", "N/h");
+              "CRITICAL when ESTABLISHED, CLOSE_WAIT or the leaked sockets grew faster than N per "
+              "hour",
+              "N/h");
     add_idle_option(app, options.idle_seconds);
     app.add_option("--close-wait-min-age", options.close_wait_min_age,
                    "Count a CLOSE_WAIT only once its peer has been silent for DURATION (default "

@@ -24,6 +24,8 @@ struct CheckOptions {
     std::string established_critical;
     std::string stale_warning = "0";
     std::string stale_critical = "10";
+    std::string held_warning = "0"; // TCP sockets in state CLOSE still held
+    std::string held_critical = "10";
     std::string fds_warning = "80"; // percent of the soft RLIMIT_NOFILE
     std::string fds_critical = "95";
     std::string growth_warning; // "N/h"

@@ -85,6 +85,8 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
         if (s == TcpState::time_wait && r.states[s] > 0)
             line += fmt::format("   ({} exact by cookie, {} by peer endpoint)", r.time_wait_exact,
                                 r.time_wait_by_peer);
+        if (s == TcpState::close && r.states[s] > 0)
+            line += "   (held after TCP finished: reset, timed out or never connected)";
         out += line + "\n";
     };
     for (TcpState s : primary_states)
@@ -103,8 +105,8 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
                            "inode)\n",
                            r.other_netns_sockets);
     const auto& o = r.other_sockets;
-    out += fmt::format("  {:<14} {:>7}   socket fds in no TCP state: {} TCP closed or not "
-                       "found, {} UDP, {} unix, {} other\n",
+    out += fmt::format("  {:<14} {:>7}   socket fds in no TCP state: {} TCP in no table read, {} "
+                       "UDP, {} unix, {} other\n",
                        "other sockets", o.total(), o.tcp, o.udp, o.unix_domain, o.other);
 
     if (!r.peers.empty()) {
@@ -194,6 +196,10 @@ std::string render_report(const analysis::HostReport& report, const RenderOption
     out += fmt::format(
         "  {:>7}  unknown     no readable process holds them (exited meanwhile, or kernel)\n",
         u.unknown);
+    if (u.time_wait_ambiguous > 0)
+        out += fmt::format("  {:>7}  ambiguous   TIME_WAIT toward a peer several listed processes "
+                           "talk to: counted for none\n",
+                           u.time_wait_ambiguous);
     return out;
 }
 

@@ -337,7 +337,7 @@ std::vector<std::string> finding_lines(const Frame& frame, const Layout& l) {
         if (p.fd_projection) {
             out.push_back(l.line()
                               .add("TREND ", yellow)
-                              .add(who + describe_projection(*p.fd_projection))
+                              .add(who + describe_projection(*p.fd_projection, "leaked sockets"))
                               .take());
         }
         for (const auto& f : p.findings) {

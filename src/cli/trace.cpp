@@ -102,7 +102,9 @@ std::string ms_since(std::uint64_t from_ns, std::uint64_t to_ns) {
 
 class Printer {
 public:
-    Printer(bool json, std::int64_t offset) : json_(json), offset_(offset), lines_(offset) {}
+    Printer(bool json, std::int64_t offset, std::uint64_t close_wait_min_age_ms)
+        : json_(json), offset_(offset), lines_(offset),
+          close_wait_min_age_ms_(close_wait_min_age_ms) {}
 
     // `known` is the ledger's record of the connection: its endpoints outlive the socket's (the
     // kernel clears the local port once the socket is unhashed).
@@ -209,6 +211,11 @@ public:
                                "closed here, {} since\n",
                                c.id, c.cookie, c.local.to_string(), wall(c.opened_ns),
                                wall(l.since_ns), ms_since(l.since_ns, r.end_ns));
+                else if (l.kind == trace::LeakKind::timed_out)
+                    fmt::print("  #{} cookie {:#x} {} opened {}: TCP gave up at {} (timed out), "
+                               "never closed here, {} since\n",
+                               c.id, c.cookie, c.local.to_string(), wall(c.opened_ns),
+                               wall(l.since_ns), ms_since(l.since_ns, r.end_ns));
                 else if (l.kind == trace::LeakKind::close_wait)
                     fmt::print("  #{} cookie {:#x} {} opened {}: CLOSE_WAIT, peer closed at {}, "
                                "never closed here, {} since\n",
@@ -225,6 +232,15 @@ public:
                     fmt::print("    (closed by the kernel when the process exited)\n");
             }
         }
+        if (!r.not_closed_yet.empty())
+            fmt::print("\n{} CLOSE_WAIT not closed yet (the peer closed less than {} before the "
+                       "end, --close-wait-min-age), not counted as leaked\n",
+                       r.not_closed_yet.size(), human_duration_ms(close_wait_min_age_ms_));
+        for (const auto& l : r.not_closed_yet)
+            fmt::print("  #{} cookie {:#x} {} to {}: peer closed at {}, {} ago\n", l.connection.id,
+                       l.connection.cookie, l.connection.local.to_string(),
+                       peer_label(trace::peer_of(l.connection)), wall(l.since_ns),
+                       ms_since(l.since_ns, r.end_ns));
         if (r.peers.empty()) return;
         fmt::print("\n{:<28} {:>6} {:>6} {:>5} {:>9} {:>9} {:>12} {:>26} {:>12}\n", "PEER",
                    "OPENED", "ENDED", "HELD", "OPENS/MIN", "ENDS/MIN", "TIME_WAIT",
@@ -260,6 +276,7 @@ private:
     bool json_;
     std::int64_t offset_;
     trace::EventJsonWriter lines_;
+    std::uint64_t close_wait_min_age_ms_;
     std::string pending_;
 };
 
@@ -356,6 +373,11 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
                    "peer, is a zombie")
         ->type_name("DURATION")
         ->capture_default_str();
+    app.add_option("--close-wait-min-age", options.close_wait_min_age,
+                   "A CLOSE_WAIT whose peer closed less than this before the end is 'not closed "
+                   "yet', listed apart from the leaked ones (0s: every CLOSE_WAIT is leaked)")
+        ->type_name("DURATION")
+        ->capture_default_str();
     app.add_flag("--resumed", options.resumed,
                  "Also report data arriving after --silence without any: runs a hook for every "
                  "packet any socket on the host receives (about 0.2 us each)");
@@ -376,6 +398,8 @@ int run_trace(const TraceOptions& options) {
             : duration_option("--for", options.for_duration, 1, max_duration_ms);
     const std::uint64_t silence_ms =
         duration_option("--silence", options.silence, 1, max_duration_ms);
+    const std::uint64_t close_wait_min_age_ms =
+        duration_option("--close-wait-min-age", options.close_wait_min_age, 0, max_duration_ms);
     if (!has_selector(options.selector))
         throw Error(Errc::usage, "trace needs the processes to follow: --pid, --pidfile or --name");
 
@@ -413,9 +437,10 @@ int run_trace(const TraceOptions& options) {
     const std::uint64_t deadline = for_ms ? start + for_ms * 1'000'000 : 0;
     trace::LedgerConfig ledger_config;
     ledger_config.zombie_silence_ns = silence_ms * 1'000'000;
+    ledger_config.close_wait_min_age_ns = close_wait_min_age_ms * 1'000'000;
     trace::Ledger ledger(start, ledger_config);
     trace::Symbolizer symbolizer;
-    Printer printer(options.json, offset);
+    Printer printer(options.json, offset, close_wait_min_age_ms);
     const StopSignals signals;
     // On stderr in every mode: a script starting the trace waits for this line.
     fmt::print(stderr, "conncheck: tracing {} process{} ({}); Ctrl-C ends with the ledger\n",

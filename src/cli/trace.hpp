@@ -16,7 +16,8 @@ struct TraceOptions {
     SelectorOptions selector;
     std::string for_duration; // empty: until Ctrl-C or the processes exit
     std::string silence = "10s";
-    bool resumed = false; // report data arriving after `silence`
+    bool resumed = false;                   // report data arriving after `silence`
+    std::string close_wait_min_age = "10s"; // younger CLOSE_WAIT is not closed yet, not leaked
     std::uint32_t max_connections = 65536;
     bool json = false;
 };

@@ -82,6 +82,8 @@ json process_json(const watch::ProcessFrame& p) {
            {"open_fds", p.open_fds},
            {"fd_limit", p.fd_limit},
            {"fds", row_json(p.fds)},
+           {"leaked", row_json(p.leaked)},
+           {"held_after_close", p.held_after_close},
            {"kernel_memory_bytes", p.kernel_memory_bytes},
            {"states", states_json(p.states)},
            {"time_wait", {{"exact", p.time_wait_exact}, {"by_peer", p.time_wait_by_peer}}},
@@ -113,7 +115,7 @@ json process_json(const watch::ProcessFrame& p) {
             json{{"slope_per_hour", std::round(p.fd_projection->slope_per_hour * 100) / 100},
                  {"limit", p.fd_projection->limit},
                  {"seconds_to_limit", static_cast<double>(p.fd_projection->ms_to_limit / 1000)},
-                 {"text", describe_projection(*p.fd_projection)}};
+                 {"text", describe_projection(*p.fd_projection, "leaked sockets")}};
     } else {
         j["fd_projection"] = nullptr;
     }
@@ -183,8 +185,9 @@ std::vector<std::string> to_lines(const watch::Frame& frame) {
             line += fmt::format(" {}={}", state_name(s.state), s.row.current);
         line += fmt::format(" time_wait_exact={} time_wait_by_peer={}", p.time_wait_exact,
                             p.time_wait_by_peer);
-        line += fmt::format(" fds={} fd_limit={} other_sockets={}", p.open_fds, p.fd_limit,
-                            p.other_sockets.total());
+        line += fmt::format(" fds={} fd_limit={} other_sockets={} held_after_close={} leaked={}",
+                            p.open_fds, p.fd_limit, p.other_sockets.total(), p.held_after_close,
+                            p.leaked.current);
         if (!p.exited) {
             line += fmt::format(" opened_per_min={} closed_per_min={}",
                                 rate(p.churn.opened_per_minute), rate(p.churn.closed_per_minute));
@@ -192,6 +195,8 @@ std::vector<std::string> to_lines(const watch::Frame& frame) {
                 if (s.row.slope_per_hour)
                     line += fmt::format(" {}_trend={}", state_name(s.state),
                                         format_slope(*s.row.slope_per_hour));
+            if (p.leaked.slope_per_hour)
+                line += fmt::format(" leaked_trend={}", format_slope(*p.leaked.slope_per_hour));
             line += fmt::format(" findings={}", p.findings.size());
             for (const auto& f : p.findings)
                 line += fmt::format(" finding_{}={}:{}", analysis::kind_name(f.kind),

@@ -73,6 +73,8 @@ std::string_view kind_name(FindingKind k) {
         return "reconnect_churn";
     case FindingKind::fd_pressure:
         return "fd_pressure";
+    case FindingKind::held_after_close:
+        return "held_after_close";
     }
     return "unknown";
 }
@@ -218,6 +220,65 @@ std::optional<Finding> find_fd_pressure(const proc::ProcessInfo& info, const Con
     return f;
 }
 
+std::optional<Finding> find_held_after_close(const std::vector<SocketRecord>& sockets,
+                                             const std::vector<scan::HeldAfterClose>& held,
+                                             const Config& config) {
+    std::vector<const SocketRecord*> bound;
+    for (const auto& s : sockets)
+        if (s.state == TcpState::close) bound.push_back(&s);
+    if (bound.empty() && held.empty()) return std::nullopt;
+
+    Finding f;
+    f.kind = FindingKind::held_after_close;
+    f.count = bound.size() + held.size();
+    f.severity = f.count >= config.close_wait_critical ? Severity::critical : Severity::warning;
+    // Peers where known: a bound record still has its remote (unspecified if it never
+    // connected); a socket gone from the tables has the one an earlier scan saw.
+    std::vector<SocketRecord> known;
+    std::uint64_t were_close_wait = 0;
+    std::uint64_t closed_for_max_ms = 0;
+    for (const SocketRecord* s : bound)
+        if (!s->remote.is_unspecified()) known.push_back(*s);
+    for (const auto& h : held) {
+        if (h.last_state == TcpState::close_wait) ++were_close_wait;
+        closed_for_max_ms = std::max(closed_for_max_ms, h.closed_for_ms);
+        if (!h.remote) continue;
+        SocketRecord r;
+        r.remote = *h.remote;
+        known.push_back(r);
+    }
+    std::vector<const SocketRecord*> with_peer;
+    for (const auto& r : known)
+        with_peer.push_back(&r);
+    f.peers = by_peer(with_peer);
+    for (auto& p : f.peers) {
+        p.idle_min_ms.reset();
+        p.idle_max_ms.reset();
+        p.unread_bytes = 0;
+    }
+    f.summary = fmt::format("{} TCP has finished with (state CLOSE: reset by the peer, timed "
+                            "out or never connected) still held by this process",
+                            plural(f.count, "socket", "sockets"));
+    if (were_close_wait > 0)
+        f.summary += fmt::format(", {} of them seen in CLOSE_WAIT before", were_close_wait);
+    if (closed_for_max_ms > 0)
+        f.summary += fmt::format(", closed for {:.0f}s at least",
+                                 static_cast<double>(closed_for_max_ms) / 1000.0);
+    f.advice = "Close the socket when a read or write fails (ECONNRESET, ETIMEDOUT, EPIPE): "
+               "TCP is done with it, and its file descriptor is leaked like a CLOSE_WAIT.";
+    f.figures.emplace_back("peers_known", static_cast<double>(known.size()));
+    f.figures.emplace_back("still_bound", static_cast<double>(bound.size()));
+    f.figures.emplace_back("were_close_wait", static_cast<double>(were_close_wait));
+    if (closed_for_max_ms > 0)
+        f.figures.emplace_back("closed_for_max_seconds",
+                               static_cast<double>(closed_for_max_ms) / 1000.0);
+    return f;
+}
+
+std::uint64_t leaked_sockets(const ProcessReport& report) {
+    return report.states[TcpState::close_wait] + report.states[TcpState::close] + report.stale;
+}
+
 ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Config& config) {
     ProcessReport r;
     r.info = snapshot.info;
@@ -247,6 +308,11 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
         ++r.states[TcpState::time_wait];
         ++peer_row(s.remote).states[TcpState::time_wait];
     }
+    for (const auto& h : snapshot.held_after_close) {
+        ++r.states[TcpState::close];
+        if (h.remote) ++peer_row(*h.remote).states[TcpState::close];
+    }
+    r.held_after_close = r.states[TcpState::close];
     for (auto& [_, row] : peers)
         r.peers.push_back(std::move(row));
     std::stable_sort(r.peers.begin(), r.peers.end(), [](const PeerRow& a, const PeerRow& b) {
@@ -257,10 +323,10 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
     for (const auto& s : snapshot.sockets)
         if (s.state == TcpState::time_wait) time_wait.push_back(s);
 
-    for (auto f :
-         {find_close_wait(snapshot.sockets, config),
-          find_stale_duplicates(snapshot.sockets, config), find_reconnect_churn(time_wait, config),
-          find_fd_pressure(snapshot.info, config)}) {
+    for (auto f : {find_close_wait(snapshot.sockets, config),
+                   find_stale_duplicates(snapshot.sockets, config),
+                   find_reconnect_churn(time_wait, config), find_fd_pressure(snapshot.info, config),
+                   find_held_after_close(snapshot.sockets, snapshot.held_after_close, config)}) {
         if (!f) continue;
         if (f->kind == FindingKind::stale_duplicate) r.stale = f->count;
         r.findings.push_back(std::move(*f));
@@ -292,8 +358,9 @@ HostReport analyse(const scan::Snapshot& snapshot, const Config& config, bool ho
         std::stable_sort(h.processes.begin(), h.processes.end(),
                          [](const ProcessReport& a, const ProcessReport& b) {
                              const auto key = [](const ProcessReport& r) {
-                                 return std::make_tuple(r.states[TcpState::close_wait], r.stale,
-                                                        r.states[TcpState::established]);
+                                 return std::make_tuple(r.states[TcpState::close_wait] +
+                                                            r.held_after_close,
+                                                        r.stale, r.states[TcpState::established]);
                              };
                              return key(a) > key(b);
                          });

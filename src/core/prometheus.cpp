@@ -28,7 +28,8 @@ constexpr std::array exported_states{
 
 constexpr std::array finding_kinds{
     analysis::FindingKind::close_wait, analysis::FindingKind::stale_duplicate,
-    analysis::FindingKind::reconnect_churn, analysis::FindingKind::fd_pressure};
+    analysis::FindingKind::reconnect_churn, analysis::FindingKind::fd_pressure,
+    analysis::FindingKind::held_after_close};
 
 class Writer {
 public:
@@ -150,6 +151,15 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
                 "Stale duplicate connections: silent ESTABLISHED connections to a peer the "
                 "process also has a newer connection to.",
                 [](const Report& r) { return std::optional<std::uint64_t>(r.stale); });
+    per_process("conncheck_held_after_close_sockets",
+                "TCP sockets in state CLOSE the process still holds: reset by the peer, timed out "
+                "or never connected, a file descriptor leaked like a CLOSE_WAIT.",
+                [](const Report& r) { return std::optional<std::uint64_t>(r.held_after_close); });
+    per_process(
+        "conncheck_leaked_sockets",
+        "Sockets the process leaked: CLOSE_WAIT, held after close and stale duplicate "
+        "connections.",
+        [](const Report& r) { return std::optional<std::uint64_t>(analysis::leaked_sockets(r)); });
     per_process("conncheck_open_fds", "Open file descriptors of the process.",
                 [](const Report& r) { return std::optional<std::uint64_t>(r.info.open_fds); });
     per_process("conncheck_fd_limit",
@@ -165,8 +175,8 @@ std::string render(const std::vector<analysis::ProcessReport>& processes,
         [](const Report& r) { return std::optional<std::uint64_t>(r.kernel_memory_bytes); });
 
     w.family("conncheck_other_sockets",
-             "Socket fds of the process in no TCP state, by kind: tcp (closed, e.g. after a "
-             "reset, or in a namespace that could not be read), udp, unix, other.");
+             "Socket fds of the process in no TCP state, by kind: tcp (in no table that could "
+             "be read: a namespace that could not be entered), udp, unix, other.");
     for (std::size_t i = 0; i < processes.size(); ++i) {
         const auto& o = processes[i].other_sockets;
         const std::pair<std::string_view, std::uint64_t> kinds[] = {

@@ -24,6 +24,10 @@ scan::ProcessSnapshot merge_snapshots(const std::vector<const scan::ProcessSnaps
             if (fresh) merged.sockets.push_back(s);
         }
     }
+    std::unordered_set<std::uint64_t> held;
+    for (const auto* part : parts)
+        for (const auto& h : part->held_after_close)
+            if (held.insert(h.inode).second) merged.held_after_close.push_back(h);
     for (const auto* part : parts)
         for (const auto& s : part->time_wait_by_peer)
             if (s.cookie == 0 || cookies.insert(s.cookie).second)

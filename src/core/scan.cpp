@@ -380,8 +380,11 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, bool quiet) {
     if (snapshot.processes.empty() && !snapshot.unreadable.empty())
         throw Error(snapshot.unreadable.front().code, snapshot.unreadable.front().reason);
     account_fds(snapshot, fd_scans, procfs_,
-                !snapshot.mixed_sources && snapshot.source == diag::SourceKind::netlink, dumped,
-                closed_tcp_);
+                !snapshot.mixed_sources && snapshot.source == diag::SourceKind::netlink
+                    ? TcpSearch::search
+                    : TcpSearch::none,
+                dumped, closed_tcp_);
+    note_sightings(snapshot);
 
     for (const auto& p : snapshot.processes)
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid))
@@ -402,6 +405,30 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, bool quiet) {
     return snapshot;
 }
 
+void Scanner::note_sightings(Snapshot& snapshot) {
+    std::unordered_map<std::uint64_t, Sighting> next;
+    for (auto& p : snapshot.processes) {
+        for (const auto& s : p.sockets)
+            if (s.inode != 0 && s.state != TcpState::listen && s.state != TcpState::time_wait)
+                next[s.inode] = Sighting{s.cookie, s.remote, s.state, {}};
+        for (auto& h : p.held_after_close) {
+            Sighting seen;
+            if (const auto it = sightings_.find(h.inode); it != sightings_.end()) seen = it->second;
+            if (seen.first_seen_closed == std::chrono::system_clock::time_point{})
+                seen.first_seen_closed = snapshot.taken_at;
+            h.cookie = seen.cookie;
+            h.remote = seen.remote;
+            h.last_state = seen.state;
+            h.closed_for_ms = static_cast<std::uint64_t>(
+                std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              snapshot.taken_at - seen.first_seen_closed)
+                                              .count()));
+            next[h.inode] = seen;
+        }
+    }
+    sightings_ = std::move(next);
+}
+
 // Keeps the processes for rescan() when nothing about them can change unseen: every socket
 // they hold is a connected TCP socket of theirs that an exact request finds again, and nothing
 // of theirs changes without their fds changing (TIME_WAIT, sockets they closed that the kernel
@@ -419,7 +446,7 @@ void Scanner::keep_walk(const Snapshot& snapshot, const std::vector<proc::FdScan
         const auto& inodes = fd_scans[i].socket_inodes;
         const bool settled =
             p.time_wait_by_peer.empty() && p.time_wait_exact == 0 && p.other_sockets.tcp == 0 &&
-            p.other_netns_sockets == 0 &&
+            p.held_after_close.empty() && p.other_netns_sockets == 0 &&
             std::all_of(p.sockets.begin(), p.sockets.end(), [&](const SocketRecord& s) {
                 return (state_bit(s.state) & exact_states) != 0 && s.cookie != 0 &&
                        std::binary_search(inodes.begin(), inodes.end(), s.inode);
@@ -542,6 +569,7 @@ Snapshot Scanner::scan_host() {
     const CookieOwners no_cookies;
     auto groups = group_by_netns(snapshot);
     if (groups.empty()) groups.push_back({procfs_.self_netns(), ::getpid(), {}, false});
+    bool all_dumped = true;
     for (NetnsGroup& group : groups) {
         group.has_unreadable =
             std::find(unreadable_netns.begin(), unreadable_netns.end(), group.netns) !=
@@ -554,11 +582,16 @@ Snapshot Scanner::scan_host() {
             // One namespace we cannot read must not hide the others.
             if (groups.size() == 1) throw;
             snapshot.warnings.push_back(e.what());
+            all_dumped = false;
         }
     }
-    // Host-wide every process's namespace was dumped already: no search, only the counts.
+    // Host-wide every process's namespace was dumped already: a TCP socket in no dump is closed
+    // (unless it came from a namespace no process lives in, which only a search would find).
     std::vector<std::uint64_t> no_search;
-    account_fds(snapshot, fd_scans, procfs_, false, {}, no_search);
+    const bool live = config_.replay_path.empty() && snapshot.source &&
+                      *snapshot.source != diag::SourceKind::replay && all_dumped;
+    account_fds(snapshot, fd_scans, procfs_, live ? TcpSearch::dumped : TcpSearch::none, {},
+                no_search);
     for (auto& p : snapshot.processes)
         if (config_.replay_path.empty() && !procfs_.exists(p.info.pid)) p.exited = true;
     return snapshot;

@@ -74,7 +74,8 @@ json entry_json(const HistoryEntry& s) {
                 {"established", s.established},
                 {"close_wait", s.close_wait},
                 {"stale", s.stale},
-                {"fds", s.fds}};
+                {"fds", s.fds},
+                {"held_after_close", s.held_after_close}};
 }
 
 HistoryEntry entry_from(const json& j, const std::string& path) {
@@ -85,6 +86,8 @@ HistoryEntry entry_from(const json& j, const std::string& path) {
     s.close_wait = get_u64(j, "close_wait", path, "history");
     s.stale = get_u64(j, "stale", path, "history");
     s.fds = get_u64(j, "fds", path, "history");
+    if (j.contains("held_after_close"))
+        s.held_after_close = get_u64(j, "held_after_close", path, "history");
     return s;
 }
 

@@ -5,6 +5,7 @@
 #include "support.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <memory>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,6 +56,18 @@ public:
             REQUIRE(::shutdown(accepted_.at(i), SHUT_WR) == 0);
             REQUIRE(wait_until([&] { return tcp_state_of(accepted_[i]) == TCP_FIN_WAIT2; },
                                std::chrono::seconds(5)));
+        }
+    }
+    // The server forgets connections [from, to): an abortive close (SO_LINGER 0) sends a RST, as
+    // a server that no longer knows a connection answers the next keep-alive probe. The child's
+    // socket goes to CLOSE and leaves the kernel's tables while the child still holds its fd.
+    void reset_peer(std::size_t from, std::size_t to) {
+        const linger abort_now{1, 0};
+        for (std::size_t i = from; i < to; ++i) {
+            REQUIRE(::setsockopt(accepted_.at(i), SOL_SOCKET, SO_LINGER, &abort_now,
+                                 sizeof abort_now) == 0);
+            ::close(accepted_[i]);
+            accepted_[i] = ::open("/dev/null", O_RDONLY | O_CLOEXEC); // keeps the indexes
         }
     }
     // One byte to the child's i-th connection: it has received data just now.

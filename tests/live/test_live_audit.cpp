@@ -2,6 +2,7 @@
 // exactly what the test built, and a healthy process must get no findings.
 #include "conncheck/analysis.hpp"
 #include "conncheck/scan.hpp"
+#include "conncheck/watch/session.hpp"
 
 #include "support.hpp"
 
@@ -295,7 +296,7 @@ TEST_CASE("CLOSE_WAIT unread data counts data bytes, not the peer's FIN") {
     close(l.fd);
 }
 
-TEST_CASE("socket fds in no TCP state are counted: closed TCP, UDP, unix") {
+TEST_CASE("socket fds in no TCP state are counted (UDP, unix); closed TCP is held after close") {
     const Listener l = listen_loopback(AF_INET);
     // The baseline inherits what the leaky child inherits from this process: only the
     // difference is the child's doing.
@@ -315,21 +316,99 @@ TEST_CASE("socket fds in no TCP state are counted: closed TCP, UDP, unix") {
     REQUIRE(setsockopt(reset, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close) == 0);
     close(reset); // an RST: the child's socket goes to CLOSE and leaves the kernel's tables
 
-    const auto before = audit(baseline.pid()).other_sockets;
+    const auto base = audit(baseline.pid());
+    const auto before = base.other_sockets;
     analysis::ProcessReport r;
     REQUIRE(wait_until(
         [&] {
             r = audit(leaky.pid());
-            return r.other_sockets.tcp == before.tcp + 2;
+            return r.held_after_close == base.held_after_close + 2;
         },
         20s));
-    CHECK(r.states.total() == 1);
     CHECK(r.states[TcpState::established] == 1);
+    CHECK(r.states[TcpState::close] == base.states[TcpState::close] + 2);
+    CHECK(r.other_sockets.tcp == before.tcp);
     CHECK(r.other_sockets.udp == before.udp + 1);
     CHECK(r.other_sockets.unix_domain == before.unix_domain + 2);
     CHECK(r.other_sockets.other == before.other);
-    CHECK(r.other_sockets.total() == before.total() + 5);
+    CHECK(r.other_sockets.total() == before.total() + 3);
     CHECK(r.other_netns_sockets == 0);
+    const auto held = std::find_if(r.findings.begin(), r.findings.end(), [](const auto& f) {
+        return f.kind == analysis::FindingKind::held_after_close;
+    });
+    REQUIRE(held != r.findings.end());
+    CHECK(held->count == r.held_after_close);
     close(kept);
+    close(l.fd);
+}
+
+TEST_CASE("a keep-alive client reset while watched: held after close, its peer, never a close") {
+    // The client's connections get our FIN (CLOSE_WAIT, never closed), then we forget them: an
+    // abortive close sends the reset a forgotten connection's keep-alive probe would get.
+    const Listener l = listen_loopback(AF_INET);
+    Child client([&] {
+        close(l.fd);
+        for (int i = 0; i < 3; ++i)
+            (void)connect_to(l);
+    });
+    std::vector<int> ends = accept_all(l, 3);
+    for (int fd : ends) {
+        REQUIRE(shutdown(fd, SHUT_WR) == 0);
+        REQUIRE(wait_until([&] { return tcp_state_of(fd) == TCP_FIN_WAIT2; }, 5s));
+    }
+    scan::Scanner scanner(scan::Config{});
+    watch::Session session(watch::Options{});
+    std::int64_t now_ms = 0;
+    const auto tick = [&] {
+        const auto snapshot = scanner.scan_pids({client.pid()});
+        now_ms += 1000;
+        session.update(snapshot, now_ms, 1'792'000'000 + now_ms / 1000);
+        return snapshot.processes.at(0);
+    };
+    const auto before = tick();
+    REQUIRE(std::count_if(before.sockets.begin(), before.sockets.end(),
+                          [](const auto& s) { return s.state == TcpState::close_wait; }) == 3);
+
+    const linger abort_now{1, 0};
+    for (int fd : {ends[0], ends[1]}) {
+        REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof abort_now) == 0);
+        close(fd);
+    }
+    scan::ProcessSnapshot after;
+    REQUIRE(wait_until(
+        [&] {
+            after = tick();
+            return after.held_after_close.size() == 2;
+        },
+        10s));
+    for (const auto& h : after.held_after_close) {
+        CHECK(h.cookie != 0);
+        REQUIRE(h.remote);
+        CHECK(h.remote->port == l.port);
+        CHECK(h.last_state == TcpState::close_wait);
+        CHECK(h.fd >= 0);
+    }
+    const auto later = tick();
+    REQUIRE(later.held_after_close.size() == 2);
+    CHECK(later.held_after_close[0].closed_for_ms > 0);
+
+    const auto r = analysis::analyse_process(later, {});
+    CHECK(r.held_after_close == 2);
+    CHECK(r.states[TcpState::close_wait] == 1);
+    CHECK(analysis::leaked_sockets(r) == 3);
+    const auto held = std::find_if(r.findings.begin(), r.findings.end(), [](const auto& f) {
+        return f.kind == analysis::FindingKind::held_after_close;
+    });
+    REQUIRE(held != r.findings.end());
+    REQUIRE(held->peers.size() == 1);
+    CHECK(held->peers[0].count == 2);
+    CHECK(held->summary.find("2 of them seen in CLOSE_WAIT before") != std::string::npos);
+
+    const auto frame = session.frame();
+    REQUIRE(frame.processes.size() == 1);
+    CHECK(frame.processes[0].held_after_close == 2);
+    CHECK(frame.processes[0].leaked.current == 3);
+    CHECK(frame.processes[0].churn.closed_total == 0); // the client never called close()
+    close(ends[2]);
     close(l.fd);
 }

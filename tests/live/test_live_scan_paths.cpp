@@ -508,10 +508,11 @@ TEST_CASE("a quiet scan asks for the sockets alone while nothing else can have c
     setsockopt(far.fds.back(), SOL_SOCKET, SO_LINGER, &abort_now, sizeof abort_now);
     close(far.fds.back()); // the child's newest again
     far.fds.pop_back();
-    REQUIRE(wait_until([&] { return full().processes.at(0).other_sockets.tcp == 1; }, 10s));
+    REQUIRE(wait_until([&] { return full().processes.at(0).held_after_close.size() == 1; }, 10s));
     const scan::Snapshot after_reset = scanner.scan_pids(pids, true);
     CHECK(after_reset.walked);
-    CHECK(after_reset.processes.at(0).other_sockets.tcp == 1);
+    CHECK(after_reset.processes.at(0).held_after_close.size() == 1);
+    CHECK(after_reset.processes.at(0).other_sockets.tcp == 0);
     CHECK(count_state(after_reset.processes.at(0), TcpState::established) == 3);
     CHECK(scanner.scan_pids(pids, true).walked);
     client.command('x');

@@ -260,3 +260,59 @@ TEST_CASE("JSON never carries raw control bytes or invalid UTF-8 from a process"
     CHECK(dumped.find('\x1b') == std::string::npos);
     CHECK(j["comm"] == "evil\\x1b]0;pwned\\x07");
 }
+
+TEST_CASE("held_after_close: TCP sockets in CLOSE still held are a leak, with the peers known") {
+    const auto server = v4(10, 0, 0, 5, 8080);
+    scan::ProcessSnapshot p;
+    p.info.pid = 4242;
+    p.sockets.push_back(sock(TcpState::established, server));
+    p.sockets.push_back(sock(TcpState::close_wait, server));
+    // One bound to an explicit port is still listed by the kernel, in state CLOSE.
+    p.sockets.push_back(sock(TcpState::close, server));
+    // Three gone from the tables: two seen live before (one in CLOSE_WAIT), one never.
+    scan::HeldAfterClose a;
+    a.inode = 900;
+    a.fd = 9;
+    a.cookie = 77;
+    a.remote = server;
+    a.last_state = TcpState::close_wait;
+    a.closed_for_ms = 42'000;
+    scan::HeldAfterClose b = a;
+    b.inode = 901;
+    b.last_state = TcpState::established;
+    b.closed_for_ms = 0;
+    scan::HeldAfterClose c;
+    c.inode = 902;
+    p.held_after_close = {a, b, c};
+
+    analysis::Config config;
+    const auto r = analysis::analyse_process(p, config);
+    CHECK(r.held_after_close == 4);
+    CHECK(r.states[TcpState::close] == 4);
+    CHECK(analysis::leaked_sockets(r) == 5); // 1 CLOSE_WAIT + 4 held
+    REQUIRE(r.findings.size() == 2);
+    const analysis::Finding* f = &r.findings[0];
+    for (const auto& finding : r.findings)
+        if (finding.kind == FindingKind::held_after_close) f = &finding;
+    REQUIRE(f->kind == FindingKind::held_after_close);
+    CHECK(f->count == 4);
+    CHECK(f->severity == Severity::warning);
+    REQUIRE(f->peers.size() == 1);
+    CHECK(f->peers[0].remote == server);
+    CHECK(f->peers[0].count == 3); // the bound one and the two seen before
+    CHECK(f->summary.find("4 sockets") != std::string::npos);
+    CHECK(f->summary.find("1 of them seen in CLOSE_WAIT before") != std::string::npos);
+    CHECK(f->summary.find("closed for 42s at least") != std::string::npos);
+    CHECK(analysis::kind_name(f->kind) == "held_after_close");
+
+    // As many as the CLOSE_WAIT critical threshold: critical.
+    for (std::uint64_t i = 0; i < 10; ++i) {
+        scan::HeldAfterClose h;
+        h.inode = 1000 + i;
+        p.held_after_close.push_back(h);
+    }
+    const auto many = analysis::find_held_after_close(p.sockets, p.held_after_close, config);
+    REQUIRE(many);
+    CHECK(many->severity == Severity::critical);
+    CHECK_FALSE(analysis::find_held_after_close({}, {}, config));
+}

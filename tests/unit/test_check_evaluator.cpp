@@ -82,7 +82,7 @@ TEST_CASE("first run: counts against the thresholds, perfdata, and the state to 
     CHECK(p.close_wait == Status::ok);
     CHECK(p.growth.basis == GrowthBasis::first_run);
     CHECK_FALSE(p.replaced_pid.has_value());
-    REQUIRE(p.perfdata.size() == 6);
+    REQUIRE(p.perfdata.size() == 8);
     CHECK(p.perfdata[0].label == "close_wait");
     CHECK(p.perfdata[0].warn == "0");
     CHECK(p.perfdata[0].crit == "10");
@@ -330,4 +330,74 @@ TEST_CASE("perfdata labels never carry the pid: names in start order, unsafe byt
     // A single process keeps the plain labels.
     CHECK(evaluate({older}, std::nullopt, defaults(), run).processes[0].perfdata[0].label ==
           "close_wait");
+}
+
+TEST_CASE("held after close: its own thresholds, perfdata, and part of the leaked sockets") {
+    auto t = defaults();
+    t.held_after_close_warning = thresholds::parse_range("0");
+    t.held_after_close_critical = thresholds::parse_range("10");
+    auto o = observed(4242, 77, 3, 0);
+    o.report.held_after_close = 12;
+    o.report.states[TcpState::close] = 12;
+    const auto v = evaluate({o}, std::nullopt, t, run);
+    CHECK(v.status == Status::critical);
+    CHECK(v.processes[0].held_after_close == Status::critical);
+    CHECK(v.processes[0].close_wait == Status::ok);
+    const auto* held = perf(v.processes[0], "held_after_close");
+    REQUIRE(held != nullptr);
+    CHECK(held->value == 12);
+    CHECK(held->warn == "0");
+    CHECK(held->crit == "10");
+    const auto* leaked = perf(v.processes[0], "leaked");
+    REQUIRE(leaked != nullptr);
+    CHECK(leaked->value == 13); // 12 held + 1 stale
+    CHECK(v.next.processes[0].history.back().held_after_close == 12);
+}
+
+TEST_CASE("growth: a keep-alive leak shows in the leaked sockets while CLOSE_WAIT stays level") {
+    auto t = defaults();
+    t.close_wait_warning = thresholds::parse_range("1000");
+    t.close_wait_critical = thresholds::parse_range("1000");
+    t.growth_warning = thresholds::parse_growth("5/h");
+    auto before = seen(4242, 77, now - 40 * minute_ms, 10, 120);
+    before.history.clear();
+    for (int i = 0; i < 4; ++i)
+        before.history.push_back(statefile::HistoryEntry{now - (40 - 10 * i) * minute_ms, 10, 120,
+                                                         1, 300, 10ULL + 20ULL * i});
+    auto o = observed(4242, 77, 10, 121);
+    o.report.held_after_close = 90;
+    o.report.states[TcpState::close] = 90;
+    const auto v = evaluate({o}, state_of({before}, now - 10 * minute_ms), t, run);
+    const auto& g = v.processes[0].growth;
+    CHECK(g.close_wait.delta == 1);
+    CHECK(g.close_wait.status == Status::ok);
+    CHECK(g.held_after_close.delta == 80);
+    CHECK(g.leaked.delta == 81);
+    CHECK(g.leaked.real);
+    CHECK(g.leaked.per_hour == doctest::Approx(121.5));
+    CHECK(g.leaked.status == Status::warning);
+    CHECK(v.status == Status::warning);
+    CHECK(perf(v.processes[0], "leaked_growth") != nullptr);
+}
+
+TEST_CASE("growth: a count that only fluctuates over the runs is not alerted on") {
+    auto t = defaults();
+    t.growth_warning = thresholds::parse_growth("5/h");
+    // Runs every 10 minutes: ESTABLISHED 10, 15, 11, 14, 10, and 15 now: +5 over 50 minutes is
+    // 6/h from the oldest sample, but the runs show a bounded pool, not growth.
+    auto before = seen(4242, 77, now - 50 * minute_ms, 10, 0);
+    before.history.clear();
+    const std::uint64_t counts[] = {10, 15, 11, 14, 10};
+    for (int i = 0; i < 5; ++i)
+        before.history.push_back(
+            statefile::HistoryEntry{now - (50 - 10 * i) * minute_ms, counts[i], 0, 0, 30, 0});
+    const auto v =
+        evaluate({observed(4242, 77, 15, 0)}, state_of({before}, now - 10 * minute_ms), t, run);
+    const auto& g = v.processes[0].growth;
+    CHECK(g.rated);
+    CHECK(g.established.delta == 5);
+    CHECK(g.established.per_hour == doctest::Approx(6));
+    CHECK_FALSE(g.established.real);
+    CHECK(g.established.status == Status::ok);
+    CHECK(v.status == Status::ok);
 }

@@ -276,3 +276,16 @@ TEST_CASE("series never carry the pid: a restart continues them, namesakes are n
     CHECK(has_line(two, R"(conncheck_open_fds{process="worker_2"} 2)"));
     CHECK(has_line(two, R"(conncheck_process_pid{process="worker_2"} 100)"));
 }
+
+TEST_CASE("sockets held after close and the leak's total are exported") {
+    auto r = report(4242, "collector", 112);
+    r.held_after_close = 7;
+    r.states[conncheck::TcpState::close] = 7;
+    const std::string out = render({r}, {});
+    CHECK(parses(out));
+    CHECK(has_line(out, R"(conncheck_held_after_close_sockets{process="collector"} 7)"));
+    CHECK(has_line(out, R"(conncheck_tcp_sockets{process="collector",state="close"} 7)"));
+    // 12 CLOSE_WAIT + 7 held after close + 27 stale.
+    CHECK(has_line(out, R"(conncheck_leaked_sockets{process="collector"} 46)"));
+    CHECK(has_line(out, R"(conncheck_findings{process="collector",kind="held_after_close"} 0)"));
+}

@@ -320,3 +320,32 @@ TEST_CASE("TIME_WAIT toward a collector's own simulator port is the collector's"
     add_time_wait_toward(snap, dump, 4000); // idempotent
     CHECK(snap.time_wait_by_peer.size() == 3);
 }
+
+TEST_CASE("real growth: a significant slope that rises beyond the series' own scatter") {
+    std::vector<double> x;
+    std::vector<double> bounded; // a healthy server's keep-alive pool swinging between 10 and 15
+    std::vector<double> leak;    // the same swing on top of a leak of one socket per 10 samples
+    std::vector<double> line;
+    for (int i = 0; i < 600; ++i) {
+        x.push_back(i);
+        const double swing = 10 + (i * 7 % 13) * 5.0 / 12.0 + (i % 97 > 60 ? 1 : 0);
+        bounded.push_back(std::min(15.0, swing));
+        leak.push_back(std::min(15.0, swing) + i / 10);
+        line.push_back(3 + 0.5 * i);
+    }
+    CHECK_FALSE(real_growth(fit_line(x, bounded)));
+    CHECK(real_growth(fit_line(x, leak)));
+    CHECK(real_growth(fit_line(x, line)));
+    // A short stretch of the swing has a rising fit, but its rise (2.3) stays inside the band
+    // the values scatter in around it (4.3), and its slope is 1.3 standard errors from zero.
+    const std::vector<double> hx{0, 1, 2, 3, 4, 5, 6, 7};
+    const std::vector<double> half{10, 13, 11, 14, 12, 15, 11, 14};
+    CHECK(fit_line(hx, half).slope > 0);
+    CHECK_FALSE(real_growth(fit_line(hx, half)));
+    // Two points say nothing about noise.
+    CHECK_FALSE(real_growth(fit_line(std::vector<double>{0, 1}, std::vector<double>{1, 2})));
+    const auto fit = fit_line(hx, std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8});
+    CHECK(fit.slope == doctest::Approx(1));
+    CHECK(fit.span == doctest::Approx(7));
+    CHECK(fit.residual_range == doctest::Approx(0).epsilon(1e-9));
+}

@@ -201,3 +201,79 @@ TEST_CASE("deduplicate keeps the last report of each cookie, sorted, and every c
         }
     }
 }
+
+namespace {
+
+SocketRecord client(std::uint64_t cookie, std::uint64_t inode, const Endpoint& remote,
+                    std::uint16_t local_port, TcpState state = TcpState::established) {
+    SocketRecord s;
+    s.state = state;
+    s.cookie = cookie;
+    s.inode = state == TcpState::time_wait ? 0 : inode;
+    s.local = endpoint(AF_INET, {127, 0, 0, 1}, local_port);
+    s.remote = remote;
+    return s;
+}
+
+} // namespace
+
+TEST_CASE("a TIME_WAIT toward a peer two scanned processes talk to is counted once, for neither") {
+    const Endpoint server = endpoint(AF_INET, {127, 0, 0, 1}, 48091);
+    const Endpoint other = endpoint(AF_INET, {127, 0, 0, 1}, 48092);
+    scan::Snapshot snapshot;
+    snapshot.processes.resize(2);
+    snapshot.processes[0].info.pid = 100;
+    snapshot.processes[1].info.pid = 200;
+    snapshot.processes[0].sockets = {client(1, 11, server, 50001), client(2, 12, other, 50002)};
+    snapshot.processes[1].sockets = {client(3, 13, server, 50003)};
+    scan::NetnsGroup group{1, 100, {0, 1}, false};
+    const scan::CookieOwners known{{7, 200}}; // an earlier scan saw cookie 7 live in pid 200
+    scan::TimeWaitSink tw(snapshot, group, known, nullptr);
+    tw.on_socket(client(5, 0, server, 50005, TcpState::time_wait)); // whose? both talk to it
+    tw.on_socket(client(6, 0, server, 50006, TcpState::time_wait));
+    tw.on_socket(client(7, 0, server, 50007, TcpState::time_wait)); // known by cookie: exact
+    tw.on_socket(client(8, 0, other, 50008, TcpState::time_wait));  // only pid 100 talks to it
+    scan::LiveSink live(snapshot, {}, group);
+    scan::finish_group(snapshot, group, live, tw);
+
+    CHECK(snapshot.unattributed.time_wait_ambiguous == 2);
+    CHECK(snapshot.unattributed.time_wait == 0);
+    CHECK(snapshot.processes[0].time_wait_by_peer.size() == 1);
+    CHECK(snapshot.processes[0].time_wait_by_peer[0].cookie == 8);
+    CHECK(snapshot.processes[1].time_wait_by_peer.empty());
+    CHECK(snapshot.processes[1].time_wait_exact == 1);
+    CHECK(snapshot.processes[0].time_wait_exact == 0);
+}
+
+TEST_CASE("a TIME_WAIT on a port two processes listen on is ambiguous; on one, it is that one's") {
+    const Endpoint any = endpoint(AF_INET, {0, 0, 0, 0}, 8080);
+    scan::Snapshot snapshot;
+    snapshot.processes.resize(3);
+    for (std::size_t i = 0; i < 3; ++i)
+        snapshot.processes[i].info.pid = static_cast<pid_t>(100 + i);
+    auto listener = [&](std::uint64_t cookie, std::uint16_t port) {
+        SocketRecord s;
+        s.state = TcpState::listen;
+        s.cookie = cookie;
+        s.inode = cookie + 100;
+        s.local = any;
+        s.local.port = port;
+        return s;
+    };
+    // Two workers share a listening port (SO_REUSEPORT); a third listens alone.
+    snapshot.processes[0].sockets = {listener(1, 8080)};
+    snapshot.processes[1].sockets = {listener(2, 8080)};
+    snapshot.processes[2].sockets = {listener(3, 9090)};
+    scan::NetnsGroup group{1, 100, {0, 1, 2}, false};
+    const scan::CookieOwners known;
+    scan::TimeWaitSink tw(snapshot, group, known, nullptr);
+    const Endpoint visitor = endpoint(AF_INET, {10, 0, 0, 9}, 33333);
+    SocketRecord shared = client(10, 0, visitor, 8080, TcpState::time_wait);
+    SocketRecord alone = client(11, 0, visitor, 9090, TcpState::time_wait);
+    tw.on_socket(shared);
+    tw.on_socket(alone);
+    CHECK(tw.ambiguous_ == 1);
+    CHECK(snapshot.processes[0].time_wait_by_peer.empty());
+    CHECK(snapshot.processes[1].time_wait_by_peer.empty());
+    CHECK(snapshot.processes[2].time_wait_by_peer.size() == 1);
+}

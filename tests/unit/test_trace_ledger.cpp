@@ -425,3 +425,62 @@ TEST_CASE("EventJsonWriter: events appended to one buffer, one line each") {
     CHECK(lines[1]["to"] == "close_wait");
     CHECK(lines[2]["time"] == wall_time(2 * s + 5, offset));
 }
+
+TEST_CASE("a CLOSE_WAIT younger than the minimum age is not closed yet, listed apart") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    establish(l, 2, 1 * s);
+    l.add(change(1, 5 * s, TcpState::established, TcpState::close_wait));
+    // A client with a timeout: its CLOSE_WAIT lives 2 s at the end of the trace.
+    l.add(change(2, 28 * s, TcpState::established, TcpState::close_wait));
+    const LedgerReport r = l.report(30 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    CHECK(r.groups[0].leaks[0].connection.id == 1);
+    REQUIRE(r.not_closed_yet.size() == 1);
+    CHECK(r.not_closed_yet[0].connection.id == 2);
+    CHECK(r.not_closed_yet[0].kind == LeakKind::close_wait);
+    CHECK(r.not_closed_yet[0].since_ns == 28 * s);
+    CHECK(r.held == 2);
+    const auto json = ledger_json(r, {}, 0);
+    CHECK(json["not_closed_yet"].size() == 1);
+    CHECK(json["leaks"].size() == 1);
+
+    // With no minimum age every CLOSE_WAIT is leaked.
+    Ledger strict(0, LedgerConfig{10 * s, 0});
+    establish(strict, 2, 1 * s);
+    strict.add(change(2, 28 * s, TcpState::established, TcpState::close_wait));
+    const LedgerReport all = strict.report(30 * s);
+    CHECK(all.not_closed_yet.empty());
+    REQUIRE(all.groups.size() == 1);
+}
+
+TEST_CASE("a keep-alive client's CLOSE_WAIT reset by the peer is held after close, a reset leak") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    l.add(change(1, 2 * s, TcpState::established, TcpState::close_wait));
+    // The server forgot the connection: the keep-alive probe is answered with a RST.
+    l.add(simple(EventKind::reset, 1, 62 * s));
+    l.add(change(1, 62 * s + 1, TcpState::close_wait, TcpState::close, 0, 32));
+    const LedgerReport r = l.report(70 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    CHECK(r.groups[0].leaks[0].kind == LeakKind::reset);
+    CHECK(r.groups[0].leaks[0].since_ns == 62 * s);
+    CHECK(r.not_closed_yet.empty());
+}
+
+TEST_CASE("a connection TCP gave up on (a timeout, no reset) and never closed here is a leak") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    l.add(change(1, 20 * s, TcpState::established, TcpState::close, 0, 110)); // ETIMEDOUT
+    establish(l, 2, 1 * s);
+    l.add(change(2, 20 * s, TcpState::established, TcpState::close, 0, 110));
+    l.add(simple(EventKind::destroyed, 2, 21 * s)); // closed: no leak
+    const LedgerReport r = l.report(30 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    CHECK(r.groups[0].leaks[0].kind == LeakKind::timed_out);
+    CHECK(r.groups[0].leaks[0].since_ns == 20 * s);
+    CHECK(leak_name(LeakKind::timed_out) == "timed_out");
+}

@@ -322,10 +322,13 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
     CHECK_FALSE(cw.spark.empty());
     CHECK(state_row(p, TcpState::time_wait).current == 0); // always shown
     CHECK(p.fds.current == 200);
+    // The projection follows the leaked sockets (one CLOSE_WAIT a minute), from the open fds.
+    CHECK(p.leaked.current == 10);
     REQUIRE(p.fd_projection);
-    const std::string projection = cli::describe_projection(*p.fd_projection);
+    CHECK(p.fd_projection->current == 200);
+    const std::string projection = cli::describe_projection(*p.fd_projection, "leaked sockets");
     INFO(projection);
-    CHECK(projection.starts_with("fds grow 59"));
+    CHECK(projection.starts_with("leaked sockets grow 6"));
     CHECK(projection.find("the limit of 1024 is reached in ~") != std::string::npos);
     CHECK(f.uptime_ms == 600'000);
 }
@@ -445,4 +448,95 @@ TEST_CASE("the peer sort cycles through every key") {
     CHECK(peers[0].label == "b");
     sort_peers(peers, PeerSort::close_wait);
     CHECK(peers[0].label == "c");
+}
+
+namespace {
+
+// A deterministic swing between lo and hi: what a healthy pool does.
+struct Swing {
+    std::uint32_t state = 12345;
+    std::uint64_t next(std::uint64_t lo, std::uint64_t hi) {
+        state = state * 1103515245U + 12345U;
+        return lo + (state >> 16) % (hi - lo + 1);
+    }
+};
+
+} // namespace
+
+TEST_CASE("a bounded, fluctuating process never gets an fd projection") {
+    // A healthy keep-alive server: ESTABLISHED swings between 10 and 15, and a client with a
+    // timeout holds 4 to 8 CLOSE_WAIT for a few seconds each. An hour at one tick a second,
+    // the default 10-minute window: at no tick may an ETA appear.
+    Options o;
+    Session session(o);
+    scan::CookieMemory memory;
+    Swing swing;
+    std::uint64_t cookie = 1;
+    std::vector<SocketRecord> est;
+    std::vector<SocketRecord> cw;
+    int projected = 0;
+    for (int tick = 0; tick <= 3600; ++tick) {
+        const auto want_est = swing.next(10, 15);
+        const auto want_cw = swing.next(4, 8);
+        while (est.size() < want_est)
+            est.push_back(conn(cookie++, TcpState::established, v4(7, 80)));
+        while (est.size() > want_est)
+            est.erase(est.begin());
+        while (cw.size() < want_cw)
+            cw.push_back(conn(cookie++, TcpState::close_wait, v4(8, 80)));
+        while (cw.size() > want_cw)
+            cw.erase(cw.begin());
+        std::vector<SocketRecord> host = est;
+        host.insert(host.end(), cw.begin(), cw.end());
+        const auto snap = scan_tick(memory, host, tick * 1000LL, 20 + want_est + want_cw, 20000);
+        session.update(snap, tick * 1000LL, 1'792'000'000 + tick);
+        if (session.frame().processes.front().fd_projection) ++projected;
+    }
+    CHECK(projected == 0);
+    const Frame f = session.frame();
+    CHECK(f.processes.front().findings.size() == 1); // its CLOSE_WAIT, nothing about a trend
+}
+
+TEST_CASE("a keep-alive client: CLOSE_WAIT levels off, held after close grows, no close counted") {
+    // The server resets the oldest CLOSE_WAIT each tick once there are 5: CLOSE_WAIT stays at 5,
+    // the sockets TCP closed pile up in the process, and the leak's total goes on growing.
+    Options o;
+    o.window_ms = 120'000;
+    Session session(o);
+    scan::CookieMemory memory;
+    std::vector<SocketRecord> host;
+    std::vector<scan::HeldAfterClose> held;
+    std::uint64_t cookie = 1;
+    for (int tick = 0; tick <= 120; ++tick) {
+        host.push_back(conn(cookie++, TcpState::close_wait));
+        if (host.size() > 5) {
+            scan::HeldAfterClose h;
+            h.inode = host.front().inode;
+            h.cookie = host.front().cookie;
+            h.remote = host.front().remote;
+            h.last_state = TcpState::close_wait;
+            held.push_back(h);
+            host.erase(host.begin());
+        }
+        auto snap = scan_tick(memory, host, tick * 1000LL, 20 + host.size() + held.size(), 20000);
+        snap.processes.front().held_after_close = held;
+        session.update(snap, tick * 1000LL, 1'792'000'000 + tick);
+    }
+    const Frame f = session.frame();
+    const auto& p = f.processes.front();
+    CHECK(state_row(p, TcpState::close_wait).current == 5);
+    CHECK(state_row(p, TcpState::close).current == 116);
+    CHECK(p.held_after_close == 116);
+    CHECK(p.leaked.current == 121);
+    REQUIRE(p.leaked.slope_per_hour);
+    CHECK(*p.leaked.slope_per_hour == doctest::Approx(3600).epsilon(0.01));
+    CHECK(p.churn.closed_total == 0); // the process never called close()
+    REQUIRE(p.fd_projection);
+    bool found = false;
+    for (const auto& finding : p.findings)
+        found = found || finding.kind == analysis::FindingKind::held_after_close;
+    CHECK(found);
+    const auto line = cli::to_lines(f).front();
+    CHECK(line.find(" close=116") != std::string::npos);
+    CHECK(line.find(" held_after_close=116 leaked=121") != std::string::npos);
 }

@@ -32,6 +32,10 @@ struct Thresholds {
     // it, as the audit's fd_pressure finding is.
     std::optional<double> fds_warning_percent;
     std::optional<double> fds_critical_percent;
+    // TCP sockets in state CLOSE the process still holds (analysis::ProcessReport::
+    // held_after_close), a leak like CLOSE_WAIT.
+    std::optional<thresholds::Range> held_after_close_warning;
+    std::optional<thresholds::Range> held_after_close_critical;
 };
 
 // The fd count a percentage of `limit` allows before it alerts, as a threshold range: the
@@ -74,8 +78,11 @@ enum class GrowthBasis {
 
 struct CountGrowth {
     std::int64_t delta = 0;
-    double per_hour = 0;        // meaningful when Growth::rated
-    Status status = Status::ok; // OK unless rated and over a growth threshold
+    double per_hour = 0; // meaningful when Growth::rated
+    // With three samples or more in the history: whether they show real growth (real_growth()
+    // on the line through them), not a bounded count that happens to stand higher now.
+    bool real = true;
+    Status status = Status::ok; // OK unless rated, real and over a growth threshold
 };
 
 struct Growth {
@@ -85,6 +92,8 @@ struct Growth {
     bool rated = false;        // span_ms >= min_growth_span_ms
     CountGrowth established;
     CountGrowth close_wait;
+    CountGrowth held_after_close;
+    CountGrowth leaked; // analysis::leaked_sockets(): CLOSE_WAIT + held after close + stale
     std::int64_t stale_delta = 0;
     std::int64_t fds_delta = 0;
 };
@@ -106,6 +115,7 @@ struct ProcessVerdict {
     Status established = Status::ok;
     Status stale = Status::ok;
     Status fds = Status::ok;
+    Status held_after_close = Status::ok;
     std::uint64_t close_wait_counted = 0; // CLOSE_WAIT old enough to count
     // Set when this instance replaced one the previous run saw: that one's pid (may be the same).
     std::optional<pid_t> replaced_pid;

@@ -90,7 +90,8 @@ private:
 };
 
 // Attributes TIME_WAIT sockets: exactly by cookie when the live socket was seen (in this scan
-// or an earlier one), else by peer endpoint or listening port, else not at all.
+// or an earlier one), else by peer endpoint or listening port when one process alone fits, else
+// not at all (ambiguous when several fit).
 class TimeWaitSink : public diag::DumpSink {
 public:
     // `unattributed`: where to keep the sockets no process could be given, or null.
@@ -108,6 +109,7 @@ public:
         }
         seen_ = seen_at_mark_;
         unattributed_ = unattributed_at_mark_;
+        ambiguous_ = ambiguous_at_mark_;
         if (unattributed_list_ != nullptr) unattributed_list_->resize(list_at_mark_);
     }
     void mark() {
@@ -118,12 +120,15 @@ public:
         }
         seen_at_mark_ = seen_;
         unattributed_at_mark_ = unattributed_;
+        ambiguous_at_mark_ = ambiguous_;
         list_at_mark_ = unattributed_list_ != nullptr ? unattributed_list_->size() : 0;
     }
     std::uint64_t seen_ = 0;
     std::uint64_t unattributed_ = 0;
+    std::uint64_t ambiguous_ = 0; // by peer, several processes fit: counted for none
 
 private:
+    static constexpr std::size_t ambiguous = static_cast<std::size_t>(-1);
     [[nodiscard]] std::optional<std::size_t> exact_owner(std::uint64_t cookie) const;
     struct Sizes {
         std::size_t sockets;
@@ -141,6 +146,7 @@ private:
     std::vector<Sizes> sizes_;
     std::uint64_t seen_at_mark_ = 0;
     std::uint64_t unattributed_at_mark_ = 0;
+    std::uint64_t ambiguous_at_mark_ = 0;
     std::size_t list_at_mark_ = 0;
 };
 

@@ -55,6 +55,10 @@ struct ProcessFrame {
     std::uint64_t kernel_memory_bytes = 0;
     std::vector<StateRow> states; // ESTABLISHED, CLOSE_WAIT, TIME_WAIT and any state seen
     Row fds;
+    // CLOSE_WAIT + held after close + stale duplicates (analysis::leaked_sockets): the leak's
+    // total, whatever shape it takes; the fd projection follows its growth.
+    Row leaked;
+    std::uint64_t held_after_close = 0;  // TCP sockets in state CLOSE still held (states' CLOSE)
     std::uint64_t time_wait_exact = 0;   // owner known by the cookie of a socket seen live
     std::uint64_t time_wait_by_peer = 0; // owner guessed from the remote endpoint
     scan::OtherSockets other_sockets;    // socket fds in no TCP state
@@ -63,6 +67,8 @@ struct ProcessFrame {
     std::vector<PeerFrame> peers;            // sorted by the frame's peer sort, cut to its limit
     std::size_t peers_total = 0;             // before the cut
     std::vector<analysis::Finding> findings; // most severe first
+    // When the open fds reach their limit if the leaked sockets go on growing as they did:
+    // only for real growth (see project_to_limit).
     std::optional<Projection> fd_projection;
 };
 

@@ -73,6 +73,7 @@ private:
         analysis::StateCounts counts;
         std::map<TcpState, Figure> states; // only states seen so far
         std::optional<Figure> fds;         // also the clock that backfills a state seen late
+        std::optional<Figure> leaked;      // analysis::leaked_sockets(), what projections follow
         std::uint64_t start_ticks = 0;
     };
 

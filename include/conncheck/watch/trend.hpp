@@ -2,6 +2,8 @@
 // projection of when a growing count reaches a limit. Pure: times are passed in, never read.
 #pragma once
 
+#include "conncheck/fit.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -32,6 +34,8 @@ public:
     [[nodiscard]] const Points& points() const { return points_; }
     [[nodiscard]] bool empty() const { return points_.empty(); }
     [[nodiscard]] std::optional<double> slope_per_hour() const;
+    // The line through the window, x in hours since the oldest point.
+    [[nodiscard]] LineFit fit() const;
     // Milliseconds between the oldest and the newest point.
     [[nodiscard]] std::int64_t span_ms() const;
     [[nodiscard]] std::int64_t window_ms() const { return window_ms_; }
@@ -58,7 +62,14 @@ struct ProjectionRules {
     std::uint64_t max_ms_to_limit = 365ULL * 24 * 3600 * 1000; // further away is no warning
 };
 
-// When `series` trends up toward `limit` (0: no limit), when it gets there at this slope.
+// When a count now at `current` reaches `limit` (0: no limit) if it keeps growing as `growth`
+// did over its window. Only real growth projects (real_growth(): a significant slope that rises
+// beyond the series' own scatter), over at least rules.min_span_ms: a bounded, fluctuating
+// series never does. watch passes the open fds as `current` and the leaked sockets as `growth`.
+[[nodiscard]] std::optional<Projection> project_to_limit(const Series& growth, double current,
+                                                         std::uint64_t limit,
+                                                         const ProjectionRules& rules = {});
+// The same for a series that is its own count (`current` is its newest value).
 [[nodiscard]] std::optional<Projection> project_to_limit(const Series& series, std::uint64_t limit,
                                                          const ProjectionRules& rules = {});
 } // namespace conncheck::watch

@@ -1,5 +1,6 @@
 #include "conncheck/check/evaluator.hpp"
 
+#include "conncheck/fit.hpp"
 #include "conncheck/series.hpp"
 
 #include <algorithm>
@@ -108,8 +109,13 @@ public:
         const auto fds_critical = fds_range(t_.fds_critical_percent, limit);
         v.fds =
             thresholds::evaluate(static_cast<double>(r.info.open_fds), fds_warning, fds_critical);
-        v.status = thresholds::worst(thresholds::worst(v.close_wait, v.established),
-                                     thresholds::worst(v.stale, v.fds));
+        v.held_after_close =
+            thresholds::evaluate(static_cast<double>(r.held_after_close),
+                                 t_.held_after_close_warning, t_.held_after_close_critical);
+        v.status =
+            thresholds::worst(thresholds::worst(thresholds::worst(v.close_wait, v.established),
+                                                thresholds::worst(v.stale, v.fds)),
+                              v.held_after_close);
 
         // A count: minimum 0, thresholds as typed.
         const auto count = [&](const char* label, std::uint64_t value,
@@ -125,6 +131,9 @@ public:
         count("other_sockets", r.other_sockets.total(), std::nullopt, std::nullopt);
         count("fds", r.info.open_fds, fds_warning, fds_critical,
               limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
+        count("held_after_close", r.held_after_close, t_.held_after_close_warning,
+              t_.held_after_close_critical);
+        count("leaked", analysis::leaked_sockets(r), std::nullopt, std::nullopt);
 
         if (same != nullptr)
             growth(r, *same, key, v);
@@ -140,11 +149,12 @@ private:
         return key.empty() ? std::string(base) : fmt::format("{}_{}", base, key);
     }
 
-    CountGrowth rate(std::int64_t delta, double hours, bool rated) const {
+    CountGrowth rate(std::int64_t delta, double hours, bool rated, bool real) const {
         CountGrowth g;
         g.delta = delta;
         g.per_hour = static_cast<double>(delta) / hours;
-        if (!rated) return g;
+        g.real = real;
+        if (!rated || !real) return g;
         if (t_.growth_critical && t_.growth_critical->alerts(g.per_hour))
             g.status = Status::critical;
         else if (t_.growth_warning && t_.growth_warning->alerts(g.per_hour))
@@ -169,20 +179,47 @@ private:
         g.basis = GrowthBasis::measured;
         g.rated = g.span_ms >= min_growth_span_ms;
         const double hours = static_cast<double>(g.span_ms) / 3'600'000.0;
-        g.established =
-            rate(difference(r.states[TcpState::established], base->established), hours, g.rated);
-        g.close_wait =
-            rate(difference(r.states[TcpState::close_wait], base->close_wait), hours, g.rated);
+        // The samples since the base, and this run's: with three or more, a count must show
+        // real growth along them, not just stand higher now than it did then.
+        std::vector<statefile::HistoryEntry> samples;
+        for (const auto& h : same.history)
+            if (h.taken_at_ms >= base->taken_at_ms && h.taken_at_ms < now_ms_) samples.push_back(h);
+        samples.push_back(statefile::HistoryEntry{now_ms_, r.states[TcpState::established],
+                                                  r.states[TcpState::close_wait], r.stale,
+                                                  r.info.open_fds, r.held_after_close});
+        const auto real = [&](auto figure) {
+            if (samples.size() < 3) return true;
+            std::vector<double> x;
+            std::vector<double> y;
+            for (const auto& h : samples) {
+                x.push_back(static_cast<double>(h.taken_at_ms - base->taken_at_ms) / 3'600'000.0);
+                y.push_back(static_cast<double>(figure(h)));
+            }
+            return real_growth(fit_line(x, y));
+        };
+        using H = statefile::HistoryEntry;
+        const auto leaked = [](const H& h) { return h.close_wait + h.held_after_close + h.stale; };
+        g.established = rate(difference(r.states[TcpState::established], base->established), hours,
+                             g.rated, real([](const H& h) { return h.established; }));
+        g.close_wait = rate(difference(r.states[TcpState::close_wait], base->close_wait), hours,
+                            g.rated, real([](const H& h) { return h.close_wait; }));
+        g.held_after_close = rate(difference(r.held_after_close, base->held_after_close), hours,
+                                  g.rated, real([](const H& h) { return h.held_after_close; }));
+        g.leaked = rate(difference(analysis::leaked_sockets(r), leaked(*base)), hours, g.rated,
+                        real(leaked));
         g.stale_delta = difference(r.stale, base->stale);
         g.fds_delta = difference(r.info.open_fds, base->fds);
         if (g.rated)
             for (const auto& [label, count] : {std::pair{"established_growth", g.established},
-                                               std::pair{"close_wait_growth", g.close_wait}})
+                                               std::pair{"close_wait_growth", g.close_wait},
+                                               std::pair{"leaked_growth", g.leaked}})
                 v.perfdata.push_back(
                     Perfdata{label_of(label, key), count.per_hour, growth_range(t_.growth_warning),
                              growth_range(t_.growth_critical), std::nullopt, std::nullopt});
-        v.status = thresholds::worst(v.status,
-                                     thresholds::worst(g.established.status, g.close_wait.status));
+        v.status = thresholds::worst(
+            v.status,
+            thresholds::worst(thresholds::worst(g.established.status, g.close_wait.status),
+                              g.leaked.status));
     }
 
     const Thresholds& t_;
@@ -204,7 +241,7 @@ statefile::ProcessState next_state(const Observed& o, const statefile::ProcessSt
     statefile::add_sample(state.history,
                           statefile::HistoryEntry{now_ms, r.states[TcpState::established],
                                                   r.states[TcpState::close_wait], r.stale,
-                                                  r.info.open_fds});
+                                                  r.info.open_fds, r.held_after_close});
     return state;
 }
 

@@ -125,15 +125,20 @@ std::size_t search_other_namespaces(Snapshot& snapshot, InodeOwners& pending,
 
 } // namespace
 
-// Counts the socket fds of each process that no dump accounted for, by protocol. TCP ones are
-// first looked for in the host's other namespaces when `search` allows it.
-// `closed` holds the inodes an earlier scan searched every namespace for in vain; on return, those
-// of this scan.
 void account_fds(Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
-                 const proc::ProcFs& procfs, bool search, const std::vector<std::uint64_t>& dumped,
-                 std::vector<std::uint64_t>& closed) {
+                 const proc::ProcFs& procfs, TcpSearch search,
+                 const std::vector<std::uint64_t>& dumped, std::vector<std::uint64_t>& closed) {
     std::vector<std::uint64_t> still_closed;
     InodeOwners tcp_pending;
+    std::vector<std::vector<std::pair<std::uint64_t, int>>> tcp_fds(snapshot.processes.size());
+    const auto held_closed = [&](std::size_t idx, std::uint64_t inode) {
+        const auto& fds = tcp_fds[idx];
+        const auto it = std::lower_bound(fds.begin(), fds.end(), std::make_pair(inode, -1));
+        HeldAfterClose h;
+        h.inode = inode;
+        if (it != fds.end() && it->first == inode) h.fd = it->second;
+        snapshot.processes[idx].held_after_close.push_back(h);
+    };
     for (std::size_t i = 0; i < snapshot.processes.size() && i < fd_scans.size(); ++i) {
         auto& p = snapshot.processes[i];
         for (const auto& [inode, fd] : unaccounted(fd_scans[i], p.sockets)) {
@@ -141,8 +146,10 @@ void account_fds(Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
             if (!protocol) continue; // closed since we listed it
             switch (proc::socket_kind(*protocol)) {
             case proc::SocketKind::tcp:
-                if (std::binary_search(closed.begin(), closed.end(), inode)) {
-                    ++p.other_sockets.tcp;
+                tcp_fds[i].emplace_back(inode, fd);
+                if (search == TcpSearch::dumped ||
+                    std::binary_search(closed.begin(), closed.end(), inode)) {
+                    held_closed(i, inode);
                     still_closed.push_back(inode);
                 } else {
                     tcp_pending.emplace_back(inode, i);
@@ -162,15 +169,25 @@ void account_fds(Snapshot& snapshot, const std::vector<proc::FdScan>& fd_scans,
     }
     std::sort(tcp_pending.begin(), tcp_pending.end());
     std::size_t unsearched = 0;
-    if (search && !tcp_pending.empty())
+    if (search == TcpSearch::search && !tcp_pending.empty())
         unsearched = search_other_namespaces(snapshot, tcp_pending, dumped, procfs);
+    // Found in no namespace: TCP has finished with it, the process has not.
+    const bool known_closed = search == TcpSearch::search && unsearched == 0;
     for (const auto& [inode, idx] : tcp_pending) {
-        ++snapshot.processes[idx].other_sockets.tcp;
-        if (search && unsearched == 0) still_closed.push_back(inode);
+        if (known_closed) {
+            held_closed(idx, inode);
+            still_closed.push_back(inode);
+        } else {
+            ++snapshot.processes[idx].other_sockets.tcp;
+        }
     }
+    for (auto& p : snapshot.processes)
+        std::sort(
+            p.held_after_close.begin(), p.held_after_close.end(),
+            [](const HeldAfterClose& a, const HeldAfterClose& b) { return a.inode < b.inode; });
     std::sort(still_closed.begin(), still_closed.end());
     still_closed.erase(std::unique(still_closed.begin(), still_closed.end()), still_closed.end());
-    closed = std::move(still_closed);
+    if (search != TcpSearch::none) closed = std::move(still_closed);
     if (unsearched > 0 && !tcp_pending.empty())
         snapshot.warnings.push_back(
             std::to_string(tcp_pending.size()) +

@@ -21,7 +21,9 @@ TimeWaitSink::TimeWaitSink(Snapshot& snapshot, const NetnsGroup& group, const Co
             if (s.state == TcpState::listen) {
                 listeners_.emplace(s.local.port, std::make_pair(s.local, idx));
             } else if (!s.remote.is_unspecified()) {
-                peers_.emplace(s.remote, idx); // first (lowest pid) process wins a shared peer
+                // A peer several processes talk to names none of them.
+                const auto [it, inserted] = peers_.emplace(s.remote, idx);
+                if (!inserted && it->second != idx) it->second = ambiguous;
             }
         }
     }
@@ -36,19 +38,31 @@ void TimeWaitSink::on_socket(const SocketRecord& s) {
         ++snapshot_.processes[*idx].time_wait_exact;
         return;
     }
-    if (auto it = peers_.find(s.remote); it != peers_.end()) {
-        snapshot_.processes[it->second].time_wait_by_peer.push_back(s);
-        return;
-    }
+    // By peer endpoint or listening port: only when exactly one scanned process fits. A guess
+    // between several would count one closed connection for each of them, or for the wrong one.
+    std::optional<std::size_t> owner;
+    bool several = false;
+    const auto candidate = [&](std::size_t idx) {
+        if (idx == ambiguous || (owner && *owner != idx))
+            several = true;
+        else
+            owner = idx;
+    };
+    if (auto it = peers_.find(s.remote); it != peers_.end()) candidate(it->second);
     auto [lo, hi] = listeners_.equal_range(s.local.port);
     for (auto it = lo; it != hi; ++it) {
         const Endpoint& l = it->second.first;
         const bool wildcard =
             std::all_of(l.addr.begin(), l.addr.end(), [](std::uint8_t b) { return b == 0; });
-        if (wildcard || l.addr == s.local.addr) {
-            snapshot_.processes[it->second.second].time_wait_by_peer.push_back(s);
-            return;
-        }
+        if (wildcard || l.addr == s.local.addr) candidate(it->second.second);
+    }
+    if (several) {
+        ++ambiguous_;
+        return;
+    }
+    if (owner) {
+        snapshot_.processes[*owner].time_wait_by_peer.push_back(s);
+        return;
     }
     ++unattributed_;
     if (unattributed_list_ != nullptr) unattributed_list_->push_back(s);
@@ -329,6 +343,7 @@ void finish_group(Snapshot& snapshot, const NetnsGroup& group, const LiveSink& l
     }
     snapshot.sockets_seen += live.seen_ + tw.seen_;
     snapshot.unattributed.time_wait += tw.unattributed_;
+    snapshot.unattributed.time_wait_ambiguous += tw.ambiguous_;
     snapshot.unattributed.orphaned += live.orphaned_;
     if (group.has_unreadable)
         snapshot.unattributed.permission += live.unmatched_;

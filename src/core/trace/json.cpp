@@ -288,6 +288,14 @@ nlohmann::json ledger_json(const LedgerReport& r, const ProbeCounters& counters,
                          {"peer", peer_string(g.peer)},
                          {"connections", std::move(list)}});
     }
+    nlohmann::json young = nlohmann::json::array();
+    for (const auto& l : r.not_closed_yet) {
+        nlohmann::json item = connection_json(l.connection, offset);
+        item["kind"] = leak_name(l.kind);
+        item["since"] = wall_time(l.since_ns, offset);
+        item["for_seconds"] = static_cast<double>(r.end_ns - std::min(r.end_ns, l.since_ns)) / 1e9;
+        young.push_back(std::move(item));
+    }
     nlohmann::json peers = nlohmann::json::array();
     for (const auto& p : r.peers)
         peers.push_back({
@@ -321,6 +329,7 @@ nlohmann::json ledger_json(const LedgerReport& r, const ProbeCounters& counters,
         {"lost_events", counters.lost_events},
         {"exited", exited},
         {"leaks", leaks},
+        {"not_closed_yet", young},
         {"peers", peers},
     };
 }

@@ -15,6 +15,8 @@ std::string_view leak_name(LeakKind kind) {
         return "zombie";
     case LeakKind::reset:
         return "reset";
+    case LeakKind::timed_out:
+        return "timed_out";
     }
     return "unknown";
 }
@@ -88,6 +90,8 @@ void Ledger::add(const Event& e, CallSite site) {
         c.state = e.new_state;
         if (e.new_state == TcpState::close_wait && !c.peer_closed_ns) c.peer_closed_ns = e.time_ns;
         if (!c.closed_here_ns && closes_here(e)) c.closed_here_ns = e.time_ns;
+        if (e.new_state == TcpState::close && !c.closed_here_ns && !c.tcp_closed_ns)
+            c.tcp_closed_ns = e.time_ns;
         if (hands_to_time_wait(e) && !c.reset_ns) {
             c.time_wait_ns = e.time_ns;
             c.state = TcpState::time_wait;
@@ -121,7 +125,7 @@ const Connection* Ledger::find(std::uint64_t connection) const {
     return it == connections_.end() ? nullptr : &it->second;
 }
 
-std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
+std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns, std::vector<Leak>& young) const {
     // Opens per peer, oldest first, to find successors and reconnect intervals.
     std::map<std::pair<pid_t, PeerKey>, std::vector<const Connection*>> by_peer;
     for (const auto& [id, c] : connections_)
@@ -140,8 +144,14 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
         std::optional<Leak> leak;
         if (c.state == TcpState::close_wait && c.peer_closed_ns) {
             leak = Leak{LeakKind::close_wait, c, *c.peer_closed_ns, 0, 0, 0};
+            if (end_ns < *c.peer_closed_ns + config_.close_wait_min_age_ns) {
+                young.push_back(std::move(*leak));
+                continue;
+            }
         } else if (c.state == TcpState::close && c.reset_ns) {
             leak = Leak{LeakKind::reset, c, *c.reset_ns, 0, 0, 0};
+        } else if (c.state == TcpState::close && c.tcp_closed_ns) {
+            leak = Leak{LeakKind::timed_out, c, *c.tcp_closed_ns, 0, 0, 0};
         } else if (c.state == TcpState::established && !c.reset_ns && c.last_data_known &&
                    end_ns >= c.last_data_ns + config_.zombie_silence_ns) {
             const auto& peers = by_peer[{c.pid, peer_of(c)}];
@@ -237,7 +247,9 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
         if (c.state == TcpState::established && !c.reset_ns && !c.last_data_known)
             ++r.last_data_unknown;
     }
-    r.groups = leak_groups(end_ns);
+    r.groups = leak_groups(end_ns, r.not_closed_yet);
+    std::sort(r.not_closed_yet.begin(), r.not_closed_yet.end(),
+              [](const Leak& a, const Leak& b) { return a.since_ns < b.since_ns; });
     r.peers = peer_summaries(end_ns);
     return r;
 }

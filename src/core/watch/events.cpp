@@ -14,11 +14,12 @@ constexpr std::int64_t time_wait_ms = static_cast<std::int64_t>(trace::time_wait
 // of the connections from before the watch, closed while the first scan ran.
 constexpr std::int64_t start_slack_ms = 1'000;
 
-// The connection is over for the process: it closed it, or the kernel is done with it.
+// The connection is over for the process: it closed it, or the socket is destroyed. A reset or
+// a timeout takes TCP to CLOSE while the process still holds the socket: no close until the
+// process lets go of it (tcp_destroy_sock then).
 bool ends(const trace::Event& e) {
     if (e.kind == trace::EventKind::destroyed) return true;
-    if (e.kind != trace::EventKind::state) return false;
-    return trace::closes_here(e) || e.new_state == TcpState::close;
+    return trace::closes_here(e);
 }
 
 } // namespace

@@ -209,6 +209,7 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
     last.time_wait_exact = report.time_wait_exact;
     last.time_wait_by_peer = report.time_wait_by_peer;
     last.other_sockets = report.other_sockets;
+    last.held_after_close = report.held_after_close;
     last.other_netns_sockets = report.other_netns_sockets;
     last.findings = report.findings;
 
@@ -221,6 +222,8 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
         state_figure(h.states, state, *h.fds).add(now_ms, static_cast<double>(n));
     }
     h.fds->add(now_ms, static_cast<double>(process.info.open_fds));
+    if (!h.leaked) h.leaked.emplace(options_.window_ms);
+    h.leaked->add(now_ms, static_cast<double>(analysis::leaked_sockets(report)));
 
     last.peers = peer_table(process);
     last.peers_total = last.peers.size();
@@ -228,7 +231,8 @@ void Session::observe(const scan::ProcessSnapshot& process, std::int64_t now_ms)
     // The projection needs as much history as a trend row does before it says anything.
     ProjectionRules rules = options_.projection;
     rules.min_span_ms = std::min(rules.min_span_ms, options_.window_ms / 2);
-    last.fd_projection = project_to_limit(h.fds->series, last.fd_limit, rules);
+    last.fd_projection = project_to_limit(
+        h.leaked->series, static_cast<double>(process.info.open_fds), last.fd_limit, rules);
 }
 
 // The age of each peer's oldest live connection: exact for the ones seen opening, at least the
@@ -306,6 +310,7 @@ Frame Session::frame(const FrameOptions& options) const {
             p.states.push_back({state, make_row(figure, options)});
         order_states(p.states);
         if (h.fds) p.fds = make_row(*h.fds, options);
+        if (h.leaked) p.leaked = make_row(*h.leaked, options);
         sort_peers(p.peers, options.peer_sort);
         if (p.peers.size() > options.max_peers) p.peers.resize(options.max_peers);
         if (!p.exited) {

@@ -93,6 +93,14 @@ void CookieTracker::observe(const scan::ProcessSnapshot& process,
         t.seen = tick_;
     }
 
+    // A socket TCP has closed (a reset) that the process still holds left the kernel's tables
+    // but not the process: not a close.
+    for (const auto& h : process.held_after_close) {
+        if (h.cookie == 0) continue;
+        if (auto it = sockets_.find(h.cookie); it != sockets_.end() && it->second.pid == pid)
+            it->second.seen = tick_;
+    }
+
     // TIME_WAIT toward the process's peers whose live socket watch never saw: a connection that
     // opened and closed between two ticks, or one from before the watch began.
     for (const auto& s : process.time_wait_by_peer) {

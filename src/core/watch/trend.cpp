@@ -12,10 +12,8 @@ namespace {
 
 constexpr double ms_per_hour = 3'600'000.0;
 
-} // namespace
-
-std::optional<double> slope_per_hour(const Points& samples) {
-    if (samples.size() < 2 || samples.front().t_ms == samples.back().t_ms) return std::nullopt;
+LineFit fit_hours(const Points& samples) {
+    if (samples.empty()) return {};
     // Hours since the first sample keep the sums small enough for doubles to stay exact.
     const std::int64_t origin = samples.front().t_ms;
     std::vector<double> hours;
@@ -26,7 +24,14 @@ std::optional<double> slope_per_hour(const Points& samples) {
         hours.push_back(static_cast<double>(s.t_ms - origin) / ms_per_hour);
         values.push_back(s.value);
     }
-    return least_squares_slope(hours, values);
+    return fit_line(hours, values);
+}
+
+} // namespace
+
+std::optional<double> slope_per_hour(const Points& samples) {
+    if (samples.size() < 2 || samples.front().t_ms == samples.back().t_ms) return std::nullopt;
+    return fit_hours(samples).slope;
 }
 
 Series::Series(std::int64_t window_ms, std::size_t max_points)
@@ -56,24 +61,34 @@ std::optional<double> Series::slope_per_hour() const {
     return watch::slope_per_hour(points_);
 }
 
+LineFit Series::fit() const {
+    return fit_hours(points_);
+}
+
 std::int64_t Series::span_ms() const {
     return points_.empty() ? 0 : points_.back().t_ms - points_.front().t_ms;
 }
 
-std::optional<Projection> project_to_limit(const Series& series, std::uint64_t limit,
-                                           const ProjectionRules& rules) {
-    if (limit == 0 || series.points().size() < rules.min_points) return std::nullopt;
-    if (series.span_ms() < rules.min_span_ms) return std::nullopt;
-    const auto slope = series.slope_per_hour();
-    if (!slope || *slope <= 0) return std::nullopt;
-    if (*slope * static_cast<double>(series.span_ms()) / ms_per_hour < rules.min_rise)
+std::optional<Projection> project_to_limit(const Series& growth, double current,
+                                           std::uint64_t limit, const ProjectionRules& rules) {
+    if (limit == 0 || growth.points().size() < rules.min_points) return std::nullopt;
+    if (growth.span_ms() < rules.min_span_ms) return std::nullopt;
+    const LineFit fit = growth.fit();
+    if (!real_growth(fit)) return std::nullopt;
+    const double slope = fit.slope;
+    if (slope * static_cast<double>(growth.span_ms()) / ms_per_hour < rules.min_rise)
         return std::nullopt;
-    const double current = series.points().back().value;
     const auto lim = static_cast<double>(limit);
     if (current >= lim) return std::nullopt; // already there: the fd_pressure finding says so
-    const double ms = (lim - current) / *slope * ms_per_hour;
+    const double ms = (lim - current) / slope * ms_per_hour;
     if (ms > static_cast<double>(rules.max_ms_to_limit)) return std::nullopt;
-    return Projection{*slope, current, limit, static_cast<std::uint64_t>(std::llround(ms))};
+    return Projection{slope, current, limit, static_cast<std::uint64_t>(std::llround(ms))};
+}
+
+std::optional<Projection> project_to_limit(const Series& series, std::uint64_t limit,
+                                           const ProjectionRules& rules) {
+    if (series.empty()) return std::nullopt;
+    return project_to_limit(series, series.points().back().value, limit, rules);
 }
 
 } // namespace conncheck::watch
