@@ -88,10 +88,10 @@ const std::vector<Row>& rows() {
         // Options that contradict each other are refused, not half honoured.
         {{"--pid", "{PID}", "--replay", "{DIR}/rec", "--dump-netlink", "{DIR}/out"},
          2,
-         "--replay excludes --dump-netlink"},
+         "--dump-netlink excludes --replay"},
         {{"--pid", "{PID}", "--replay", "{DIR}/rec", "--source", "proc"},
          2,
-         "--replay excludes --source"},
+         "--source excludes --replay"},
         // A zombie has exited, whatever asks.
         {{"--pid", "{ZOMBIE}"}, 5, "process [0-9]+ has exited \\(a zombie"},
         {{"--pid", "{ZOMBIE}", "--json"}, 5, "has exited"},
