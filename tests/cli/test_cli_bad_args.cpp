@@ -221,7 +221,8 @@ TEST_CASE("bad arguments: one row each, one documented exit code, one sanitized 
     Zombie zombie;
 
     // prove is built only with the collector (Boost.Beast).
-    const bool have_prove = run({conncheck_bin(), "prove", "--help"}).exit_code == 0;
+    const bool have_prove =
+        run({conncheck_bin(), "prove", "--help"}).out.find("--svg") != std::string::npos;
     for (const Row& row : rows()) {
         if (row.argv.front() == "prove" && !have_prove) continue;
         std::vector<std::string> argv{conncheck_bin()};
