@@ -170,17 +170,30 @@ bool has_selector(const SelectorOptions& options) {
 }
 
 scan::Snapshot scan_selected(scan::Scanner& scanner, const select::Resolved& selected) {
-    const std::vector<pid_t> pids = selected.pids();
-    scan::RunningScan scanned = scanner.scan_running(pids);
-    if (!scanned.snapshot) {
-        if (pids.size() == 1)
-            throw Error(Errc::process_exited,
-                        fmt::format("process {} exited during the audit", pids.front()));
-        throw Error(Errc::process_exited,
-                    fmt::format("all {} selected processes exited during the audit", pids.size()));
+    std::vector<pid_t> pids = selected.pids();
+    std::size_t exited = 0;
+    // scan_running retries a bounded number of times; where processes come and go faster than
+    // that (a whole busy cgroup), the survivors get a few more rounds.
+    for (int round = 0; round < 3 && !pids.empty(); ++round) {
+        scan::RunningScan scanned = scanner.scan_running(pids);
+        exited += scanned.exited.size();
+        if (scanned.snapshot) {
+            scanned.snapshot->vanished_processes += selected.vanished + exited;
+            return std::move(*scanned.snapshot);
+        }
+        std::erase_if(pids, [&](pid_t pid) {
+            return std::find(scanned.exited.begin(), scanned.exited.end(), pid) !=
+                   scanned.exited.end();
+        });
     }
-    scanned.snapshot->vanished_processes += selected.vanished + scanned.exited.size();
-    return std::move(*scanned.snapshot);
+    if (selected.processes.size() == 1)
+        throw Error(Errc::process_exited,
+                    fmt::format("process {} exited during the audit", selected.processes[0].pid));
+    throw Error(Errc::process_exited,
+                pids.empty() ? fmt::format("the {} selected processes exited during the audit",
+                                           selected.processes.size())
+                             : std::string("the selected processes kept exiting during the "
+                                           "audit; try again"));
 }
 
 namespace {

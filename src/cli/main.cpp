@@ -44,9 +44,6 @@ struct Subcommand {
     int (*usage_error)(std::string_view message) = nullptr;
 };
 
-// The Monitoring Plugins' UNKNOWN, what check exits with when its status line is lost.
-constexpr int check_unknown = 3;
-
 // A row of the table: the options struct lives as long as the row.
 template <typename Options>
 Subcommand subcommand(std::string name, std::string description, void (*setup)(CLI::App&, Options&),

@@ -88,10 +88,10 @@ const std::vector<Row>& rows() {
         // Options that contradict each other are refused, not half honoured.
         {{"--pid", "{PID}", "--replay", "{DIR}/rec", "--dump-netlink", "{DIR}/out"},
          2,
-         "--replay excludes --dump-netlink"},
+         "--dump-netlink excludes --replay"},
         {{"--pid", "{PID}", "--replay", "{DIR}/rec", "--source", "proc"},
          2,
-         "--replay excludes --source"},
+         "--source excludes --replay"},
         // A zombie has exited, whatever asks.
         {{"--pid", "{ZOMBIE}"}, 5, "process [0-9]+ has exited \\(a zombie"},
         {{"--pid", "{ZOMBIE}", "--json"}, 5, "has exited"},
@@ -221,7 +221,8 @@ TEST_CASE("bad arguments: one row each, one documented exit code, one sanitized 
     Zombie zombie;
 
     // prove is built only with the collector (Boost.Beast).
-    const bool have_prove = run({conncheck_bin(), "prove", "--help"}).exit_code == 0;
+    const bool have_prove =
+        run({conncheck_bin(), "prove", "--help"}).out.find("--svg") != std::string::npos;
     for (const Row& row : rows()) {
         if (row.argv.front() == "prove" && !have_prove) continue;
         std::vector<std::string> argv{conncheck_bin()};

@@ -87,7 +87,7 @@ TEST_CASE("an input is a regular file, and a FIFO or a device is refused without
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     // Without O_NONBLOCK this open would wait for a writer forever.
     CHECK_THROWS_WITH_AS((void)files::read_input(fifo, "pidfile", 100),
-                         doctest::Contains("pidfile " + fifo + " is not a regular file"), Error);
+                         doctest::Contains("is not a regular file"), Error);
     CHECK(code_of([] { (void)files::read_input("/dev/zero", "recording", 100); }) ==
           Errc::bad_file);
     CHECK(code_of([&] { (void)files::read_input(dir.path(), "recording", 100); }) ==

@@ -26,7 +26,8 @@ std::unique_ptr<diag::SocketSource> SourceOpener::open(const NetnsGroup& group) 
         options.record_path = config_.record_path;
         if (group.netns == 0 || group.netns == self_netns_) return diag::open_netlink(options);
         const std::string ns_path = procfs_.path(group.representative, "ns/net");
-        UniqueFd ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+        // O_NONBLOCK: a FIFO planted in a --proc-root tree fails setns() instead of hanging.
+        UniqueFd ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
         if (ns.get() < 0) throw_errno("cannot open " + ns_path, errno);
         options.netns_fd = ns.get();
         return diag::open_netlink(options);
