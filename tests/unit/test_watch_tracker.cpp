@@ -328,7 +328,7 @@ TEST_CASE("a session shows rows per state with changes, trend and the fd project
     CHECK(p.fd_projection->current == 200);
     const std::string projection = cli::describe_projection(*p.fd_projection, "leaked sockets");
     INFO(projection);
-    CHECK(projection.starts_with("leaked sockets grow 6"));
+    CHECK(projection.starts_with("leaked sockets grow 59/h"));
     CHECK(projection.find("the limit of 1024 is reached in ~") != std::string::npos);
     CHECK(f.uptime_ms == 600'000);
 }
