@@ -23,9 +23,9 @@ struct LineFit {
 
 // Growth a bounded, fluctuating series does not show: at least three points, a rising slope
 // at least `min_t` standard errors above zero (a t-test on the fit), and a fitted rise over the
-// span larger than the band the values scatter in around the line. Noise within fixed bounds
-// fails the last test whatever the luck of the fit; a leak passes both once it has outgrown its
-// own noise.
+// span more than three times the band the values scatter in around the line. Noise within fixed
+// bounds, even one drifting from its low to its high, fails the last test; a leak passes both
+// once it has outgrown its own noise.
 inline constexpr double growth_min_t = 4.0;
 [[nodiscard]] bool real_growth(const LineFit& fit, double min_t = growth_min_t);
 

@@ -55,8 +55,11 @@ bool real_growth(const LineFit& fit, double min_t) {
     if (fit.n < 3 || fit.slope <= 0) return false;
     // A perfect line has no error: any rise on it is real.
     if (fit.slope < min_t * fit.slope_stderr) return false;
-    // Rounding noise on a perfect line must not make its rise look smaller than its scatter.
-    return fit.slope * fit.span > fit.residual_range * (1 + 1e-9);
+    // Three times the band: a bounded random walk (a pool drifting from its low to its high for
+    // minutes) rises past its band in one window of twenty and past twice it now and then;
+    // not past three times it in any of the walks tried. Rounding noise on a perfect line must
+    // not make its rise look smaller than its scatter.
+    return fit.slope * fit.span > 3 * fit.residual_range * (1 + 1e-9);
 }
 
 } // namespace conncheck

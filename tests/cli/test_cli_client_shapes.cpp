@@ -61,7 +61,7 @@ TEST_CASE("a keep-alive client whose server forgot its connections: held after c
     const auto held = std::find_if(findings.begin(), findings.end(),
                                    [](const json& f) { return f["kind"] == "held_after_close"; });
     REQUIRE(held != findings.end());
-    CHECK((*held)["count"] == 4);
+    CHECK((*held)["evidence"]["count"] == 4);
 
     const auto text = conncheck({"--pid", pid, "--no-color"});
     INFO(text.out);
@@ -74,8 +74,8 @@ TEST_CASE("a keep-alive client whose server forgot its connections: held after c
     INFO(warn.out << warn.err);
     CHECK(warn.exit_code == 1);
     CHECK(warn.out.find("4 held after close (warn 0)") != std::string::npos);
-    CHECK(warn.out.find("'held_after_close'=4;0;10;0;") != std::string::npos);
-    CHECK(warn.out.find("'leaked'=6;;;0;") != std::string::npos);
+    CHECK(warn.out.find("held_after_close=4;0;10;0;") != std::string::npos);
+    CHECK(warn.out.find("leaked=6;;;0;") != std::string::npos);
     const auto crit = check(
         {"--pid", pid, "--state-file", dir.path() + "/s.json", "-w", "5", "--held-critical", "3"});
     CHECK(crit.exit_code == 2);

@@ -93,8 +93,10 @@ TEST_CASE("first run: counts against the thresholds, perfdata, and the state to 
     CHECK(p.perfdata[3].label == "stale");
     CHECK(p.perfdata[4].label == "other_sockets");
     CHECK(p.perfdata[4].min == 0.0);
-    CHECK(p.perfdata[5].label == "fds");
-    CHECK(p.perfdata[5].max == 1024.0);
+    CHECK(p.perfdata[5].label == "held_after_close");
+    CHECK(p.perfdata[6].label == "leaked");
+    CHECK(p.perfdata[7].label == "fds");
+    CHECK(p.perfdata[7].max == 1024.0);
 
     CHECK(v.next.selector == "name-collector");
     CHECK(v.next.taken_at_ms == now);

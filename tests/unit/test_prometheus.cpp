@@ -104,7 +104,7 @@ TEST_CASE("exposition: families, labels and values") {
         type += l.starts_with("# TYPE ");
     }
     CHECK(help == type);
-    CHECK(help == 12);
+    CHECK(help == 14);
 }
 
 TEST_CASE("exposition: an unlimited fd limit is left out, and up 0 has no process series") {

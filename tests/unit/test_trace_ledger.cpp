@@ -274,7 +274,7 @@ TEST_CASE("a process that exits: what it held then is the ledger, not what the k
     l.add(change(1, 5 * s + 10, TcpState::close_wait, TcpState::last_ack, 43));
     l.add(simple(EventKind::destroyed, 1, 5 * s + 20));
 
-    const LedgerReport r = l.report(6 * s);
+    const LedgerReport r = l.report(20 * s);
     CHECK(r.exited.at(42) == 5 * s);
     REQUIRE(r.groups.size() == 1);
     REQUIRE(r.groups[0].leaks.size() == 1);

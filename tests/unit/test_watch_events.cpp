@@ -140,8 +140,11 @@ TEST_CASE("connections seen opening count exactly, even those that live less tha
     s.add_event(opened(2, 0x12), 200);         // stays open
     s.add_event(opened(3, 0x13), 300);         // opens and closes between two scans
     close_to_time_wait(s, 3, 0x13, 400);
-    s.add_event(opened(4, 0x14), 500); // closes at once: the close alone, no TIME_WAIT
+    s.add_event(opened(4, 0x14), 500); // refused, then closed: the close alone, no TIME_WAIT
     s.add_event(change(4, 0x14, TcpState::syn_sent, TcpState::close), 600);
+    auto freed = change(4, 0x14, TcpState::close, TcpState::close);
+    freed.kind = trace::EventKind::destroyed;
+    s.add_event(freed, 650);
     s.update(snapshot({live(1, 0x11), live(2, 0x12)}, {time_wait(3, 0x13, 59'600)}), 1000, 1);
 
     const Frame f = s.frame();
@@ -246,10 +249,17 @@ TEST_CASE("ended connections are forgotten after the linger time, and with their
     ConnectionEvents events;
     auto o = opened(1, 0x11);
     events.add(o, 0);
+    // A reset: TCP is done with it, the process still holds it.
     events.add(change(1, 0x11, TcpState::established, TcpState::close), 1000);
     events.add(opened(2, 0x12), 1000);
     CHECK(events.size() == 2);
     events.prune(1000 + ConnectionEvents::linger_ms + 1);
+    CHECK(events.size() == 2);
+    CHECK(events.follows(0x11));
+    auto freed = change(1, 0x11, TcpState::close, TcpState::close);
+    freed.kind = trace::EventKind::destroyed; // the process lets go of it at last
+    events.add(freed, 2000);
+    events.prune(2000 + ConnectionEvents::linger_ms + 1);
     CHECK(events.size() == 1);
     CHECK_FALSE(events.follows(0x11));
     CHECK(events.follows(0x12));

@@ -129,11 +129,11 @@ public:
         count("time_wait", r.states[TcpState::time_wait], std::nullopt, std::nullopt);
         count("stale", r.stale, t_.stale_warning, t_.stale_critical);
         count("other_sockets", r.other_sockets.total(), std::nullopt, std::nullopt);
-        count("fds", r.info.open_fds, fds_warning, fds_critical,
-              limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
         count("held_after_close", r.held_after_close, t_.held_after_close_warning,
               t_.held_after_close_critical);
         count("leaked", analysis::leaked_sockets(r), std::nullopt, std::nullopt);
+        count("fds", r.info.open_fds, fds_warning, fds_critical,
+              limit == 0 ? std::nullopt : std::optional<double>(static_cast<double>(limit)));
 
         if (same != nullptr)
             growth(r, *same, key, v);
