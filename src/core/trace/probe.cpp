@@ -123,10 +123,12 @@ Probe::Probe(const ProbeConfig& config) : impl_(std::make_unique<Impl>()) {
 
 Probe::~Probe() = default;
 
-void Probe::add_target(pid_t pid) {
+static_assert(target_flag::copy_stack == CC_TARGET_COPY_STACK);
+
+void Probe::add_target(pid_t pid, std::uint32_t flags) {
     const __u32 key = static_cast<__u32>(pid);
-    const __u8 yes = 1;
-    if (bpf_map__update_elem(impl_->skel->maps.targets, &key, sizeof key, &yes, sizeof yes,
+    const __u32 value = flags;
+    if (bpf_map__update_elem(impl_->skel->maps.targets, &key, sizeof key, &value, sizeof value,
                              BPF_ANY) != 0)
         throw_errno(fmt::format("cannot trace process {}", pid), errno);
 }
