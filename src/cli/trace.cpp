@@ -212,6 +212,10 @@ public:
             fmt::print("  not followed: {} connections over --max-connections, {} events lost "
                        "(ring buffer full)\n",
                        counters.untracked_connections, counters.lost_events);
+        if (!r.incomplete.empty())
+            fmt::print("  not judged: {} connection{} with records lost (ring buffer full): #{}\n",
+                       r.incomplete.size(), r.incomplete.size() == 1 ? "" : "s",
+                       fmt::join(r.incomplete, ", #"));
         if (r.groups.empty()) fmt::print("\nNo leaked connections.\n");
         for (const auto& g : r.groups) {
             fmt::print("\n{} leaked, opened at {}\n", g.leaks.size(), site_line(g.call_site));
@@ -455,6 +459,8 @@ int run_trace(const TraceOptions& options) {
     follow(probe, pidfds, deadline, handle, printer, signals);
     // The exiting process's last events were written before its pidfd became readable.
     probe.drain(handle);
+    for (const std::uint64_t id : probe.incomplete_connections())
+        ledger.note_incomplete(id);
     note_last_data(ledger, pids);
     printer.ledger(ledger.report(monotonic_ns()), probe.counters());
     return exit_code::ok;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace conncheck::trace {
 
@@ -64,6 +65,9 @@ public:
     // Hands every waiting event to `sink`, in the order the kernel wrote them; returns how many.
     std::size_t drain(const std::function<void(const Event&)>& sink);
     [[nodiscard]] ProbeCounters counters() const;
+    // The connections with a record lost to a full ring buffer (the last 4096): their account
+    // has a hole, so they are not judged.
+    [[nodiscard]] std::vector<std::uint64_t> incomplete_connections() const;
     // Whether the probe follows received data (ProbeConfig::silence_ns is not 0).
     [[nodiscard]] bool follows_data() const;
 

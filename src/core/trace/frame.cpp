@@ -91,7 +91,8 @@ bool user_frame(const Frame& f) {
 
 std::string frame_text(const Frame& f) {
     if (f.origin == FrameOrigin::python) {
-        const std::string_view function = f.function.empty() ? "?" : f.function;
+        const std::string_view function =
+            f.function.empty() ? std::string_view("?") : std::string_view(f.function);
         if (f.line > 0) return fmt::format("{}:{} in {}", f.file, f.line, function);
         return fmt::format("{} in {}", f.file.empty() ? "?" : f.file, function);
     }
@@ -117,6 +118,8 @@ bool starts_thread(std::string_view function) {
         "runtime.rt0_go",
         "runtime.mstart",
     };
+    // Go's assembly functions are named with their ABI ("runtime.goexit.abi0").
+    if (function.ends_with(".abi0")) function.remove_suffix(5);
     return std::find(starts.begin(), starts.end(), function) != starts.end();
 }
 

@@ -204,6 +204,7 @@ struct Symbolizer::Impl {
         auto it = sessions.find(pid);
         if (it != sessions.end() && !fresh) return it->second;
         if (it != sessions.end()) {
+            attached.erase(it->second);
             dwfl_end(it->second);
             sessions.erase(it);
         }
@@ -257,6 +258,9 @@ struct Symbolizer::Impl {
         if (const char* symbol =
                 dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr))
             f.function = f.origin == FrameOrigin::go ? std::string(symbol) : demangle(symbol);
+        // A versioned symbol of the dynamic table: "__libc_start_main@@GLIBC_2.34".
+        if (const auto at = f.function.find('@'); at != std::string::npos && at > 0)
+            f.function.resize(at);
         source_line(module, lookup, f);
         return f;
     }
@@ -439,16 +443,14 @@ CallSite Symbolizer::Impl::table_walk(const Event& e) {
         f.trust = walked ? FrameTrust::exact : FrameTrust::unwound;
         site.frames.push_back(std::move(f));
     }
-    if (result == 0) {
-        // The unwind tables say the outermost frame has no caller.
-        site.complete = true;
-        return site;
-    }
+    // libdwfl also ends quietly when a read fails: only a thread's start makes it complete.
     if (sample.outside_copy != 0)
         finish(site, fmt::format("the caller's frame is beyond the {} bytes of stack copied",
                                  e.stack_bytes.size()));
-    else
+    else if (result != 0)
         finish(site, fmt::format("the unwind tables end here ({})", error));
+    else
+        finish(site, "the unwind tables give no caller beyond this frame");
     return site;
 }
 
