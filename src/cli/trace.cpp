@@ -365,7 +365,7 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
         "ledger was printed; 2 bad arguments;\n3 no such process; 5 the process exited "
         "before the trace began; 6 eBPF unavailable.\nCall sites: the frame pointers; for a "
         "program without them, 8 KiB of its stack copied at each connect and unwound from "
-        "its\nunwind tables (about 1 us more per connection); Go's full stacks; node.js: "
+        "its\nunwind tables (a few us more per connection); Go's full stacks; node.js: "
         "out of scope, and said so. Leaks are\ngrouped by the first frame in the user's own "
         "code. See conncheck(1), TRACE.");
     add_selector_options(app, options.selector);

@@ -26,7 +26,7 @@ struct ProbeConfig {
 // What the probe records for a target process (src/bpf/trace_event.h, enum cc_target_flags).
 namespace target_flag {
 // The registers and 8 KiB of the user stack at each connect, for unwinding from the tables:
-// about 1 us more per connection, for code without frame pointers.
+// for code without frame pointers, at a few us more per connection (scripts/bench-trace).
 inline constexpr std::uint32_t copy_stack = 1;
 } // namespace target_flag
 

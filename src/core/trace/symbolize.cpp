@@ -138,7 +138,7 @@ bool is_go(Dwfl_Module* module) {
 std::string module_path(Dwfl_Module* module);
 
 // Whether most of a module's functions keep a frame pointer: their CFA, past the prologue, is
-// found from rbp. Sampled from the middle of up to 200 of its own functions.
+// found from rbp. Sampled in up to 200 of its own functions.
 bool keeps_frame_pointers(Dwfl_Module* module) {
     const int symbols = dwfl_module_getsymtab(module);
     int sampled = 0;
@@ -155,10 +155,18 @@ bool keeps_frame_pointers(Dwfl_Module* module) {
         if (n.starts_with('_') || n == "deregister_tm_clones" || n == "register_tm_clones" ||
             n == "frame_dummy")
             continue;
-        const CfaRule rule = cfa_rule(module, addr + sym.st_size / 2);
-        if (rule.base == CfaRule::Base::unknown) continue;
+        // gcc -O2 may place an epilogue mid-function: a function keeps a frame pointer when its
+        // frame is found from rbp at any of three points.
+        bool known = false;
+        bool rbp = false;
+        for (const std::uint64_t quarter : {1, 2, 3}) {
+            const CfaRule rule = cfa_rule(module, addr + sym.st_size * quarter / 4);
+            known = known || rule.base != CfaRule::Base::unknown;
+            rbp = rbp || rule.base == CfaRule::Base::rbp;
+        }
+        if (!known) continue;
         ++sampled;
-        if (rule.base == CfaRule::Base::rbp) ++with_rbp;
+        if (rbp) ++with_rbp;
     }
     return sampled > 0 && with_rbp * 2 > sampled;
 }
