@@ -28,7 +28,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 64);
     __type(key, __u32);
-    __type(value, __u8);
+    __type(value, __u32); /* enum cc_target_flags */
 } targets SEC(".maps");
 
 /* Sized by the loader (the tracked-connection cap) before load. */
@@ -39,9 +39,20 @@ struct {
     __type(value, struct tracked_sock);
 } tracked SEC(".maps");
 
+/* Connections (by id) with a record lost to a full ring buffer: user space does not judge them. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u64);
+    __type(value, __u8);
+} incomplete SEC(".maps");
+
+/* 16 MiB: a second of records at 10,000 connections/s with stacks copied (8.6 KiB each) would
+ * not fit, but the reader is woken at 1 MiB; the room is for a reader that is not scheduled for
+ * a while on busy cores. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 4 << 20);
+    __uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
 /* Connections not tracked because `tracked` was full, and records lost to a full ring buffer. */
@@ -60,8 +71,13 @@ static __always_inline __u64 wakeup_flags(void) {
                                                                      : BPF_RB_NO_WAKEUP;
 }
 
+/* The target's flags (enum cc_target_flags), or NULL when the process is no target. */
+static __always_inline __u32 *target_flags(__u32 tgid) {
+    return bpf_map_lookup_elem(&targets, &tgid);
+}
+
 static __always_inline bool is_target(__u32 tgid) {
-    return bpf_map_lookup_elem(&targets, &tgid) != 0;
+    return target_flags(tgid) != 0;
 }
 
 /* Every socket pointer here is a BTF one (a tracepoint's argument, or bpf_rdonly_cast()), so its
@@ -110,11 +126,20 @@ static __always_inline struct cc_event *reserve_event(void) {
     return e;
 }
 
-static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, __u8 kind,
-                                 __u8 old_state, __u8 new_state, __u64 aux) {
-    struct cc_event *e = reserve_event();
-    if (!e)
+static __always_inline void lost_record(__u64 id) {
+    __u8 yes = 1;
+    __sync_fetch_and_add(&lost_events, 1);
+    bpf_map_update_elem(&incomplete, &id, &yes, BPF_ANY);
+}
+
+static __always_inline void emit_flags(struct sock *sk, const struct tracked_sock *t, __u8 kind,
+                                       __u8 old_state, __u8 new_state, __u64 aux, __u32 flags) {
+    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        lost_record(t->id);
         return;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
     e->time_ns = bpf_ktime_get_ns();
     e->id = t->id;
     e->cookie = t->cookie;
@@ -123,16 +148,70 @@ static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, 
     e->kind = kind;
     e->old_state = old_state;
     e->new_state = new_state;
+    e->flags = flags;
     e->sk_err = sk->sk_err;
     fill_endpoints(e, sk);
     fill_task(e, t->tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-/* Registers a socket the current (target) thread just opened and reports it with its user stack. */
+static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, __u8 kind,
+                                 __u8 old_state, __u8 new_state, __u64 aux) {
+    emit_flags(sk, t, kind, old_state, new_state, aux, 0);
+}
+
+/* The opened record's fields but the stack. Every byte the decoder reads is written here or by
+ * the caller: zeroing the whole record cost more than filling it. */
+static __always_inline void fill_opened(struct cc_event *e, struct sock *sk,
+                                        const struct tracked_sock *t, __u8 state, __u32 flags) {
+    e->time_ns = t->last_data_ns;
+    e->id = t->id;
+    e->cookie = t->cookie;
+    e->tgid = t->tgid;
+    e->tid = 0;
+    e->kind = CC_EV_OPENED;
+    e->old_state = 0;
+    e->new_state = state;
+    e->flags = flags;
+    e->sk_err = 0;
+    __builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
+    __builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
+    fill_endpoints(e, sk);
+    fill_task(e, t->tgid);
+}
+
+/* The user stack as the frame pointers chain it, and the bytes at the stack pointer. */
+static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, __u64 sp) {
+    e->base.aux = sp;
+    e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
+    long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
+    e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
+}
+
+/* Copies the user stack from sp up. The main thread's stack ends a little above its environment
+ * strings: reading beyond the mapping would fail the whole read, so the copy stops there. */
+static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task_struct *task,
+                                       __u64 sp) {
+    __u64 size = CC_STACK_COPY_BYTES;
+    __u64 top = BPF_CORE_READ(task, mm, env_end);
+    if (sp < top && top - sp < size)
+        size = top - sp;
+    if (size > CC_STACK_COPY_BYTES)
+        size = CC_STACK_COPY_BYTES;
+    long err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    if (err != 0 && size > 1024) {
+        size = 1024;
+        err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    }
+    c->copy_size = err == 0 ? (__s32)size : (__s32)err;
+}
+
+/* Registers a socket the current (target) thread just opened and reports it with its user stack:
+ * the frame-pointer walk, and for a target that asked for it (CC_TARGET_COPY_STACK) the registers
+ * and a copy of the stack for unwinding from the tables. */
 /* `cookie` is 0 where sk is not a trusted pointer and the socket has none yet. */
 static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie, __u32 tgid,
-                                        __u8 state, __u32 flags) {
+                                        __u32 target, __u8 state, __u32 flags) {
     struct tracked_sock t = {};
     t.cookie = cookie;
     t.last_data_ns = bpf_ktime_get_ns();
@@ -147,28 +226,42 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
         return;
     }
 
-    struct cc_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-    if (!e) {
-        __sync_fetch_and_add(&lost_events, 1);
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+#if defined(__TARGET_ARCH_x86)
+    /* The registers unwinding needs are named per architecture: x86-64 only for now. */
+    if (target & CC_TARGET_COPY_STACK) {
+        struct cc_open_copy_event *c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+        if (!c) {
+            lost_record(t.id);
+            return;
+        }
+        fill_opened(&c->open.base, sk, &t, state, flags | CC_FLAG_STACK_COPY);
+        c->regs.ip = regs->ip;
+        c->regs.sp = regs->sp;
+        c->regs.bp = regs->bp;
+        c->regs.bx = regs->bx;
+        c->regs.r12 = regs->r12;
+        c->regs.r13 = regs->r13;
+        c->regs.r14 = regs->r14;
+        c->regs.r15 = regs->r15;
+        c->pad = 0;
+        c->open.base.aux = c->regs.sp;
+        c->open.stack_size =
+            bpf_get_stack(ctx, c->open.stack, sizeof(c->open.stack), BPF_F_USER_STACK);
+        c->open.stack_bytes_size = 0; /* the copy holds these bytes */
+        copy_stack(c, task, c->regs.sp);
+        bpf_ringbuf_submit(c, wakeup_flags());
         return;
     }
-    __builtin_memset(e, 0, sizeof(*e));
-    e->base.time_ns = t.last_data_ns;
-    e->base.id = t.id;
-    e->base.cookie = t.cookie;
-    e->base.tgid = tgid;
-    e->base.kind = CC_EV_OPENED;
-    e->base.new_state = state;
-    e->base.flags = flags;
-    fill_endpoints(&e->base, sk);
-    fill_task(&e->base, tgid);
-
-    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-    __u64 sp = PT_REGS_SP_CORE(regs);
-    e->base.aux = sp;
-    e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
-    long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
-    e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
+#endif
+    struct cc_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        lost_record(t.id);
+        return;
+    }
+    fill_opened(&e->base, sk, &t, state, flags);
+    fill_stack(ctx, e, PT_REGS_SP_CORE(regs));
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 
@@ -198,15 +291,24 @@ int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
         if (new_state != TCP_SYN_SENT && new_state != TCP_LISTEN)
             return 0;
         __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        if (!is_target(tgid))
+        __u32 *target = target_flags(tgid);
+        if (!target)
             return 0;
         if (new_state == TCP_SYN_SENT)
-            open_socket(ctx, sk, bpf_get_socket_cookie(sk), tgid, TCP_SYN_SENT, 0);
+            open_socket(ctx, sk, bpf_get_socket_cookie(sk), tgid, *target, TCP_SYN_SENT, 0);
         else
             report_listen(sk, tgid);
         return 0;
     }
     assign_cookie(sk, t);
+    /* A socket the process already closed (orphaned) that reaches CLOSE is destroyed at once,
+     * in the same call (tcp_done(), __tcp_close()): one record says both, and on_destroy finds
+     * nothing to do. */
+    if (new_state == TCP_CLOSE && (sk->__sk_common.skc_flags & (1UL << SOCK_DEAD))) {
+        emit_flags(sk, t, CC_EV_STATE, (__u8)old_state, (__u8)new_state, 0, CC_FLAG_DESTROYED);
+        bpf_map_delete_elem(&tracked, &key);
+        return 0;
+    }
     emit(sk, t, CC_EV_STATE, (__u8)old_state, (__u8)new_state, 0);
     return 0;
 }
@@ -234,8 +336,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     if (ret < 0)
         return 0;
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!is_target(tgid))
+    __u32 *target = target_flags(tgid);
+    if (!target)
         return 0;
+    __u32 target_mode = *target;
     long nr = CC_SYSCALL_NR(regs);
     if (nr != CC_NR_ACCEPT && nr != CC_NR_ACCEPT4)
         return 0;
@@ -250,8 +354,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     struct sock *sk =
         bpf_rdonly_cast(BPF_CORE_READ(sock, sk), bpf_core_type_id_kernel(struct sock));
     if (sk && sk->sk_protocol == IPPROTO_TCP)
-        open_socket(ctx, sk, sk->__sk_common.skc_cookie.counter, tgid, sk->__sk_common.skc_state,
-                    CC_FLAG_ACCEPTED);
+        open_socket(ctx, sk, sk->__sk_common.skc_cookie.counter, tgid, target_mode,
+                    sk->__sk_common.skc_state, CC_FLAG_ACCEPTED);
     return 0;
 }
 

@@ -28,6 +28,19 @@ enum class EventKind : std::uint8_t {
 // "opened", "state", ... (JSON "type" values).
 [[nodiscard]] std::string_view kind_name(EventKind kind);
 
+// The user registers at the system call that unwinding from the tables starts from (x86-64).
+struct UserRegisters {
+    std::uint64_t ip = 0;
+    std::uint64_t sp = 0;
+    std::uint64_t bp = 0;
+    std::uint64_t bx = 0;
+    std::uint64_t r12 = 0;
+    std::uint64_t r13 = 0;
+    std::uint64_t r14 = 0;
+    std::uint64_t r15 = 0;
+    friend bool operator==(const UserRegisters&, const UserRegisters&) = default;
+};
+
 struct Event {
     EventKind kind = EventKind::state;
     std::uint64_t time_ns = 0;    // CLOCK_MONOTONIC
@@ -43,6 +56,9 @@ struct Event {
     bool accepted = false;        // opened by accept()
     int socket_error = 0;         // sk_err: ECONNRESET, ETIMEDOUT...
     std::uint64_t silence_ns = 0; // resumed: how long no data had arrived
+    // state: the kernel destroyed the socket right after this change (an orphaned socket
+    // reaching CLOSE); one record says both, and Probe hands on a destroyed event after it.
+    bool destroyed_after = false;
 
     // opened only: the user stack at the system call, innermost first (frame-pointer walk),
     // the stack pointer and the bytes at it; stack_error is a negative errno when there is none.
@@ -50,6 +66,11 @@ struct Event {
     std::uint64_t stack_pointer = 0;
     std::vector<std::uint8_t> stack_bytes;
     int stack_error = 0;
+    // For a target whose stack is copied (no frame pointers): the registers, and stack_bytes
+    // holds the copy (up to 8 KiB from the stack pointer); copy_error a negative errno when
+    // the copy failed.
+    std::optional<UserRegisters> registers;
+    int copy_error = 0;
 };
 
 // TIME_WAIT is not a state change of the socket itself: the kernel hands the connection to a

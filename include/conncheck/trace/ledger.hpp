@@ -6,6 +6,7 @@
 
 #include "conncheck/tcp.hpp"
 #include "conncheck/trace/event.hpp"
+#include "conncheck/trace/frame.hpp"
 
 #include <cstdint>
 #include <map>
@@ -15,14 +16,6 @@
 #include <vector>
 
 namespace conncheck::trace {
-
-// Where a connection was opened: symbolized frames, innermost first, and, when the user stack
-// stops early (code without frame pointers), why. Empty frames: no stack at all.
-struct CallSite {
-    std::vector<std::string> frames;
-    std::string stops; // "" when the walk reached the end of the stack
-    friend auto operator<=>(const CallSite&, const CallSite&) = default;
-};
 
 struct Connection {
     std::uint64_t id = 0;
@@ -49,6 +42,7 @@ struct Connection {
     std::optional<std::uint64_t> time_wait_ns; // handed to a TIME_WAIT socket
     std::optional<std::uint64_t> destroyed_ns;
     bool closed_by_exit = false; // the kernel closed it because the process exited
+    bool incomplete = false;     // a record of it was lost (ring buffer full): not judged
 
     // Still open in the process (at its exit, for a process that exited).
     [[nodiscard]] bool held() const;
@@ -89,8 +83,12 @@ struct PeerKey {
 // close() with unread data went straight to CLOSE in one of its threads.
 [[nodiscard]] bool closes_here(const Event& event);
 
+// Leaks are grouped by the first frame in the user's own code (first_user_frame()), so one line
+// of the user's code is one group however the runtime below it got to connect(); by the whole
+// call site when no frame is the user's.
 struct LeakGroup {
-    CallSite call_site;
+    CallSite call_site;                    // the oldest leak's
+    std::optional<std::size_t> user_frame; // index into call_site.frames
     std::string thread;
     PeerKey peer;
     std::vector<Leak> leaks; // oldest first
@@ -131,7 +129,9 @@ struct LedgerReport {
     // unknown (the process exited first, or its sockets could not be read at the end).
     std::uint64_t last_data_unknown = 0;
     std::uint64_t unknown_events = 0; // events of connections whose open was not seen
-    std::vector<LeakGroup> groups;    // most leaks first
+    // Held connections not judged because a record of theirs was lost (ring buffer full).
+    std::vector<std::uint64_t> incomplete;
+    std::vector<LeakGroup> groups; // most leaks first
     // CLOSE_WAIT younger than LedgerConfig::close_wait_min_age_ns at the end: held, but not
     // leaked (yet). Oldest first.
     std::vector<Leak> not_closed_yet;
@@ -147,6 +147,8 @@ public:
     // When data last arrived on a connection, from its tcp_info at the end (trace/last_data.hpp):
     // the word a zombie needs. Earlier than the open time means no data since the open.
     void note_last_data(std::uint64_t connection, std::uint64_t time_ns);
+    // A record of the connection was lost: what the ledger knows of it has a hole.
+    void note_incomplete(std::uint64_t connection);
     [[nodiscard]] const Connection* find(std::uint64_t connection) const;
     [[nodiscard]] const std::map<std::uint64_t, Connection>& connections() const {
         return connections_;

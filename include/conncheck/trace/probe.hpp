@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace conncheck::trace {
 
@@ -21,6 +22,13 @@ struct ProbeConfig {
     // unix), about 170 ns each here, so nobody pays it who did not ask.
     std::uint64_t silence_ns = 0;
 };
+
+// What the probe records for a target process (src/bpf/trace_event.h, enum cc_target_flags).
+namespace target_flag {
+// The registers and 8 KiB of the user stack at each connect, for unwinding from the tables:
+// for code without frame pointers, at a few us more per connection (scripts/bench-trace).
+inline constexpr std::uint32_t copy_stack = 1;
+} // namespace target_flag
 
 struct ProbeCounters {
     std::uint64_t untracked_connections = 0; // opened while max_connections were tracked
@@ -43,7 +51,9 @@ public:
     // listening (drain() then calls it; accepts in the moment before are missed). Following
     // accept() takes a program on every system call's exit, which slows every system call on
     // the host a little: a client that never listens does not pay it.
-    void add_target(pid_t pid);
+    // `flags`: what to record beyond the frame-pointer walk (target_flag); add_target() again
+    // with other flags changes them for the connections opened from then on.
+    void add_target(pid_t pid, std::uint32_t flags = 0);
     void follow_accepts();
     [[nodiscard]] bool follows_accepts() const;
     // A file descriptor that becomes readable when the ring buffer fills up (for poll()). The
@@ -55,6 +65,9 @@ public:
     // Hands every waiting event to `sink`, in the order the kernel wrote them; returns how many.
     std::size_t drain(const std::function<void(const Event&)>& sink);
     [[nodiscard]] ProbeCounters counters() const;
+    // The connections with a record lost to a full ring buffer (the last 4096): their account
+    // has a hole, so they are not judged.
+    [[nodiscard]] std::vector<std::uint64_t> incomplete_connections() const;
     // Whether the probe follows received data (ProbeConfig::silence_ns is not 0).
     [[nodiscard]] bool follows_data() const;
 

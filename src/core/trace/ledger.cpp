@@ -120,6 +120,11 @@ void Ledger::note_last_data(std::uint64_t connection, std::uint64_t time_ns) {
     it->second.last_data_known = true;
 }
 
+void Ledger::note_incomplete(std::uint64_t connection) {
+    if (const auto it = connections_.find(connection); it != connections_.end())
+        it->second.incomplete = true;
+}
+
 const Connection* Ledger::find(std::uint64_t connection) const {
     const auto it = connections_.find(connection);
     return it == connections_.end() ? nullptr : &it->second;
@@ -136,11 +141,11 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns, std::vector<Lea
         });
 
     std::vector<LeakGroup> out;
-    std::map<std::tuple<CallSite, std::string, PeerKey>, LeakGroup> groups;
+    std::map<std::tuple<std::optional<Frame>, CallSite, std::string, PeerKey>, LeakGroup> groups;
     // A named reference, not a structured binding: lambdas below capture it (clang 14).
     for (const auto& entry : connections_) {
         const Connection& c = entry.second;
-        if (!c.held()) continue;
+        if (!c.held() || c.incomplete) continue;
         std::optional<Leak> leak;
         if (c.state == TcpState::close_wait && c.peer_closed_ns) {
             leak = Leak{LeakKind::close_wait, c, *c.peer_closed_ns, 0, 0, 0};
@@ -167,8 +172,13 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns, std::vector<Lea
         }
         if (!leak) continue;
         const PeerKey peer = peer_of(c);
-        LeakGroup& g = groups[{c.call_site, c.thread, peer}];
-        g.call_site = c.call_site;
+        const std::optional<std::size_t> user = first_user_frame(c.call_site);
+        LeakGroup& g = user ? groups[{c.call_site.frames[*user], {}, c.thread, peer}]
+                            : groups[{std::nullopt, c.call_site, c.thread, peer}];
+        if (g.leaks.empty()) {
+            g.call_site = c.call_site;
+            g.user_frame = user;
+        }
         g.thread = c.thread;
         g.peer = peer;
         g.leaks.push_back(std::move(*leak));
@@ -242,6 +252,7 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
     r.unknown_events = unknown_events_;
     r.connections = connections_.size();
     for (const auto& [id, c] : connections_) {
+        if (c.incomplete) r.incomplete.push_back(id);
         if (!c.held()) continue;
         ++r.held;
         if (c.state == TcpState::established && !c.reset_ns && !c.last_data_known)

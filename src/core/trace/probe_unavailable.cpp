@@ -15,7 +15,7 @@ Probe::Probe(const ProbeConfig&) {
     throw Error(Errc::source_unavailable, unavailable_reason());
 }
 Probe::~Probe() = default;
-void Probe::add_target(pid_t) {}
+void Probe::add_target(pid_t, std::uint32_t) {}
 void Probe::follow_accepts() {}
 bool Probe::follows_accepts() const {
     return false;
@@ -27,6 +27,9 @@ std::size_t Probe::drain(const std::function<void(const Event&)>&) {
     return 0;
 }
 ProbeCounters Probe::counters() const {
+    return {};
+}
+std::vector<std::uint64_t> Probe::incomplete_connections() const {
     return {};
 }
 bool Probe::follows_data() const {
