@@ -164,9 +164,10 @@ void log_destroyed(const shed::Candidate& c, const std::string& comm, const shed
 constexpr std::string_view what_it_does =
     "What closing does: the kernel aborts each socket (SOCK_DESTROY): the peer gets a reset "
     "(RST),\nthe process's next write on it fails with ECONNABORTED (a read first returns data "
-    "already\nreceived), its local port and four-tuple are released and its send queue freed at "
-    "once.\nUnread data stays allocated until the process closes the socket, and the file "
-    "descriptor\nstays open in the process: fd exhaustion still needs the fix or a restart.\n";
+    "already\nreceived), its four-tuple is released (and its local port, unless the process bound "
+    "it itself)\nand its send queue freed at once. Received data stays allocated until the "
+    "process closes the\nsocket, and the file descriptor stays open in the process: fd "
+    "exhaustion still needs the fix\nor a restart.\n";
 
 struct Row {
     const shed::Candidate* candidate;
@@ -297,8 +298,8 @@ void print_json(const std::vector<Row>& rows, const std::map<pid_t, std::string>
 void setup_close(CLI::App& app, CloseOptions& options) {
     app.footer("Without --yes nothing is touched: the sockets that would be closed are listed, "
                "with why.\nClosing aborts each socket in the kernel (SOCK_DESTROY): the peer gets "
-               "a reset, the process's\nnext write fails with ECONNABORTED, the port and send "
-               "queue are freed; the fd stays open in\nthe process (fd exhaustion still needs "
+               "a reset, the process's\nnext write fails with ECONNABORTED, the four-tuple and "
+               "send queue are freed; the fd stays open\nin the process (fd exhaustion still needs "
                "the fix or a restart). Never a LISTEN socket, never\nanother process's, never "
                "one that received data within --idle.\n"
                "Exit status: 0 every selected socket closed (or previewed), 1 some could not be "
