@@ -78,7 +78,7 @@ struct Refused {
 // aborted): state CLOSE, in none of the tables sock_diag reads, so SOCK_DESTROY cannot reach
 // them, and the kernel has nothing left to free but the socket itself, which only the process's
 // close() releases.
-struct HeldClosed {
+struct HeldAfterClose {
     pid_t pid = 0;
     std::uint64_t count = 0;
 };
@@ -86,7 +86,7 @@ struct HeldClosed {
 struct Plan {
     std::vector<Candidate> selected; // by pid, then cookie; a socket held by two processes once
     std::vector<Refused> refused;    // in the order Request::cookies names them
-    std::vector<HeldClosed> held_closed;
+    std::vector<HeldAfterClose> held_after_close;
 };
 
 // The sockets of `processes` that `request` selects, and why named cookies are not. Only sockets

@@ -207,7 +207,7 @@ void print_text(const std::vector<Row>& rows, const std::map<pid_t, std::string>
     for (const auto& r : plan.refused)
         fmt::print("cookie {}: not closed: {}\n", cookie_text(r.cookie),
                    refusal_text(r.why, r.socket ? &*r.socket : nullptr));
-    for (const auto& h : plan.held_closed)
+    for (const auto& h : plan.held_after_close)
         fmt::print("pid {} ({}) also holds {} TCP {} that TCP has finished with (reset by the "
                    "peer or aborted:\n  state CLOSE, in no sock_diag table): the kernel has "
                    "nothing left to abort or free there;\n  only the process's close() "
@@ -282,14 +282,14 @@ void print_json(const std::vector<Row>& rows, const std::map<pid_t, std::string>
         refused.push_back(std::move(j));
     }
     nlohmann::json held = nlohmann::json::array();
-    for (const auto& h : plan.held_closed)
+    for (const auto& h : plan.held_after_close)
         held.push_back({{"pid", h.pid}, {"count", h.count}});
     const nlohmann::json doc = {{"schema", 1},
                                 {"mode", options.yes ? "close" : "preview"},
                                 {"idle_threshold_seconds", options.idle_seconds},
                                 {"sockets", std::move(sockets)},
                                 {"refused", std::move(refused)},
-                                {"held_closed", std::move(held)}};
+                                {"held_after_close", std::move(held)}};
     fmt::print("{}\n", doc.dump(2));
 }
 
@@ -314,10 +314,10 @@ void setup_close(CLI::App& app, CloseOptions& options) {
                  "ESTABLISHED connections silent for --idle while another connection to the same "
                  "peer received data within it (a reconnect that left the old one open)")
         ->group(group);
-    app.add_flag("--reset-held", options.reset_held,
-                 "TCP sockets the process holds after TCP finished with them (reset by the peer): "
-                 "listed, but the kernel has nothing to abort there; only the process's close() "
-                 "releases them")
+    app.add_flag("--held-after-close", options.held_after_close,
+                 "TCP sockets the process still holds after TCP finished with them (reset, timed "
+                 "out, never connected): listed, but the kernel has nothing to abort there; only "
+                 "the process's close() releases them")
         ->group(group);
     app.add_option("--cookie", options.cookies,
                    "Exactly these sockets (from --json, trace or ss -e); with --close-wait or "
@@ -338,9 +338,10 @@ int run_close(const CloseOptions& options) {
         if (!has_selector(options.selector))
             throw Error(Errc::usage, "close needs the processes whose sockets to close: --pid, "
                                      "--pidfile, --name, --exe, --unit or --cgroup");
-        if (!options.close_wait && !options.stale && !options.reset_held && options.cookies.empty())
+        if (!options.close_wait && !options.stale && !options.held_after_close &&
+            options.cookies.empty())
             throw Error(Errc::usage, "say which sockets to close: --close-wait, --stale, "
-                                     "--reset-held or --cookie");
+                                     "--held-after-close or --cookie");
         const shed::Request request = make_request(options);
 
         scan::Config config;
@@ -358,7 +359,7 @@ int run_close(const CloseOptions& options) {
         for (const auto& p : snapshot.processes)
             comms[p.info.pid] = p.info.comm;
         shed::Plan plan = shed::plan(snapshot.processes, request);
-        if (!options.reset_held) plan.held_closed.clear();
+        if (!options.held_after_close) plan.held_after_close.clear();
 
         std::vector<shed::Outcome> outcomes;
         if (options.yes) {
@@ -394,7 +395,7 @@ int run_close(const CloseOptions& options) {
             failed.push_back(fmt::format("{} ({})", cookie_text(r.cookie),
                                          refusal_text(r.why, r.socket ? &*r.socket : nullptr)));
         if (options.yes)
-            for (const auto& h : plan.held_closed)
+            for (const auto& h : plan.held_after_close)
                 failed.push_back(fmt::format("{} TCP {} of pid {} that TCP has finished with (only "
                                              "the process's close() releases them)",
                                              h.count, h.count == 1 ? "socket" : "sockets", h.pid));

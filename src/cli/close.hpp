@@ -15,7 +15,7 @@ struct CloseOptions {
     SelectorOptions selector;
     bool close_wait = false;
     bool stale = false;
-    bool reset_held = false;
+    bool held_after_close = false;
     std::vector<std::string> cookies; // as typed, one string per --cookie: "0x38dc4,0x38dc8"
     std::vector<std::string> peers;   // ADDR:PORT
     std::uint32_t idle_seconds = 60;

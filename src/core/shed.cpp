@@ -133,7 +133,8 @@ Plan plan(const std::vector<scan::ProcessSnapshot>& processes, const Request& re
         if (request.stale)
             for (const auto& c : analysis::stale_duplicates(p.sockets, request.idle_ms))
                 stale.emplace(c.socket, c.live);
-        if (p.other_sockets.tcp > 0) out.held_closed.push_back({p.info.pid, p.other_sockets.tcp});
+        if (p.other_sockets.tcp > 0)
+            out.held_after_close.push_back({p.info.pid, p.other_sockets.tcp});
         if (!by_finding && request.cookies.empty()) continue; // nothing asked for, nothing chosen
         for (const SocketRecord& s : p.sockets) {
             const bool is_named = contains(request.cookies, s.cookie);

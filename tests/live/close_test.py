@@ -314,13 +314,13 @@ def main():
     check(r.returncode == 0 and "No socket is selected" in r.stdout,
           f"a second run finds nothing: {r.returncode} {r.stdout} {r.stderr}")
     # The aborted sockets are now TCP CLOSE, still held: only the process's close() frees them.
-    r = conncheck("close", "--pid", pid, "--reset-held", "--json")
-    held = json.loads(r.stdout).get("held_closed", []) if r.returncode == 0 else []
+    r = conncheck("close", "--pid", pid, "--held-after-close", "--json")
+    held = json.loads(r.stdout).get("held_after_close", []) if r.returncode == 0 else []
     check(held == [{"pid": target.pid, "count": 4}], f"4 sockets held after TCP: {r.stdout}")
-    r = conncheck("close", "--pid", pid, "--reset-held")
+    r = conncheck("close", "--pid", pid, "--held-after-close")
     check(r.returncode == 0 and "only the process's close()" in r.stdout,
           f"the preview says only close() releases them: {r.returncode} {r.stdout}")
-    r = conncheck("close", "--pid", pid, "--reset-held", "--yes")
+    r = conncheck("close", "--pid", pid, "--held-after-close", "--yes")
     check(r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "close()" in r.stderr,
           f"--yes cannot close them: {r.returncode} {r.stderr}")
     # A named cookie that is gone: exit 1, named on one line.

@@ -87,8 +87,8 @@ TEST_CASE("nothing asked for selects nothing, and still counts what only close()
     p.other_sockets.tcp = 2;
     const auto plan = shed::plan({p}, shed::Request{});
     CHECK(plan.selected.empty());
-    REQUIRE(plan.held_closed.size() == 1);
-    CHECK(plan.held_closed[0].count == 2);
+    REQUIRE(plan.held_after_close.size() == 1);
+    CHECK(plan.held_after_close[0].count == 2);
 }
 
 TEST_CASE("--stale selects zombies only where another connection to the same peer is live") {
@@ -193,9 +193,9 @@ TEST_CASE("sockets TCP has finished with are reported, never selected") {
     r.close_wait = true;
     const auto plan = shed::plan({p}, r);
     CHECK(plan.selected.size() == 1);
-    REQUIRE(plan.held_closed.size() == 1);
-    CHECK(plan.held_closed[0].pid == 5);
-    CHECK(plan.held_closed[0].count == 3);
+    REQUIRE(plan.held_after_close.size() == 1);
+    CHECK(plan.held_after_close[0].pid == 5);
+    CHECK(plan.held_after_close[0].count == 3);
 }
 
 TEST_CASE("the re-check before the abort refuses a socket that changed") {
