@@ -105,6 +105,16 @@ struct HostReport {
     std::chrono::system_clock::time_point taken_at{};
 };
 
+// An ESTABLISHED connection that received nothing for over the idle threshold while another
+// connection to the same peer received data within it: the reconnect that left the old one open.
+struct StaleConnection {
+    const SocketRecord* socket = nullptr;
+    const SocketRecord* live = nullptr; // the sibling that received data most recently
+};
+// Every stale connection among `sockets` (one process's), grouped by peer.
+[[nodiscard]] std::vector<StaleConnection>
+stale_duplicates(const std::vector<SocketRecord>& sockets, std::uint32_t idle_ms);
+
 // The individual detectors, each testable on hand-built records.
 [[nodiscard]] std::optional<Finding> find_close_wait(const std::vector<SocketRecord>& sockets,
                                                      const Config& config);

@@ -17,10 +17,16 @@ enum class Access {
     // Creating a file in a directory that belongs to another user (node_exporter's textfile
     // directory is root's): CAP_DAC_OVERRIDE.
     write_directory,
+    // SOCK_DESTROY through sock_diag: CAP_NET_ADMIN in the socket's network namespace.
+    destroy_sockets,
 };
 
 // The capabilities `access` takes, by name ("CAP_SYS_PTRACE").
 [[nodiscard]] std::vector<std::string> required(Access access);
+
+// Whether the calling thread holds every capability `access` takes (a security module may
+// still refuse).
+[[nodiscard]] bool granted(Access access);
 
 // The parenthesis to append to a permission error: "needs CAP_DAC_READ_SEARCH" naming the
 // missing ones, or, when none is missing, "refused even to root: a ptrace restriction or security

@@ -63,6 +63,10 @@ struct Endpoint {
 // families is one peer (one row, one key for TIME_WAIT attribution). Every parser calls this.
 [[nodiscard]] Endpoint canonical_endpoint(const Endpoint& e);
 
+// "1.2.3.4:443", "[2001:db8::1]:443", "[::ffff:1.2.3.4]:443" (canonical); nullopt for anything
+// else: a host name, a missing or zero port, an unbracketed IPv6 address.
+[[nodiscard]] std::optional<Endpoint> parse_endpoint(std::string_view text);
+
 struct EndpointHash {
     std::size_t operator()(const Endpoint& e) const noexcept;
 };

@@ -2,6 +2,7 @@
 // run, errors mapped to exit codes.
 #include "audit.hpp"
 #include "check.hpp"
+#include "close.hpp"
 #include "common.hpp"
 #include "completions.hpp"
 #include "export.hpp"
@@ -107,6 +108,12 @@ std::vector<Subcommand> subcommands() {
         "Prometheus metrics of the selected processes, on stdout or as a textfile for "
         "node_exporter",
         setup_export, run_export));
+    table.push_back(subcommand<CloseOptions>(
+        "close",
+        "Close a process's leaked connections without restarting it: CLOSE_WAIT, stale "
+        "duplicates or exact cookies, aborted by the kernel (the peer gets a reset). Previews "
+        "unless --yes",
+        setup_close, run_close));
     table.push_back(subcommand<CompletionsOptions>(
         "completions",
         "Print the completion script for bash, zsh or fish, made from these very options (the "

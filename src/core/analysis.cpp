@@ -119,28 +119,37 @@ std::optional<Finding> find_close_wait(const std::vector<SocketRecord>& sockets,
     return f;
 }
 
-std::optional<Finding> find_stale_duplicates(const std::vector<SocketRecord>& sockets,
-                                             const Config& config) {
+std::vector<StaleConnection> stale_duplicates(const std::vector<SocketRecord>& sockets,
+                                              std::uint32_t idle_ms) {
     std::map<Endpoint, std::vector<const SocketRecord*>> by_remote;
     for (const auto& s : sockets)
         if (s.state == TcpState::established && s.info) by_remote[s.remote].push_back(&s);
 
-    std::vector<const SocketRecord*> stale;
-    std::uint64_t peers_live = 0;
+    std::vector<StaleConnection> stale;
     for (const auto& [remote, group] : by_remote) {
         if (group.size() < 2) continue;
-        std::vector<const SocketRecord*> silent;
-        bool sibling_live = false;
-        for (const SocketRecord* s : group) {
-            if (s->info->last_data_recv_ms > config.idle_ms)
-                silent.push_back(s);
-            else
-                sibling_live = true;
-        }
-        if (!sibling_live || silent.empty()) continue;
-        ++peers_live;
-        stale.insert(stale.end(), silent.begin(), silent.end());
+        const SocketRecord* live = nullptr;
+        for (const SocketRecord* s : group)
+            if (s->info->last_data_recv_ms <= idle_ms &&
+                (live == nullptr || s->info->last_data_recv_ms < live->info->last_data_recv_ms))
+                live = s;
+        if (live == nullptr) continue;
+        for (const SocketRecord* s : group)
+            if (s->info->last_data_recv_ms > idle_ms) stale.push_back({s, live});
     }
+    return stale;
+}
+
+std::optional<Finding> find_stale_duplicates(const std::vector<SocketRecord>& sockets,
+                                             const Config& config) {
+    std::vector<const SocketRecord*> stale;
+    std::vector<const SocketRecord*> live_peers;
+    for (const StaleConnection& c : stale_duplicates(sockets, config.idle_ms)) {
+        stale.push_back(c.socket);
+        if (std::find(live_peers.begin(), live_peers.end(), c.live) == live_peers.end())
+            live_peers.push_back(c.live);
+    }
+    const std::uint64_t peers_live = live_peers.size();
     if (stale.empty()) return std::nullopt;
 
     Finding f;

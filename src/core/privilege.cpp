@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace conncheck::privilege {
@@ -32,6 +33,8 @@ std::vector<Capability> capabilities(Access access) {
         return {{CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}};
     case Access::write_directory:
         return {{CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE"}};
+    case Access::destroy_sockets:
+        return {{CAP_NET_ADMIN, "CAP_NET_ADMIN"}};
     }
     return {};
 }
@@ -45,6 +48,10 @@ bool effective(int capability) {
     return (data[word].effective & (1U << (capability % 32))) != 0;
 }
 
+bool held(const Capability& c) {
+    return effective(c.number) || (c.also_sufficient >= 0 && effective(c.also_sufficient));
+}
+
 } // namespace
 
 std::vector<std::string> required(Access access) {
@@ -54,11 +61,15 @@ std::vector<std::string> required(Access access) {
     return names;
 }
 
+bool granted(Access access) {
+    const auto needed = capabilities(access);
+    return std::all_of(needed.begin(), needed.end(), held);
+}
+
 std::string hint(Access access) {
     std::vector<std::string> missing;
     for (const auto& c : capabilities(access))
-        if (!effective(c.number) && (c.also_sufficient < 0 || !effective(c.also_sufficient)))
-            missing.emplace_back(c.name);
+        if (!held(c)) missing.emplace_back(c.name);
     if (!missing.empty()) return fmt::format("needs {}", fmt::join(missing, " and "));
     const std::string who = ::geteuid() == 0
                                 ? std::string("root")

@@ -6,7 +6,9 @@
 #include <charconv>
 #include <iterator>
 #include <netinet/in.h>
+#include <string>
 #include <sys/socket.h>
+#include <system_error>
 
 namespace conncheck {
 
@@ -115,6 +117,31 @@ Endpoint canonical_endpoint(const Endpoint& e) {
     std::copy(e.addr.begin() + 12, e.addr.end(), v4.addr.begin());
     v4.port = e.port;
     return v4;
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+    std::string_view host = text.substr(0, colon);
+    const std::string_view port_text = text.substr(colon + 1);
+    unsigned port = 0;
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535)
+        return std::nullopt;
+    Endpoint e;
+    e.port = static_cast<std::uint16_t>(port);
+    const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    const std::string address(bracketed ? host.substr(1, host.size() - 2) : host);
+    if (bracketed) {
+        if (inet_pton(AF_INET6, address.c_str(), e.addr.data()) != 1) return std::nullopt;
+        e.family = AF_INET6;
+    } else {
+        if (inet_pton(AF_INET, address.c_str(), e.addr.data()) != 1) return std::nullopt;
+        e.family = AF_INET;
+    }
+    return canonical_endpoint(e);
 }
 
 std::uint32_t unread_data_bytes(TcpState state, std::uint32_t rqueue) {

@@ -24,4 +24,9 @@ namespace conncheck::diag {
 void append_exact_request(std::vector<std::uint32_t>& out, const SocketRecord& s, std::uint32_t seq,
                           std::uint8_t ext);
 
+// Appends a SOCK_DESTROY for `s` (the same 4-tuple, interface and cookie) to `out`, asking for
+// an acknowledgement.
+void append_destroy_request(std::vector<std::uint32_t>& out, const SocketRecord& s,
+                            std::uint32_t seq);
+
 } // namespace conncheck::diag

@@ -391,10 +391,75 @@ private:
     std::size_t rcvbuf_ = 0;
 };
 
+class NetlinkDestroyer final : public SocketDestroyer {
+public:
+    explicit NetlinkDestroyer(int netns_fd)
+        : nl_(open_socket(netns_fd)), seq_(static_cast<std::uint32_t>(time(nullptr))) {}
+
+    DestroyAnswer destroy(const SocketRecord& socket) override {
+        seq_ = seq_ + 1 == 0 ? 1 : seq_ + 1;
+        std::vector<std::uint32_t> out;
+        append_destroy_request(out, socket, seq_);
+        for (;;) {
+            if (mnl_socket_sendto(nl_.get(), out.data(), out.size() * 4) >= 0) break;
+            if (errno != EINTR) fail(Errc::io, "cannot send a SOCK_DESTROY request", errno);
+        }
+        const int err = await_ack();
+        switch (err) {
+        case 0:
+            return {DestroyResult::destroyed, 0};
+        case ENOENT:
+            return {DestroyResult::gone, err};
+        case ESTALE:
+            return {DestroyResult::replaced, err};
+        case EPERM:
+        case EACCES:
+            return {DestroyResult::not_permitted, err};
+        default:
+            return {DestroyResult::refused, err};
+        }
+    }
+
+private:
+    // The errno of the acknowledgement that answers request seq_ (0 for success); answers to
+    // other requests are skipped.
+    int await_ack() {
+        const std::uint32_t portid = mnl_socket_get_portid(nl_.get());
+        for (;;) {
+            const ssize_t n = mnl_socket_recvfrom(nl_.get(), buffer_.data(), buffer_.size() * 4);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail(Errc::io, "cannot receive the answer to SOCK_DESTROY", errno);
+            }
+            const auto* bytes = reinterpret_cast<const unsigned char*>(buffer_.data());
+            auto left = static_cast<std::size_t>(n);
+            for (std::size_t at = 0; left - at >= NLMSG_HDRLEN;) {
+                const auto* m = reinterpret_cast<const nlmsghdr*>(bytes + at);
+                if (m->nlmsg_len < NLMSG_HDRLEN || m->nlmsg_len > left - at) break;
+                if (m->nlmsg_type == NLMSG_ERROR && m->nlmsg_seq == seq_ && m->nlmsg_pid == portid)
+                    return message_errno(m);
+                const std::size_t step = NLMSG_ALIGN(m->nlmsg_len);
+                if (step >= left - at) break;
+                at += step;
+            }
+        }
+    }
+
+    MnlSocket nl_;
+    std::uint32_t seq_;
+    std::vector<std::uint32_t> buffer_ = std::vector<std::uint32_t>(2048);
+};
+
 } // namespace
+
+SocketDestroyer::~SocketDestroyer() = default;
 
 std::unique_ptr<SocketSource> open_netlink(const NetlinkOptions& options) {
     return std::make_unique<NetlinkSource>(options);
+}
+
+std::unique_ptr<SocketDestroyer> open_destroyer(int netns_fd) {
+    return std::make_unique<NetlinkDestroyer>(netns_fd);
 }
 
 } // namespace conncheck::diag

@@ -76,16 +76,18 @@ std::vector<std::uint32_t> dump_request(const DumpRequest& request, std::uint32_
     return buf;
 }
 
-// One exact request: SOCK_DIAG_BY_FAMILY without NLM_F_DUMP, the socket named by its 4-tuple,
-// interface and cookie (the kernel looks the 4-tuple up, then checks the cookie).
-void append_exact_request(std::vector<std::uint32_t>& out, const SocketRecord& s, std::uint32_t seq,
-                          std::uint8_t ext) {
+namespace {
+
+// A request for one socket, named by its 4-tuple, interface and cookie: the kernel looks the
+// 4-tuple up, then checks the cookie (ESTALE when a newer socket holds the 4-tuple).
+void append_one_socket(std::vector<std::uint32_t>& out, const SocketRecord& s, std::uint32_t seq,
+                       std::uint16_t type, std::uint16_t flags, std::uint8_t ext) {
     constexpr std::size_t len = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(inet_diag_req_v2));
     const std::size_t at = out.size();
     out.resize(at + len / 4, 0);
     nlmsghdr* nlh = mnl_nlmsg_put_header(out.data() + at);
-    nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    nlh->nlmsg_flags = NLM_F_REQUEST;
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = flags;
     nlh->nlmsg_seq = seq;
     auto* req =
         static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
@@ -101,6 +103,20 @@ void append_exact_request(std::vector<std::uint32_t>& out, const SocketRecord& s
     req->id.idiag_if = s.interface;
     req->id.idiag_cookie[0] = static_cast<std::uint32_t>(s.cookie);
     req->id.idiag_cookie[1] = static_cast<std::uint32_t>(s.cookie >> 32);
+}
+
+} // namespace
+
+// SOCK_DIAG_BY_FAMILY without NLM_F_DUMP.
+void append_exact_request(std::vector<std::uint32_t>& out, const SocketRecord& s, std::uint32_t seq,
+                          std::uint8_t ext) {
+    append_one_socket(out, s, seq, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, ext);
+}
+
+// SOCK_DESTROY answers only with an error message; NLM_F_ACK makes it answer success too.
+void append_destroy_request(std::vector<std::uint32_t>& out, const SocketRecord& s,
+                            std::uint32_t seq) {
+    append_one_socket(out, s, seq, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, 0);
 }
 
 } // namespace conncheck::diag
