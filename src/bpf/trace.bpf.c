@@ -31,6 +31,14 @@ struct {
     __type(value, __u8);
 } targets SEC(".maps");
 
+/* The CPython targets: where their interpreter's frames are (trace_event.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, struct cc_python_target);
+} python_targets SEC(".maps");
+
 /* Sized by the loader (the tracked-connection cap) before load. */
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -129,6 +137,84 @@ static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, 
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 
+/* Threads of one interpreter looked at before giving up on finding the current one. */
+#define CC_PY_THREADS 256
+
+static __always_inline __u64 read_user_u64(__u64 addr, long *err) {
+    __u64 value = 0;
+    *err = bpf_probe_read_user(&value, sizeof(value), (const void *)addr);
+    return value;
+}
+
+/* A word of a frame copied into words[], at a byte offset user space gave. */
+static __always_inline __u64 frame_field(const __u64 *words, __u16 offset) {
+    __u32 index = offset / 8;
+    if (index >= CC_PY_FRAME_BYTES / 8)
+        return 0;
+    return words[index] >> ((offset % 8) * 8);
+}
+
+/* The calling thread's CPython frames. Its thread state is found by its kernel thread id, not as
+ * the holder of the GIL: connect() releases the GIL around the system call. */
+static __always_inline void read_python_frames(struct cc_open_event *e, __u32 tgid, __u32 tid) {
+    const struct cc_python_target *py = bpf_map_lookup_elem(&python_targets, &tgid);
+    if (!py)
+        return;
+    long err = 0;
+    __u64 interp = read_user_u64(py->runtime + py->interpreters_head, &err);
+    __u64 tstate = err == 0 && interp ? read_user_u64(interp + py->threads_head, &err) : 0;
+    if (err != 0) {
+        e->py_status = CC_PY_THREADS_FAULT;
+        return;
+    }
+    __u64 found = 0;
+    for (int i = 0; i < CC_PY_THREADS && tstate; i++) {
+        __u64 native_id = read_user_u64(tstate + py->thread_native_id, &err);
+        if (err != 0)
+            break;
+        if ((__u32)native_id == tid) {
+            found = tstate;
+            break;
+        }
+        tstate = read_user_u64(tstate + py->thread_next, &err);
+        if (err != 0)
+            break;
+    }
+    if (err != 0) {
+        e->py_status = CC_PY_THREADS_FAULT;
+        return;
+    }
+    if (!found) {
+        e->py_status = CC_PY_NO_THREAD;
+        return;
+    }
+    e->py_tstate = found;
+    __u64 cframe = read_user_u64(found + py->thread_cframe, &err);
+    __u64 frame = err == 0 && cframe ? read_user_u64(cframe + py->cframe_current, &err) : 0;
+    if (err != 0) {
+        e->py_status = CC_PY_FRAME_FAULT;
+        return;
+    }
+    __u64 words[CC_PY_FRAME_BYTES / 8];
+    e->py_status = CC_PY_OK;
+    for (int i = 0; i < CC_PY_FRAMES; i++) {
+        if (!frame)
+            return;
+        if (bpf_probe_read_user(words, sizeof(words), (const void *)frame) != 0) {
+            e->py_status = CC_PY_FRAME_FAULT;
+            return;
+        }
+        e->py_code[i] = frame_field(words, py->frame_code);
+        e->py_instr[i] = frame_field(words, py->frame_instr);
+        if (frame_field(words, py->frame_is_entry) & 0xff)
+            e->py_entry |= 1U << i;
+        e->py_frames = i + 1;
+        frame = frame_field(words, py->frame_previous);
+    }
+    if (frame)
+        e->py_status = CC_PY_TRUNCATED;
+}
+
 /* Registers a socket the current (target) thread just opened and reports it with its user stack. */
 /* `cookie` is 0 where sk is not a trusted pointer and the socket has none yet. */
 static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie, __u32 tgid,
@@ -169,6 +255,8 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
     e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
     long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
     e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
+    if (e->base.flags & CC_FLAG_TASK)
+        read_python_frames(e, tgid, e->base.tid);
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 

@@ -1,6 +1,8 @@
 // The Symbolizer of a build without libdw: raw addresses.
 #include "conncheck/trace/symbolize.hpp"
 
+#include "conncheck/trace/python.hpp"
+
 #include <fmt/core.h>
 
 namespace conncheck::trace {
@@ -18,3 +20,11 @@ CallSite Symbolizer::call_site(const Event& opened) {
 }
 
 } // namespace conncheck::trace
+
+namespace conncheck::trace::python {
+
+std::optional<Runtime> find_runtime(pid_t) {
+    return std::nullopt;
+}
+
+} // namespace conncheck::trace::python
