@@ -28,7 +28,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 64);
     __type(key, __u32);
-    __type(value, __u8);
+    __type(value, __u32); /* enum cc_target_flags */
 } targets SEC(".maps");
 
 /* The CPython targets: where their interpreter's frames are (trace_event.h). */
@@ -68,8 +68,13 @@ static __always_inline __u64 wakeup_flags(void) {
                                                                      : BPF_RB_NO_WAKEUP;
 }
 
+/* The target's flags (enum cc_target_flags), or NULL when the process is no target. */
+static __always_inline __u32 *target_flags(__u32 tgid) {
+    return bpf_map_lookup_elem(&targets, &tgid);
+}
+
 static __always_inline bool is_target(__u32 tgid) {
-    return bpf_map_lookup_elem(&targets, &tgid) != 0;
+    return target_flags(tgid) != 0;
 }
 
 /* Every socket pointer here is a BTF one (a tracepoint's argument, or bpf_rdonly_cast()), so its
@@ -156,10 +161,18 @@ static __always_inline __u64 frame_field(const __u64 *words, __u16 offset) {
 
 /* The calling thread's CPython frames. Its thread state is found by its kernel thread id, not as
  * the holder of the GIL: connect() releases the GIL around the system call. */
-static __always_inline void read_python_frames(struct cc_open_event *e, __u32 tgid, __u32 tid) {
+static __always_inline void read_python_frames(struct cc_open_event *e, __u32 tgid) {
+    e->py_status = CC_PY_NONE;
+    e->py_frames = 0;
+    e->py_pad = 0;
+    e->py_entry = 0;
+    e->py_tstate = 0;
+    if (!(e->base.flags & CC_FLAG_TASK))
+        return;
     const struct cc_python_target *py = bpf_map_lookup_elem(&python_targets, &tgid);
     if (!py)
         return;
+    __u32 tid = e->base.tid;
     long err = 0;
     __u64 interp = read_user_u64(py->runtime + py->interpreters_head, &err);
     __u64 tstate = err == 0 && interp ? read_user_u64(interp + py->threads_head, &err) : 0;
@@ -215,10 +228,58 @@ static __always_inline void read_python_frames(struct cc_open_event *e, __u32 tg
         e->py_status = CC_PY_TRUNCATED;
 }
 
-/* Registers a socket the current (target) thread just opened and reports it with its user stack. */
+/* The opened record's fields but the stack. Every byte the decoder reads is written here or by
+ * the caller: zeroing the whole record cost more than filling it. */
+static __always_inline void fill_opened(struct cc_event *e, struct sock *sk,
+                                        const struct tracked_sock *t, __u8 state, __u32 flags) {
+    e->time_ns = t->last_data_ns;
+    e->id = t->id;
+    e->cookie = t->cookie;
+    e->tgid = t->tgid;
+    e->tid = 0;
+    e->kind = CC_EV_OPENED;
+    e->old_state = 0;
+    e->new_state = state;
+    e->flags = flags;
+    e->sk_err = 0;
+    __builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
+    __builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
+    fill_endpoints(e, sk);
+    fill_task(e, t->tgid);
+}
+
+/* The user stack as the frame pointers chain it, and the bytes at the stack pointer. */
+static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, __u64 sp) {
+    e->base.aux = sp;
+    e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
+    long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
+    e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
+}
+
+/* Copies the user stack from sp up. The main thread's stack ends a little above its environment
+ * strings: reading beyond the mapping would fail the whole read, so the copy stops there. */
+static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task_struct *task,
+                                       __u64 sp) {
+    __u64 size = CC_STACK_COPY_BYTES;
+    __u64 top = BPF_CORE_READ(task, mm, env_end);
+    if (sp < top && top - sp < size)
+        size = top - sp;
+    if (size > CC_STACK_COPY_BYTES)
+        size = CC_STACK_COPY_BYTES;
+    long err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    if (err != 0 && size > 1024) {
+        size = 1024;
+        err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    }
+    c->copy_size = err == 0 ? (__s32)size : (__s32)err;
+}
+
+/* Registers a socket the current (target) thread just opened and reports it with its user stack:
+ * the frame-pointer walk, and for a target that asked for it (CC_TARGET_COPY_STACK) the registers
+ * and a copy of the stack for unwinding from the tables. */
 /* `cookie` is 0 where sk is not a trusted pointer and the socket has none yet. */
 static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie, __u32 tgid,
-                                        __u8 state, __u32 flags) {
+                                        __u32 target, __u8 state, __u32 flags) {
     struct tracked_sock t = {};
     t.cookie = cookie;
     t.last_data_ns = bpf_ktime_get_ns();
@@ -233,30 +294,44 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
         return;
     }
 
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+#if defined(__TARGET_ARCH_x86)
+    /* The registers unwinding needs are named per architecture: x86-64 only for now. */
+    if (target & CC_TARGET_COPY_STACK) {
+        struct cc_open_copy_event *c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+        if (!c) {
+            __sync_fetch_and_add(&lost_events, 1);
+            return;
+        }
+        fill_opened(&c->open.base, sk, &t, state, flags | CC_FLAG_STACK_COPY);
+        c->regs.ip = regs->ip;
+        c->regs.sp = regs->sp;
+        c->regs.bp = regs->bp;
+        c->regs.bx = regs->bx;
+        c->regs.r12 = regs->r12;
+        c->regs.r13 = regs->r13;
+        c->regs.r14 = regs->r14;
+        c->regs.r15 = regs->r15;
+        c->pad = 0;
+        c->open.base.aux = c->regs.sp;
+        c->open.stack_size =
+            bpf_get_stack(ctx, c->open.stack, sizeof(c->open.stack), BPF_F_USER_STACK);
+        c->open.stack_bytes_size = 0; /* the copy holds these bytes */
+        copy_stack(c, task, c->regs.sp);
+        read_python_frames(&c->open, tgid);
+        bpf_ringbuf_submit(c, wakeup_flags());
+        return;
+    }
+#endif
     struct cc_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         __sync_fetch_and_add(&lost_events, 1);
         return;
     }
-    __builtin_memset(e, 0, sizeof(*e));
-    e->base.time_ns = t.last_data_ns;
-    e->base.id = t.id;
-    e->base.cookie = t.cookie;
-    e->base.tgid = tgid;
-    e->base.kind = CC_EV_OPENED;
-    e->base.new_state = state;
-    e->base.flags = flags;
-    fill_endpoints(&e->base, sk);
-    fill_task(&e->base, tgid);
-
-    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-    __u64 sp = PT_REGS_SP_CORE(regs);
-    e->base.aux = sp;
-    e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
-    long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
-    e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
-    if (e->base.flags & CC_FLAG_TASK)
-        read_python_frames(e, tgid, e->base.tid);
+    fill_opened(&e->base, sk, &t, state, flags);
+    fill_stack(ctx, e, PT_REGS_SP_CORE(regs));
+    read_python_frames(e, tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 
@@ -286,10 +361,11 @@ int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
         if (new_state != TCP_SYN_SENT && new_state != TCP_LISTEN)
             return 0;
         __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        if (!is_target(tgid))
+        __u32 *target = target_flags(tgid);
+        if (!target)
             return 0;
         if (new_state == TCP_SYN_SENT)
-            open_socket(ctx, sk, bpf_get_socket_cookie(sk), tgid, TCP_SYN_SENT, 0);
+            open_socket(ctx, sk, bpf_get_socket_cookie(sk), tgid, *target, TCP_SYN_SENT, 0);
         else
             report_listen(sk, tgid);
         return 0;
@@ -322,8 +398,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     if (ret < 0)
         return 0;
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!is_target(tgid))
+    __u32 *target = target_flags(tgid);
+    if (!target)
         return 0;
+    __u32 target_mode = *target;
     long nr = CC_SYSCALL_NR(regs);
     if (nr != CC_NR_ACCEPT && nr != CC_NR_ACCEPT4)
         return 0;
@@ -338,8 +416,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     struct sock *sk =
         bpf_rdonly_cast(BPF_CORE_READ(sock, sk), bpf_core_type_id_kernel(struct sock));
     if (sk && sk->sk_protocol == IPPROTO_TCP)
-        open_socket(ctx, sk, sk->__sk_common.skc_cookie.counter, tgid, sk->__sk_common.skc_state,
-                    CC_FLAG_ACCEPTED);
+        open_socket(ctx, sk, sk->__sk_common.skc_cookie.counter, tgid, target_mode,
+                    sk->__sk_common.skc_state, CC_FLAG_ACCEPTED);
     return 0;
 }
 

@@ -9,6 +9,14 @@
  * loader can recover the caller's return address from the unwind tables (the wrapper itself
  * keeps no frame pointer). */
 #define CC_STACK_BYTES 128
+/* The user stack copied for a target without frame pointers, unwound in user space from its
+ * unwind tables (what `perf --call-graph dwarf` copies by default). */
+#define CC_STACK_COPY_BYTES 8192
+
+/* The value of the `targets` map: what to record for a target process. */
+enum cc_target_flags {
+    CC_TARGET_COPY_STACK = 1, /* copy the user stack and registers at connect() */
+};
 
 enum cc_event_kind {
     CC_EV_OPENED = 1,    /* connect() reached SYN_SENT, or accept() returned the socket */
@@ -21,8 +29,9 @@ enum cc_event_kind {
 };
 
 enum cc_event_flags {
-    CC_FLAG_ACCEPTED = 1, /* opened by accept() */
-    CC_FLAG_TASK = 2,     /* a thread of the target process was running (tid, comm are its) */
+    CC_FLAG_ACCEPTED = 1,   /* opened by accept() */
+    CC_FLAG_TASK = 2,       /* a thread of the target process was running (tid, comm are its) */
+    CC_FLAG_STACK_COPY = 4, /* OPENED: the record is a struct cc_open_copy_event */
 };
 
 struct cc_event {
@@ -89,6 +98,29 @@ struct cc_python_target {
     __u16 frame_instr;       /* _PyInterpreterFrame.prev_instr */
     __u16 frame_is_entry;    /* _PyInterpreterFrame.is_entry (one byte) */
     __u16 pad[2];
+};
+
+/* The user registers at the system call that unwinding from the tables needs: the pc, the stack
+ * and frame pointers, and the other registers the x86-64 ABI has callees preserve. */
+struct cc_user_regs {
+    __u64 ip;
+    __u64 sp;
+    __u64 bp;
+    __u64 bx;
+    __u64 r12;
+    __u64 r13;
+    __u64 r14;
+    __u64 r15;
+};
+
+/* An opened record with the user stack copied (CC_FLAG_STACK_COPY): the frame-pointer walk, and
+ * what the unwind tables need where it stops. */
+struct cc_open_copy_event {
+    struct cc_open_event open;
+    struct cc_user_regs regs;
+    __s32 copy_size; /* bytes of copy[] filled from regs.sp up, or a negative errno */
+    __u32 pad;
+    __u8 copy[CC_STACK_COPY_BYTES];
 };
 
 /* The value of the `tracked` map, keyed by the socket's address. */

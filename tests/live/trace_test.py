@@ -96,16 +96,23 @@ def frame_pointer_target():
     times = [e["time"] for e in events]
     check(times == sorted(times), "events in time order")
 
-    # "(anonymous namespace)::leak_to_closing_peer (trace_target.cpp:80)"
-    groups = {re.search(r"(\w+) \(", g["call_site"]["frames"][1]).group(1): g
-              for g in ledger["leaks"]}
+    # Grouped by the first frame in the target's own code:
+    # "(anonymous namespace)::leak_to_closing_peer"
+    groups = {g["call_site"]["frames"][g["user_frame"]]["function"].split("::")[-1]: g
+              for g in ledger["leaks"] if g["user_frame"] is not None}
     check(set(groups) == {"leak_to_closing_peer", "reconnect_without_close"},
           f"leaks grouped by the opening function: {sorted(groups)}")
     cw = groups.get("leak_to_closing_peer", {"connections": []})
     check(cw.get("peer") == f"127.0.0.1:{ready['closer']}", "CLOSE_WAIT peer")
     check([c["kind"] for c in cw["connections"]] == ["close_wait"] * 3, "3 CLOSE_WAIT leaks")
-    check("trace_target.cpp:" in cw.get("call_site", {}).get("frames", ["", ""])[1],
+    site = cw.get("call_site", {"frames": [], "complete": False})
+    user = site["frames"][cw["user_frame"]] if site["frames"] else {}
+    check((user.get("file") or "").endswith("trace_target.cpp") and user.get("line"),
           "the call site has file:line")
+    check(site["complete"] and site["stops"] is None,
+          f"frame pointers up to the thread's start: complete ({site.get('stops')})")
+    check(site["frames"] and site["frames"][0]["module"].endswith(".so.6")
+          and cw["user_frame"] > 0, "libc's wrapper is below the user's frame")
     for c in cw["connections"]:
         check(c["opened"] <= c["since"] <= ledger["end"], "opened, peer closed, end in order")
     zombies = groups.get("reconnect_without_close", {"connections": []})

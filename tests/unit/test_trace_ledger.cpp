@@ -73,8 +73,32 @@ Event simple(EventKind kind, std::uint64_t id, std::uint64_t t) {
     return e;
 }
 
-const CallSite feed_site{{"connect (libc.so.6)", "open_feed (client.cpp:42)"}, ""};
-const CallSite rest_site{{"connect (libc.so.6)", "fetch_snapshot (rest.cpp:7)"}, ""};
+Frame native(std::uint64_t pc, std::string function, std::string module, std::string file = {},
+             int line = 0) {
+    Frame f;
+    f.address = pc;
+    f.function = std::move(function);
+    f.module = std::move(module);
+    f.file = std::move(file);
+    f.line = line;
+    return f;
+}
+
+const Frame libc_connect = native(0x7f0010, "connect", "/usr/lib/x86_64-linux-gnu/libc.so.6");
+const Frame libc_start =
+    native(0x7f0020, "__libc_start_call_main", "/usr/lib/x86_64-linux-gnu/libc.so.6");
+const CallSite feed_site{
+    {libc_connect, native(0x401000, "open_feed", "/opt/feed/client", "/src/feed/client.cpp", 42),
+     libc_start},
+    true,
+    "",
+    ""};
+const CallSite rest_site{
+    {libc_connect, native(0x402000, "fetch_snapshot", "/opt/feed/client", "/src/feed/rest.cpp", 7),
+     libc_start},
+    true,
+    "",
+    ""};
 
 void establish(Ledger& l, std::uint64_t id, std::uint64_t t, const CallSite& site = feed_site) {
     l.add(opened(id, t), site);
@@ -336,7 +360,12 @@ TEST_CASE("JSON: one object per event, the ledger typed \"ledger\" with leaks an
     evil.thread = "bad\x1b[31m";
     const auto open_json = nlohmann::json::parse(event_json(evil, feed_site, offset));
     CHECK(open_json["thread"] == "bad\\x1b[31m");
-    CHECK(open_json["call_site"]["frames"][1] == "open_feed (client.cpp:42)");
+    CHECK(open_json["call_site"]["frames"][1]["text"] == "open_feed (client.cpp:42)");
+    CHECK(open_json["call_site"]["frames"][1]["file"] == "/src/feed/client.cpp");
+    CHECK(open_json["call_site"]["frames"][1]["line"] == 42);
+    CHECK(open_json["call_site"]["frames"][1]["address"] == "0x401000");
+    CHECK(open_json["call_site"]["complete"] == true);
+    CHECK(open_json["call_site"]["stops"] == nullptr);
     CHECK(open_json["remote"] == "10.1.2.3:9443");
 
     const auto j = ledger_json(l.report(70 * s), ProbeCounters{3, 4}, offset);
@@ -344,6 +373,7 @@ TEST_CASE("JSON: one object per event, the ledger typed \"ledger\" with leaks an
     CHECK(j["untracked_connections"] == 3);
     CHECK(j["lost_events"] == 4);
     REQUIRE(j["leaks"].size() == 1);
+    CHECK(j["leaks"][0]["user_frame"] == 1);
     CHECK(j["leaks"][0]["connections"][0]["kind"] == "close_wait");
     CHECK(j["leaks"][0]["connections"][0]["since"] == wall_time(10 * s, offset));
     CHECK(j["leaks"][0]["connections"][0]["for_seconds"] == 60.0);

@@ -46,6 +46,19 @@ struct PythonFrameRef {
     friend bool operator==(const PythonFrameRef&, const PythonFrameRef&) = default;
 };
 
+// The user registers at the system call that unwinding from the tables starts from (x86-64).
+struct UserRegisters {
+    std::uint64_t ip = 0;
+    std::uint64_t sp = 0;
+    std::uint64_t bp = 0;
+    std::uint64_t bx = 0;
+    std::uint64_t r12 = 0;
+    std::uint64_t r13 = 0;
+    std::uint64_t r14 = 0;
+    std::uint64_t r15 = 0;
+    friend bool operator==(const UserRegisters&, const UserRegisters&) = default;
+};
+
 struct Event {
     EventKind kind = EventKind::state;
     std::uint64_t time_ns = 0;    // CLOCK_MONOTONIC
@@ -68,6 +81,11 @@ struct Event {
     std::uint64_t stack_pointer = 0;
     std::vector<std::uint8_t> stack_bytes;
     int stack_error = 0;
+    // For a target whose stack is copied (no frame pointers): the registers, and stack_bytes
+    // holds the copy (up to 8 KiB from the stack pointer); copy_error a negative errno when
+    // the copy failed.
+    std::optional<UserRegisters> registers;
+    int copy_error = 0;
     // opened only: the opening thread's CPython frames, innermost first.
     PythonStatus python_status = PythonStatus::none;
     std::uint64_t python_thread_state = 0;

@@ -3,9 +3,12 @@
 // the user's own code" are pure functions over them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace conncheck::trace {
 
@@ -29,8 +32,34 @@ struct Frame {
     std::string function;      // raw (from the target): sanitize before printing; "" unknown
     std::string file;          // the source file, full path where known; "" unknown
     int line = 0;              // 0 unknown
-    std::string module;        // native, go: the ELF file's name; python: ""
+    std::string module;        // native, go: the ELF file's path; python: ""
     friend auto operator<=>(const Frame&, const Frame&) = default;
 };
+
+// "open_feed (client.cpp:42)", "connect (libc.so.6)", "0x4011d6 (client)", or for Python
+// "app/feed.py:42 in Feed.reconnect". Raw: sanitize before printing.
+[[nodiscard]] std::string frame_text(const Frame& frame);
+
+// Where a connection was opened: frames, innermost first. A call site is complete only when the
+// walk reached the start of the thread (_start, clone3, runtime.goexit...); otherwise `stops`
+// says why there is nothing beyond the last frame.
+struct CallSite {
+    std::vector<Frame> frames;
+    bool complete = false;
+    std::string stops; // when not complete: why the walk ended there (never empty then)
+    // What the frames mean when they are not the user's (a goroutine net/http dials in, a
+    // runtime whose connects run from its event loop); "" nothing to say.
+    std::string note;
+    friend auto operator<=>(const CallSite&, const CallSite&) = default;
+};
+
+// Whether a function is where a thread starts: a stack that reaches it is complete.
+[[nodiscard]] bool starts_thread(std::string_view function);
+
+// The first frame, innermost first, in the user's own code: not libc or the dynamic loader, not
+// a language's runtime or standard library (CPython's stdlib, site-packages and dist-packages;
+// Go's runtime, syscall, internal/ and standard packages), not the python or node executables or
+// libpython. nullopt when every frame is the system's.
+[[nodiscard]] std::optional<std::size_t> first_user_frame(const CallSite& site);
 
 } // namespace conncheck::trace

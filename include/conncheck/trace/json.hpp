@@ -31,6 +31,10 @@ private:
     char prefix_[19] = {}; // "2026-11-28T09:40:11"
 };
 
+// {"text", "origin", "trust", "address", "function", "file", "line", "module"}: texts from the
+// target sanitized, unknown ones null.
+[[nodiscard]] nlohmann::json frame_json(const Frame& frame);
+// {"frames": [...], "complete", "stops": why it ends (null when complete), "note"}.
 [[nodiscard]] nlohmann::json call_site_json(const CallSite& site);
 // trace --json's event lines, appended to a buffer the caller writes out in one piece: trace
 // prints thousands a second.

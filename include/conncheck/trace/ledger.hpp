@@ -6,6 +6,7 @@
 
 #include "conncheck/tcp.hpp"
 #include "conncheck/trace/event.hpp"
+#include "conncheck/trace/frame.hpp"
 
 #include <cstdint>
 #include <map>
@@ -15,14 +16,6 @@
 #include <vector>
 
 namespace conncheck::trace {
-
-// Where a connection was opened: symbolized frames, innermost first, and, when the user stack
-// stops early (code without frame pointers), why. Empty frames: no stack at all.
-struct CallSite {
-    std::vector<std::string> frames;
-    std::string stops; // "" when the walk reached the end of the stack
-    friend auto operator<=>(const CallSite&, const CallSite&) = default;
-};
 
 struct Connection {
     std::uint64_t id = 0;
@@ -83,8 +76,12 @@ struct PeerKey {
 // close() with unread data went straight to CLOSE in one of its threads.
 [[nodiscard]] bool closes_here(const Event& event);
 
+// Leaks are grouped by the first frame in the user's own code (first_user_frame()), so one line
+// of the user's code is one group however the runtime below it got to connect(); by the whole
+// call site when no frame is the user's.
 struct LeakGroup {
-    CallSite call_site;
+    CallSite call_site;                    // the oldest leak's
+    std::optional<std::size_t> user_frame; // index into call_site.frames
     std::string thread;
     PeerKey peer;
     std::vector<Leak> leaks; // oldest first

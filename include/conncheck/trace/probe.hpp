@@ -26,6 +26,13 @@ struct ProbeConfig {
     std::uint64_t silence_ns = 0;
 };
 
+// What the probe records for a target process (src/bpf/trace_event.h, enum cc_target_flags).
+namespace target_flag {
+// The registers and 8 KiB of the user stack at each connect, for unwinding from the tables:
+// about 1 us more per connection, for code without frame pointers.
+inline constexpr std::uint32_t copy_stack = 1;
+} // namespace target_flag
+
 struct ProbeCounters {
     std::uint64_t untracked_connections = 0; // opened while max_connections were tracked
     std::uint64_t lost_events = 0;           // the ring buffer was full
@@ -47,7 +54,9 @@ public:
     // listening (drain() then calls it; accepts in the moment before are missed). Following
     // accept() takes a program on every system call's exit, which slows every system call on
     // the host a little: a client that never listens does not pay it.
-    void add_target(pid_t pid);
+    // `flags`: what to record beyond the frame-pointer walk (target_flag); add_target() again
+    // with other flags changes them for the connections opened from then on.
+    void add_target(pid_t pid, std::uint32_t flags = 0);
     void follow_accepts();
     [[nodiscard]] bool follows_accepts() const;
     // Records the CPython frames of the connections target `pid` opens: `runtime` (with offsets)

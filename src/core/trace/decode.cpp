@@ -1,6 +1,7 @@
 #include "conncheck/trace/event.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <linux/types.h>
 
@@ -120,7 +121,23 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
                 static_cast<std::size_t>(open.stack_size) / sizeof(__u64), CC_STACK_FRAMES);
             e.stack.assign(open.stack, open.stack + frames);
         }
-        if (open.stack_bytes_size > 0) {
+        if ((raw.flags & CC_FLAG_STACK_COPY) != 0) {
+            // Too big to copy whole: read the fixed part, then only the bytes the kernel filled.
+            const std::size_t fixed = offsetof(cc_open_copy_event, copy);
+            if (record.size() < sizeof(cc_open_copy_event)) return std::nullopt;
+            cc_open_copy_event head{};
+            std::memcpy(&head, record.data(), fixed);
+            e.registers = UserRegisters{head.regs.ip,  head.regs.sp,  head.regs.bp,  head.regs.bx,
+                                        head.regs.r12, head.regs.r13, head.regs.r14, head.regs.r15};
+            if (head.copy_size < 0) {
+                e.copy_error = head.copy_size;
+            } else {
+                const auto bytes = std::min<std::size_t>(static_cast<std::size_t>(head.copy_size),
+                                                         CC_STACK_COPY_BYTES);
+                const auto* copy = reinterpret_cast<const std::uint8_t*>(record.data()) + fixed;
+                e.stack_bytes.assign(copy, copy + bytes);
+            }
+        } else if (open.stack_bytes_size > 0) {
             const auto bytes = std::min<std::size_t>(
                 static_cast<std::size_t>(open.stack_bytes_size), CC_STACK_BYTES);
             e.stack_bytes.assign(open.stack_bytes, open.stack_bytes + bytes);

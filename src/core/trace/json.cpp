@@ -86,12 +86,32 @@ nlohmann::json connection_json(const Connection& c, std::int64_t offset) {
 
 } // namespace
 
+nlohmann::json frame_json(const Frame& f) {
+    const auto text_or_null = [](const std::string& raw) {
+        return raw.empty() ? nlohmann::json(nullptr) : nlohmann::json(text::sanitize(raw));
+    };
+    return {
+        {"text", text::sanitize(frame_text(f))},
+        {"origin", origin_name(f.origin)},
+        {"trust", trust_name(f.trust)},
+        {"address", fmt::format("0x{:x}", f.address)},
+        {"function", text_or_null(f.function)},
+        {"file", text_or_null(f.file)},
+        {"line", f.line > 0 ? nlohmann::json(f.line) : nlohmann::json(nullptr)},
+        {"module", text_or_null(f.module)},
+    };
+}
+
 nlohmann::json call_site_json(const CallSite& site) {
     nlohmann::json frames = nlohmann::json::array();
     for (const auto& f : site.frames)
-        frames.push_back(text::sanitize(f));
+        frames.push_back(frame_json(f));
     return {{"frames", frames},
-            {"stops", site.stops.empty() ? nlohmann::json(nullptr) : nlohmann::json(site.stops)}};
+            {"complete", site.complete},
+            {"stops",
+             site.complete ? nlohmann::json(nullptr) : nlohmann::json(text::sanitize(site.stops))},
+            {"note", site.note.empty() ? nlohmann::json(nullptr)
+                                       : nlohmann::json(text::sanitize(site.note))}};
 }
 
 namespace {
@@ -146,16 +166,6 @@ public:
     void null(std::string_view key) {
         this->key(key);
         out_ += "null";
-    }
-    // An array of texts from another process, each sanitized.
-    void array(std::string_view key, const std::vector<std::string>& raw) {
-        this->key(key);
-        out_ += '[';
-        for (const auto& item : raw) {
-            if (out_.back() != '[') out_ += ',';
-            quoted_text(item);
-        }
-        out_ += ']';
     }
     // Only the key: an ObjectWriter made next on the same string writes the value.
     void member(std::string_view key) { this->key(key); }
@@ -225,15 +235,48 @@ void connection_fields(ObjectWriter& w, const Event& e) {
     }
 }
 
+// The same object as frame_json().
+void frame_field(std::string& out, const Frame& f) {
+    ObjectWriter w(out);
+    w.text("text", frame_text(f));
+    w.string("origin", origin_name(f.origin));
+    w.string("trust", trust_name(f.trust));
+    w.string("address", fmt::format("0x{:x}", f.address));
+    const auto text_or_null = [&](std::string_view key, const std::string& raw) {
+        if (raw.empty())
+            w.null(key);
+        else
+            w.text(key, raw);
+    };
+    text_or_null("function", f.function);
+    text_or_null("file", f.file);
+    if (f.line > 0)
+        w.number("line", f.line);
+    else
+        w.null("line");
+    text_or_null("module", f.module);
+}
+
 // The same object as call_site_json().
 void call_site_field(ObjectWriter& w, std::string& out, const CallSite& site) {
     w.member("call_site");
     ObjectWriter site_w(out);
-    site_w.array("frames", site.frames);
-    if (site.stops.empty())
+    site_w.member("frames");
+    out += '[';
+    for (const auto& f : site.frames) {
+        if (out.back() != '[') out += ',';
+        frame_field(out, f);
+    }
+    out += ']';
+    site_w.boolean("complete", site.complete);
+    if (site.complete)
         site_w.null("stops");
     else
-        site_w.string("stops", site.stops);
+        site_w.text("stops", site.stops);
+    if (site.note.empty())
+        site_w.null("note");
+    else
+        site_w.text("note", site.note);
 }
 
 } // namespace
@@ -283,10 +326,12 @@ nlohmann::json ledger_json(const LedgerReport& r, const ProbeCounters& counters,
                                      {"opened", wall_time(l.successor_opened_ns, offset)}};
             list.push_back(std::move(item));
         }
-        leaks.push_back({{"call_site", call_site_json(g.call_site)},
-                         {"thread", text::sanitize(g.thread)},
-                         {"peer", peer_string(g.peer)},
-                         {"connections", std::move(list)}});
+        leaks.push_back(
+            {{"call_site", call_site_json(g.call_site)},
+             {"user_frame", g.user_frame ? nlohmann::json(*g.user_frame) : nlohmann::json(nullptr)},
+             {"thread", text::sanitize(g.thread)},
+             {"peer", peer_string(g.peer)},
+             {"connections", std::move(list)}});
     }
     nlohmann::json peers = nlohmann::json::array();
     for (const auto& p : r.peers)

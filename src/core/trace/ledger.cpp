@@ -132,7 +132,7 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
         });
 
     std::vector<LeakGroup> out;
-    std::map<std::tuple<CallSite, std::string, PeerKey>, LeakGroup> groups;
+    std::map<std::tuple<std::optional<Frame>, CallSite, std::string, PeerKey>, LeakGroup> groups;
     // A named reference, not a structured binding: lambdas below capture it (clang 14).
     for (const auto& entry : connections_) {
         const Connection& c = entry.second;
@@ -157,8 +157,13 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
         }
         if (!leak) continue;
         const PeerKey peer = peer_of(c);
-        LeakGroup& g = groups[{c.call_site, c.thread, peer}];
-        g.call_site = c.call_site;
+        const std::optional<std::size_t> user = first_user_frame(c.call_site);
+        LeakGroup& g = user ? groups[{c.call_site.frames[*user], {}, c.thread, peer}]
+                            : groups[{std::nullopt, c.call_site, c.thread, peer}];
+        if (g.leaks.empty()) {
+            g.call_site = c.call_site;
+            g.user_frame = user;
+        }
         g.thread = c.thread;
         g.peer = peer;
         g.leaks.push_back(std::move(*leak));

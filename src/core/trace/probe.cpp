@@ -124,10 +124,12 @@ Probe::Probe(const ProbeConfig& config) : impl_(std::make_unique<Impl>()) {
 
 Probe::~Probe() = default;
 
-void Probe::add_target(pid_t pid) {
+static_assert(target_flag::copy_stack == CC_TARGET_COPY_STACK);
+
+void Probe::add_target(pid_t pid, std::uint32_t flags) {
     const __u32 key = static_cast<__u32>(pid);
-    const __u8 yes = 1;
-    if (bpf_map__update_elem(impl_->skel->maps.targets, &key, sizeof key, &yes, sizeof yes,
+    const __u32 value = flags;
+    if (bpf_map__update_elem(impl_->skel->maps.targets, &key, sizeof key, &value, sizeof value,
                              BPF_ANY) != 0)
         throw_errno(fmt::format("cannot trace process {}", pid), errno);
 }
@@ -135,6 +137,12 @@ void Probe::add_target(pid_t pid) {
 void Probe::add_python(pid_t pid, const python::Runtime& runtime) {
     if (!runtime.offsets) return;
     const python::Offsets& o = *runtime.offsets;
+    for (const std::uint16_t field : {o.frame_code, o.frame_previous, o.frame_instr})
+        if (field + 8 > CC_PY_FRAME_BYTES)
+            throw Error(Errc::source_unavailable,
+                        fmt::format("CPython {}.{}: a frame field lies beyond the bytes the eBPF "
+                                    "program reads",
+                                    o.major, o.minor));
     cc_python_target value{};
     value.runtime = runtime.runtime;
     value.interpreters_head = o.interpreters_head;

@@ -15,7 +15,7 @@ Probe::Probe(const ProbeConfig&) {
     throw Error(Errc::source_unavailable, unavailable_reason());
 }
 Probe::~Probe() = default;
-void Probe::add_target(pid_t) {}
+void Probe::add_target(pid_t, std::uint32_t) {}
 void Probe::add_python(pid_t, const python::Runtime&) {}
 void Probe::follow_accepts() {}
 bool Probe::follows_accepts() const {

@@ -4,7 +4,12 @@
 #include <array>
 #include <cstring>
 #include <fmt/core.h>
+#include <linux/types.h>
 #include <sys/uio.h>
+
+extern "C" {
+#include "trace_event.h"
+}
 
 namespace conncheck::trace::python {
 
@@ -136,7 +141,7 @@ bool ProcessMemory::read(std::uint64_t address, std::span<std::byte> out) {
 
 void SnapshotMemory::add(std::uint64_t address, std::span<const std::byte> bytes) {
     auto& range = ranges_[address];
-    if (range.size() < bytes.size()) range.assign(bytes.begin(), bytes.end());
+    if (range.size() <= bytes.size()) range.assign(bytes.begin(), bytes.end());
 }
 
 bool SnapshotMemory::read(std::uint64_t address, std::span<std::byte> out) {
@@ -238,7 +243,7 @@ ThreadFrames read_thread_frames(Memory& memory, const Offsets& o, std::uint64_t 
     }
     result.status = PythonStatus::complete;
     // One read per frame, as the kernel side does.
-    std::array<std::uint64_t, 10> words{};
+    std::array<std::uint64_t, CC_PY_FRAME_BYTES / 8> words{};
     const auto field = [&](std::uint16_t offset) {
         return offset / 8 < words.size() ? words[offset / 8] >> (offset % 8 * 8) : 0;
     };

@@ -11,9 +11,15 @@ namespace conncheck::trace::python {
 
 namespace {
 
+// The dynamic symbols are enough: no debug information is looked for.
+int no_debuginfo(Dwfl_Module*, void**, const char*, Dwarf_Addr, const char*, const char*, GElf_Word,
+                 char**) {
+    return -1;
+}
+
 const Dwfl_Callbacks callbacks = {
     dwfl_linux_proc_find_elf,
-    nullptr, // the dynamic symbols are enough: no debug information is looked for
+    no_debuginfo,
     nullptr,
     nullptr,
 };

@@ -3,20 +3,33 @@
 
 #include "conncheck/trace/python.hpp"
 
-#include <fmt/core.h>
-
 namespace conncheck::trace {
 
 struct Symbolizer::Impl {};
 Symbolizer::Symbolizer() = default;
 Symbolizer::~Symbolizer() = default;
 
+bool needs_stack_copy(pid_t) {
+    return false;
+}
+
+std::vector<pid_t> Symbolizer::take_stack_copy_wanted() {
+    return {};
+}
+
 CallSite Symbolizer::call_site(const Event& opened) {
     CallSite site;
-    for (const auto pc : opened.stack)
-        site.frames.push_back(fmt::format("0x{:x}", pc));
+    for (const auto pc : opened.stack) {
+        Frame f;
+        f.address = pc;
+        site.frames.push_back(f);
+    }
     site.stops = "built without libdw: no symbols";
     return site;
+}
+
+const python::Runtime* Symbolizer::python_runtime(pid_t) {
+    return nullptr;
 }
 
 } // namespace conncheck::trace

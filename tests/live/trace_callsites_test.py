@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""`conncheck trace` call sites per language, end to end: a C program built here with
+`gcc -O2 -g -fomit-frame-pointer` (its stack unwound from the tables), a Go net/http client that
+never closes resp.Body (Debian's golang-go, standard library only, built offline here), and a
+node.js client (when node is installed). Each leaks one connection into CLOSE_WAIT; the ledger
+must name the right code, or say in one line why it cannot.
+
+usage: trace_callsites_test.py CONNCHECK
+Exits 77 where eBPF tracing cannot work, or go is missing."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CONNCHECK = sys.argv[1]
+FAILURES = []
+STARTED = []  # every process this test starts, killed by pid at the end
+
+
+def check(condition, what):
+    if not condition:
+        FAILURES.append(what)
+        print(f"FAIL: {what}", file=sys.stderr)
+
+
+def start(argv, **kw):
+    p = subprocess.Popen(argv, **kw)
+    STARTED.append(p)
+    return p
+
+
+def wait_line(stream, prefix, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line
+    raise RuntimeError(f"no line starting with {prefix!r}")
+
+
+def probe_available():
+    r = subprocess.run([CONNCHECK, "trace", "--pid", str(os.getpid()), "--for", "1ms"],
+                       capture_output=True, text=True)
+    if r.returncode == 6:
+        required = bool(os.environ.get("CONNCHECK_REQUIRE_BPF"))
+        print(f"{'FAIL' if required else 'skipped'}: {r.stderr.strip()}", file=sys.stderr)
+        sys.exit(1 if required else 77)
+
+
+class ClosingPeer:
+    """A loopback listener that answers one HTTP request (or none) and closes: the client's
+    socket goes to CLOSE_WAIT."""
+
+    def __init__(self, http):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.http = http
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.http:
+                c.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def trace_run(argv, ready_prefix, done_prefix, http, cwd=None, env=None):
+    """Starts the program (it waits for a line on stdin), traces it, lets it leak, and returns
+    the ledger once the program said it saw the peer's FIN."""
+    peer = ClosingPeer(http)
+    prog = start(argv + [str(peer.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 text=True, cwd=cwd, env=env)
+    try:
+        wait_line(prog.stdout, ready_prefix)
+        t = start([CONNCHECK, "trace", "--pid", str(prog.pid), "--json"],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = t.stderr.readline()
+        if "tracing" not in line:
+            raise RuntimeError(f"trace did not start: {line}{t.stderr.read()}")
+        prog.stdin.write("go\n")
+        prog.stdin.flush()
+        wait_line(prog.stdout, done_prefix, timeout=30)
+        t.send_signal(signal.SIGINT)
+        out, err = t.communicate(timeout=60)
+        check(t.returncode == 0, f"trace exit status {t.returncode}: {err}")
+        lines = [json.loads(l) for l in out.splitlines() if l.strip()]
+        check(lines and lines[-1]["type"] == "ledger", "the ledger is the last line")
+        return lines[-1] if lines else {"leaks": []}
+    finally:
+        prog.kill()
+        prog.wait()
+        peer.close()
+
+
+C_PROGRAM = r'''
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int held[4];
+static int nheld;
+
+__attribute__((noinline)) int open_and_forget(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        return -1;
+    return fd;
+}
+
+__attribute__((noinline)) int dial_exchange(int port) {
+    int fd = open_and_forget(port);
+    held[nheld++ & 3] = fd; /* after the call: no tail call, dial_exchange stays on the stack */
+    return fd;
+}
+
+int main(int argc, char **argv) {
+    char line[16];
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 1;
+    int fd = dial_exchange(atoi(argv[1]));
+    char c;
+    if (fd < 0 || read(fd, &c, 1) != 0) /* the peer's FIN: CLOSE_WAIT from here on */
+        return 1;
+    printf("done\n");
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin))
+        ;
+    return 0;
+}
+'''
+
+
+def user_frame(group):
+    frames = group["call_site"]["frames"]
+    return frames[group["user_frame"]] if group["user_frame"] is not None else {}
+
+
+def c_without_frame_pointers(tmp):
+    src = os.path.join(tmp, "leaker.c")
+    exe = os.path.join(tmp, "leaker")
+    with open(src, "w") as f:
+        f.write(C_PROGRAM)
+    subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", exe, src], check=True)
+    ledger = trace_run([exe], "ready", "done", http=False)
+    groups = ledger["leaks"]
+    check(len(groups) == 1, f"C: one leak group, saw {len(groups)}")
+    if not groups:
+        return
+    g = groups[0]
+    site = g["call_site"]
+    names = [f["function"] for f in site["frames"]]
+    print(f"C call site: {names} complete={site['complete']} stops={site['stops']}")
+    check(user_frame(g).get("function") == "open_and_forget",
+          f"C: the first user frame is open_and_forget: {names}")
+    i = g["user_frame"] if g["user_frame"] is not None else 0
+    check(names[i + 1:i + 2] == ["dial_exchange"], f"C: its caller dial_exchange: {names}")
+    check("main" in names, f"C: main is on the stack: {names}")
+    check(site["complete"] and site["stops"] is None,
+          f"C: the stack reaches the thread's start: {site['stops']}")
+    check(any(f["trust"] == "unwound" for f in site["frames"]),
+          "C: frames beyond the frame pointers come from the unwind tables")
+    check((user_frame(g).get("file") or "").endswith("leaker.c") and user_frame(g).get("line"),
+          "C: file and line of open_and_forget")
+
+
+GO_PROGRAM = r'''
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func leak(url string) *http.Response {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	return resp // resp.Body is never closed
+}
+
+func main() {
+	in := bufio.NewReader(os.Stdin)
+	fmt.Println("ready")
+	in.ReadString('\n')
+	resp := leak("http://127.0.0.1:" + os.Args[1] + "/")
+	fmt.Println("done", resp.StatusCode)
+	in.ReadString('\n')
+}
+'''
+
+
+def go_net_http(tmp):
+    src = os.path.join(tmp, "gosrc")
+    os.makedirs(src)
+    with open(os.path.join(src, "main.go"), "w") as f:
+        f.write(GO_PROGRAM)
+    with open(os.path.join(src, "go.mod"), "w") as f:
+        f.write("module leaker\n\ngo 1.19\n")
+    env = dict(os.environ, GOCACHE=os.path.join(tmp, "gocache"), GOPATH=os.path.join(tmp, "gopath"),
+               GOFLAGS="-mod=mod", GOTOOLCHAIN="local", GOPROXY="off", CGO_ENABLED="0")
+    exe = os.path.join(tmp, "goleaker")
+    subprocess.run(["go", "build", "-o", exe, "."], cwd=src, env=env, check=True)
+    ledger = trace_run([exe], "ready", "done", http=True)
+    groups = ledger["leaks"]
+    check(len(groups) == 1, f"Go: one leak group, saw {len(groups)}")
+    if not groups:
+        return
+    site = groups[0]["call_site"]
+    names = [f["function"] or "" for f in site["frames"]]
+    print(f"Go call site: {names} complete={site['complete']} stops={site['stops']} "
+          f"note={site['note']}")
+    check(any(n.startswith("net/http.") for n in names), f"Go: the stack reaches net/http: {names}")
+    check("frame pointer" not in json.dumps(groups[0]), "Go: nothing about a missing frame pointer")
+    check(site["complete"], f"Go: the stack reaches runtime.goexit: {site['stops']}")
+    check(all(f["origin"] == "go" for f in site["frames"]), "Go: every frame is Go's")
+    check("dialConnFor" not in " ".join(names) or "own" in (site["note"] or ""),
+          "Go: the transport's goroutine is said in one line")
+
+
+NODE_PROGRAM = r'''
+const net = require('net');
+const readline = require('readline');
+const rl = readline.createInterface({input: process.stdin});
+console.log('ready');
+let started = false;
+rl.on('line', () => {
+    if (started) return;
+    started = true;
+    const s = net.connect(Number(process.argv[2]), '127.0.0.1');
+    s.on('end', () => console.log('done'));
+    s.allowHalfOpen = true;
+    s.resume();
+});
+'''
+
+
+def node_client(tmp):
+    src = os.path.join(tmp, "leaker.js")
+    with open(src, "w") as f:
+        f.write(NODE_PROGRAM)
+    ledger = trace_run([shutil.which("node"), src], "ready", "done", http=False)
+    groups = ledger["leaks"]
+    check(len(groups) == 1, f"node: one leak group, saw {len(groups)}")
+    if not groups:
+        return
+    site = groups[0]["call_site"]
+    print(f"node call site: {site}")
+    check(site["frames"] == [], "node: no V8 internals as the call site")
+    check("node" in (site["stops"] or "") and "out of scope" in site["stops"],
+          "node: one line saying names are out of scope")
+
+
+def main():
+    probe_available()
+    if not shutil.which("go"):
+        print("skipped: go is missing (Debian package golang-go)", file=sys.stderr)
+        sys.exit(77)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            c_without_frame_pointers(tmp)
+            go_net_http(tmp)
+            if shutil.which("node"):
+                node_client(tmp)
+            else:
+                print("node is not installed: its case not run", file=sys.stderr)
+        finally:
+            for p in STARTED:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    if FAILURES:
+        sys.exit(1)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
