@@ -537,6 +537,7 @@ CallSite Symbolizer::call_site(const Event& e) {
         CallSite site;
         site.stops = e.stack_error != 0 ? fmt::format("no user stack ({})", -e.stack_error)
                                         : "no user stack";
+        impl_->add_python_frames(e, site);
         return site;
     }
     CallSite site = impl_->frame_pointer_walk(e);
