@@ -152,11 +152,11 @@ static __always_inline __u64 read_user_u64(__u64 addr, long *err) {
 }
 
 /* A word of a frame copied into words[], at a byte offset user space gave. */
-static __always_inline __u64 frame_field(const __u64 *words, __u16 offset) {
-    __u32 index = offset / 8;
-    if (index >= CC_PY_FRAME_BYTES / 8)
+static __always_inline __u64 frame_field(const __u64 *words, __u32 offset) {
+    /* The verifier bounds the read by the largest offset, not by offset / 8. */
+    if (offset > CC_PY_FRAME_BYTES - 8)
         return 0;
-    return words[index] >> ((offset % 8) * 8);
+    return words[offset / 8] >> ((offset % 8) * 8);
 }
 
 /* The calling thread's CPython frames. Its thread state is found by its kernel thread id, not as

@@ -91,7 +91,8 @@ bool user_frame(const Frame& f) {
 
 std::string frame_text(const Frame& f) {
     if (f.origin == FrameOrigin::python) {
-        const std::string_view function = f.function.empty() ? "?" : f.function;
+        const std::string_view function =
+            f.function.empty() ? std::string_view("?") : std::string_view(f.function);
         if (f.line > 0) return fmt::format("{}:{} in {}", f.file, f.line, function);
         return fmt::format("{} in {}", f.file.empty() ? "?" : f.file, function);
     }
