@@ -229,6 +229,8 @@ struct Symbolizer::Impl {
         const python::PythonStack py = python::python_stack(*p.reader, e);
         if (py.frames.empty() && py.stops.empty()) return;
         site.frames = python::splice(site.frames, py);
+        // The interpreter's own frames name the caller: a stack copy would cost more for nothing.
+        want_copy.erase(e.pid);
         site.complete = py.stops.empty();
         site.stops = py.stops.empty() ? std::string() : "Python frames: " + py.stops;
     }
