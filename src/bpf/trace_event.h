@@ -32,6 +32,7 @@ enum cc_event_flags {
     CC_FLAG_ACCEPTED = 1,   /* opened by accept() */
     CC_FLAG_TASK = 2,       /* a thread of the target process was running (tid, comm are its) */
     CC_FLAG_STACK_COPY = 4, /* OPENED: the record is a struct cc_open_copy_event */
+    CC_FLAG_DESTROYED = 8,  /* STATE: the kernel destroyed the socket right after (an orphan) */
 };
 
 struct cc_event {

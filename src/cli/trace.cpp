@@ -212,6 +212,10 @@ public:
             fmt::print("  not followed: {} connections over --max-connections, {} events lost "
                        "(ring buffer full)\n",
                        counters.untracked_connections, counters.lost_events);
+        if (!r.incomplete.empty())
+            fmt::print("  not judged: {} connection{} with records lost (ring buffer full): #{}\n",
+                       r.incomplete.size(), r.incomplete.size() == 1 ? "" : "s",
+                       fmt::join(r.incomplete, ", #"));
         if (r.groups.empty()) fmt::print("\nNo leaked connections.\n");
         for (const auto& g : r.groups) {
             fmt::print("\n{} leaked, opened at {}\n", g.leaks.size(), site_line(g.call_site));
@@ -361,7 +365,7 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
         "ledger was printed; 2 bad arguments;\n3 no such process; 5 the process exited "
         "before the trace began; 6 eBPF unavailable.\nCall sites: the frame pointers; for a "
         "program without them, 8 KiB of its stack copied at each connect and unwound from "
-        "its\nunwind tables (about 1 us more per connection); Go's full stacks; CPython 3.11 "
+        "its\nunwind tables (a few us more per connection); Go's full stacks; CPython 3.11 "
         "(python3.11, a venv, libpython3.11.so): the\nPython frames as file.py:LINE in "
         "Class.function, read from the interpreter's memory without touching it; node.js: "
         "out of\nscope, and said so. Leaks are grouped by the first frame in the user's own "
@@ -459,6 +463,8 @@ int run_trace(const TraceOptions& options) {
     follow(probe, pidfds, deadline, handle, printer, signals);
     // The exiting process's last events were written before its pidfd became readable.
     probe.drain(handle);
+    for (const std::uint64_t id : probe.incomplete_connections())
+        ledger.note_incomplete(id);
     note_last_data(ledger, pids);
     printer.ledger(ledger.report(monotonic_ns()), probe.counters());
     return exit_code::ok;

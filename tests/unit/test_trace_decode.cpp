@@ -5,6 +5,7 @@
 #include <cstring>
 #include <doctest/doctest.h>
 #include <linux/types.h>
+#include <memory>
 #include <vector>
 
 extern "C" {
@@ -127,4 +128,55 @@ TEST_CASE("TIME_WAIT hand-off: FIN_WAIT1/2 or CLOSING to CLOSE, without a socket
     e.socket_error = 0;
     e.old_state = TcpState::last_ack;
     CHECK(!hands_to_time_wait(e));
+}
+
+TEST_CASE("an opened record with the stack copied: registers, and only the bytes filled") {
+    auto raw = std::make_unique<cc_open_copy_event>();
+    raw->open.base.kind = CC_EV_OPENED;
+    raw->open.base.id = 9;
+    raw->open.base.tgid = 42;
+    raw->open.base.flags = CC_FLAG_TASK | CC_FLAG_STACK_COPY;
+    raw->open.base.aux = 0x7ffd1000;
+    raw->open.stack_size = 8;
+    raw->open.stack[0] = 0x401000;
+    raw->regs = {0x401000, 0x7ffd1000, 0x7ffd1100, 3, 12, 13, 14, 15};
+    raw->copy_size = 300;
+    raw->copy[0] = 0x11;
+    raw->copy[299] = 0x22;
+    raw->copy[300] = 0x33; // beyond what the kernel filled
+
+    const auto e = decode_event(bytes_of(*raw));
+    REQUIRE(e);
+    REQUIRE(e->registers);
+    CHECK(e->registers->ip == 0x401000);
+    CHECK(e->registers->sp == 0x7ffd1000);
+    CHECK(e->registers->bp == 0x7ffd1100);
+    CHECK(e->registers->r15 == 15);
+    CHECK(e->stack == std::vector<std::uint64_t>{0x401000});
+    REQUIRE(e->stack_bytes.size() == 300);
+    CHECK(e->stack_bytes[0] == 0x11);
+    CHECK(e->stack_bytes[299] == 0x22);
+
+    raw->copy_size = -14; // EFAULT: the stack could not be read
+    const auto failed = decode_event(bytes_of(*raw));
+    REQUIRE(failed);
+    CHECK(failed->copy_error == -14);
+    CHECK(failed->stack_bytes.empty());
+    // A record cut short is no event.
+    CHECK_FALSE(decode_event(bytes_of(*raw, sizeof(cc_open_copy_event) - 1)));
+}
+
+TEST_CASE("a state record of an orphan that the kernel destroyed at once says so") {
+    cc_event raw{};
+    raw.kind = CC_EV_STATE;
+    raw.id = 4;
+    raw.old_state = 9; // LAST_ACK
+    raw.new_state = 7; // CLOSE
+    raw.flags = CC_FLAG_DESTROYED;
+    const auto e = decode_event(bytes_of(raw));
+    REQUIRE(e);
+    CHECK(e->kind == EventKind::state);
+    CHECK(e->destroyed_after);
+    raw.flags = 0;
+    CHECK_FALSE(decode_event(bytes_of(raw))->destroyed_after);
 }

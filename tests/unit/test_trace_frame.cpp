@@ -54,24 +54,42 @@ CallSite c_without_frame_pointers() {
          native(0x5589c2a012a3, "dial_exchange", "/tmp/t/leaker", "/tmp/t/leaker.c", 31),
          native(0x5589c2a010f2, "main", "/tmp/t/leaker", "/tmp/t/leaker.c", 44),
          native(0x7f5e2a84624a, "__libc_start_call_main", libc),
-         native(0x7f5e2a846304, "__libc_start_main_impl", libc),
+         native(0x7f5e2a846304, "__libc_start_main", libc),
          native(0x5589c2a01160, "_start", "/tmp/t/leaker")},
         true,
         "",
         ""};
 }
 
-// Go 1.19's net/http client: the transport's goroutine, up to runtime.goexit.
+// Go 1.19's net/http client (tests/live/trace_callsites_test.py): the transport's goroutine, up
+// to runtime.goexit, as trace recorded it.
 CallSite go_net_http() {
-    return CallSite{
-        {go(0x4a1e2b, "runtime/internal/syscall.Syscall6"), go(0x4a2f10, "syscall.RawSyscall6"),
-         go(0x4a3001, "syscall.Syscall"), go(0x4a5555, "syscall.connect"),
-         go(0x4d0001, "net.(*netFD).connect"), go(0x4d1234, "net.(*sysDialer).dialSingle"),
-         go(0x5f1000, "net/http.(*Transport).dial"), go(0x5f2000, "net/http.(*Transport).dialConn"),
-         go(0x5f3000, "net/http.(*Transport).dialConnFor"), go(0x463001, "runtime.goexit")},
-        true,
-        "",
-        ""};
+    CallSite site;
+    std::uint64_t pc = 0x4a0000;
+    for (const char* name : {"runtime/internal/syscall.Syscall6",
+                             "syscall.RawSyscall6",
+                             "syscall.Syscall",
+                             "syscall.connect",
+                             "syscall.Connect",
+                             "net.(*netFD).connect",
+                             "net.(*netFD).dial",
+                             "net.socket",
+                             "net.internetSocket",
+                             "net.(*sysDialer).doDialTCP",
+                             "net.(*sysDialer).dialTCP",
+                             "net.(*sysDialer).dialSingle",
+                             "net.(*sysDialer).dialSerial",
+                             "net.(*sysDialer).dialParallel",
+                             "net.(*Dialer).DialContext",
+                             "net.(*Dialer).DialContext-fm",
+                             "net/http.(*Transport).dial",
+                             "net/http.(*Transport).dialConn",
+                             "net/http.(*Transport).dialConnFor",
+                             "net/http.(*Transport).queueForDial.func1",
+                             "runtime.goexit.abi0"})
+        site.frames.push_back(go(pc += 0x40, name));
+    site.complete = true;
+    return site;
 }
 
 } // namespace
@@ -147,6 +165,7 @@ TEST_CASE("a stack is complete only when it reaches the thread's start") {
     CHECK(starts_thread("clone3"));
     CHECK(starts_thread("start_thread"));
     CHECK(starts_thread("runtime.goexit"));
+    CHECK(starts_thread("runtime.goexit.abi0"));
     CHECK_FALSE(starts_thread("main"));
     CHECK_FALSE(starts_thread("net/http.(*Transport).dialConnFor"));
 }

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <string>
+#include <vector>
 
 using namespace conncheck;
 using namespace conncheck::trace;
@@ -454,4 +455,22 @@ TEST_CASE("EventJsonWriter: events appended to one buffer, one line each") {
     CHECK(lines[0] == nlohmann::json::parse(event_json(opened(1, 1 * s), feed_site, offset)));
     CHECK(lines[1]["to"] == "close_wait");
     CHECK(lines[2]["time"] == wall_time(2 * s + 5, offset));
+}
+
+TEST_CASE("a connection with a lost record is listed as incomplete, not judged") {
+    Ledger l(0);
+    establish(l, 1, 1 * s);
+    establish(l, 2, 2 * s);
+    // Both look like CLOSE_WAIT leaks; #2's close (or destruction) may be the record lost.
+    l.add(change(1, 10 * s, TcpState::established, TcpState::close_wait));
+    l.add(change(2, 10 * s, TcpState::established, TcpState::close_wait));
+    l.note_incomplete(2);
+    l.note_incomplete(99); // never seen: nothing to say about it
+    const LedgerReport r = l.report(70 * s);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].leaks.size() == 1);
+    CHECK(r.groups[0].leaks[0].connection.id == 1);
+    CHECK(r.incomplete == std::vector<std::uint64_t>{2});
+    const auto j = ledger_json(r, ProbeCounters{}, 0);
+    CHECK(j["incomplete_connections"] == nlohmann::json::array({2}));
 }

@@ -74,6 +74,9 @@ struct Event {
     bool accepted = false;        // opened by accept()
     int socket_error = 0;         // sk_err: ECONNRESET, ETIMEDOUT...
     std::uint64_t silence_ns = 0; // resumed: how long no data had arrived
+    // state: the kernel destroyed the socket right after this change (an orphaned socket
+    // reaching CLOSE); one record says both, and Probe hands on a destroyed event after it.
+    bool destroyed_after = false;
 
     // opened only: the user stack at the system call, innermost first (frame-pointer walk),
     // the stack pointer and the bytes at it; stack_error is a negative errno when there is none.

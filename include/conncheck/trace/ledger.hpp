@@ -39,6 +39,7 @@ struct Connection {
     std::optional<std::uint64_t> time_wait_ns;   // handed to a TIME_WAIT socket
     std::optional<std::uint64_t> destroyed_ns;
     bool closed_by_exit = false; // the kernel closed it because the process exited
+    bool incomplete = false;     // a record of it was lost (ring buffer full): not judged
 
     // Still open in the process (at its exit, for a process that exited).
     [[nodiscard]] bool held() const;
@@ -119,8 +120,10 @@ struct LedgerReport {
     // unknown (the process exited first, or its sockets could not be read at the end).
     std::uint64_t last_data_unknown = 0;
     std::uint64_t unknown_events = 0; // events of connections whose open was not seen
-    std::vector<LeakGroup> groups;    // most leaks first
-    std::vector<PeerSummary> peers;   // most opens first
+    // Held connections not judged because a record of theirs was lost (ring buffer full).
+    std::vector<std::uint64_t> incomplete;
+    std::vector<LeakGroup> groups;  // most leaks first
+    std::vector<PeerSummary> peers; // most opens first
 };
 
 class Ledger {
@@ -132,6 +135,8 @@ public:
     // When data last arrived on a connection, from its tcp_info at the end (trace/last_data.hpp):
     // the word a zombie needs. Earlier than the open time means no data since the open.
     void note_last_data(std::uint64_t connection, std::uint64_t time_ns);
+    // A record of the connection was lost: what the ledger knows of it has a hole.
+    void note_incomplete(std::uint64_t connection);
     [[nodiscard]] const Connection* find(std::uint64_t connection) const;
     [[nodiscard]] const std::map<std::uint64_t, Connection>& connections() const {
         return connections_;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace conncheck::trace {
 
@@ -29,7 +30,7 @@ struct ProbeConfig {
 // What the probe records for a target process (src/bpf/trace_event.h, enum cc_target_flags).
 namespace target_flag {
 // The registers and 8 KiB of the user stack at each connect, for unwinding from the tables:
-// about 1 us more per connection, for code without frame pointers.
+// for code without frame pointers, at a few us more per connection (scripts/bench-trace).
 inline constexpr std::uint32_t copy_stack = 1;
 } // namespace target_flag
 
@@ -71,6 +72,9 @@ public:
     // Hands every waiting event to `sink`, in the order the kernel wrote them; returns how many.
     std::size_t drain(const std::function<void(const Event&)>& sink);
     [[nodiscard]] ProbeCounters counters() const;
+    // The connections with a record lost to a full ring buffer (the last 4096): their account
+    // has a hole, so they are not judged.
+    [[nodiscard]] std::vector<std::uint64_t> incomplete_connections() const;
     // Whether the probe follows received data (ProbeConfig::silence_ns is not 0).
     [[nodiscard]] bool follows_data() const;
 

@@ -108,6 +108,7 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
     e.accepted = (raw.flags & CC_FLAG_ACCEPTED) != 0;
     e.socket_error = raw.sk_err;
     if (e.kind == EventKind::resumed) e.silence_ns = raw.aux;
+    e.destroyed_after = e.kind == EventKind::state && (raw.flags & CC_FLAG_DESTROYED) != 0;
 
     if (e.kind == EventKind::opened) {
         cc_open_event open{};

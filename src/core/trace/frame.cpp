@@ -118,6 +118,8 @@ bool starts_thread(std::string_view function) {
         "runtime.rt0_go",
         "runtime.mstart",
     };
+    // Go's assembly functions are named with their ABI ("runtime.goexit.abi0").
+    if (function.ends_with(".abi0")) function.remove_suffix(5);
     return std::find(starts.begin(), starts.end(), function) != starts.end();
 }
 

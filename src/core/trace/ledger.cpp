@@ -116,6 +116,11 @@ void Ledger::note_last_data(std::uint64_t connection, std::uint64_t time_ns) {
     it->second.last_data_known = true;
 }
 
+void Ledger::note_incomplete(std::uint64_t connection) {
+    if (const auto it = connections_.find(connection); it != connections_.end())
+        it->second.incomplete = true;
+}
+
 const Connection* Ledger::find(std::uint64_t connection) const {
     const auto it = connections_.find(connection);
     return it == connections_.end() ? nullptr : &it->second;
@@ -136,7 +141,7 @@ std::vector<LeakGroup> Ledger::leak_groups(std::uint64_t end_ns) const {
     // A named reference, not a structured binding: lambdas below capture it (clang 14).
     for (const auto& entry : connections_) {
         const Connection& c = entry.second;
-        if (!c.held()) continue;
+        if (!c.held() || c.incomplete) continue;
         std::optional<Leak> leak;
         if (c.state == TcpState::close_wait && c.peer_closed_ns) {
             leak = Leak{LeakKind::close_wait, c, *c.peer_closed_ns, 0, 0, 0};
@@ -237,6 +242,7 @@ LedgerReport Ledger::report(std::uint64_t end_ns) const {
     r.unknown_events = unknown_events_;
     r.connections = connections_.size();
     for (const auto& [id, c] : connections_) {
+        if (c.incomplete) r.incomplete.push_back(id);
         if (!c.held()) continue;
         ++r.held;
         if (c.state == TcpState::established && !c.reset_ns && !c.last_data_known)

@@ -78,8 +78,16 @@ struct Probe::Impl {
     static int on_record(void* ctx, void* data, std::size_t size) {
         auto* self = static_cast<Impl*>(ctx);
         const auto record = std::span(static_cast<const std::byte*>(data), size);
-        if (const auto event = decode_event(record); event && self->sink) {
-            (*self->sink)(*event);
+        const auto event = decode_event(record);
+        if (!event || !self->sink) return 0;
+        (*self->sink)(*event);
+        ++self->delivered;
+        if (event->destroyed_after) {
+            Event destroyed = *event;
+            destroyed.kind = EventKind::destroyed;
+            destroyed.old_state = TcpState::unknown;
+            destroyed.destroyed_after = false;
+            (*self->sink)(destroyed);
             ++self->delivered;
         }
         return 0;
@@ -188,6 +196,18 @@ std::size_t Probe::drain(const std::function<void(const Event&)>& sink) {
 ProbeCounters Probe::counters() const {
     const volatile auto* bss = impl_->skel->bss;
     return {bss->untracked_connections, bss->lost_events, bss->next_id, bss->listens};
+}
+
+std::vector<std::uint64_t> Probe::incomplete_connections() const {
+    std::vector<std::uint64_t> out;
+    const int fd = bpf_map__fd(impl_->skel->maps.incomplete);
+    __u64 key = 0;
+    __u64* previous = nullptr;
+    while (bpf_map_get_next_key(fd, previous, &key) == 0) {
+        out.push_back(key);
+        previous = &key;
+    }
+    return out;
 }
 
 bool Probe::follows_data() const {

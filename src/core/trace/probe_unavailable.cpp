@@ -30,6 +30,9 @@ std::size_t Probe::drain(const std::function<void(const Event&)>&) {
 ProbeCounters Probe::counters() const {
     return {};
 }
+std::vector<std::uint64_t> Probe::incomplete_connections() const {
+    return {};
+}
 bool Probe::follows_data() const {
     return false;
 }

@@ -138,7 +138,7 @@ bool is_go(Dwfl_Module* module) {
 std::string module_path(Dwfl_Module* module);
 
 // Whether most of a module's functions keep a frame pointer: their CFA, past the prologue, is
-// found from rbp. Sampled from the middle of up to 200 of its own functions.
+// found from rbp. Sampled in up to 200 of its own functions.
 bool keeps_frame_pointers(Dwfl_Module* module) {
     const int symbols = dwfl_module_getsymtab(module);
     int sampled = 0;
@@ -155,10 +155,18 @@ bool keeps_frame_pointers(Dwfl_Module* module) {
         if (n.starts_with('_') || n == "deregister_tm_clones" || n == "register_tm_clones" ||
             n == "frame_dummy")
             continue;
-        const CfaRule rule = cfa_rule(module, addr + sym.st_size / 2);
-        if (rule.base == CfaRule::Base::unknown) continue;
+        // gcc -O2 may place an epilogue mid-function: a function keeps a frame pointer when its
+        // frame is found from rbp at any of three points.
+        bool known = false;
+        bool rbp = false;
+        for (const std::uint64_t quarter : {1, 2, 3}) {
+            const CfaRule rule = cfa_rule(module, addr + sym.st_size * quarter / 4);
+            known = known || rule.base != CfaRule::Base::unknown;
+            rbp = rbp || rule.base == CfaRule::Base::rbp;
+        }
+        if (!known) continue;
         ++sampled;
-        if (rule.base == CfaRule::Base::rbp) ++with_rbp;
+        if (rbp) ++with_rbp;
     }
     return sampled > 0 && with_rbp * 2 > sampled;
 }
@@ -244,6 +252,7 @@ struct Symbolizer::Impl {
         auto it = sessions.find(pid);
         if (it != sessions.end() && !fresh) return it->second;
         if (it != sessions.end()) {
+            attached.erase(it->second);
             dwfl_end(it->second);
             sessions.erase(it);
         }
@@ -297,6 +306,9 @@ struct Symbolizer::Impl {
         if (const char* symbol =
                 dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr))
             f.function = f.origin == FrameOrigin::go ? std::string(symbol) : demangle(symbol);
+        // A versioned symbol of the dynamic table: "__libc_start_main@@GLIBC_2.34".
+        if (const auto at = f.function.find('@'); at != std::string::npos && at > 0)
+            f.function.resize(at);
         source_line(module, lookup, f);
         return f;
     }
@@ -479,16 +491,14 @@ CallSite Symbolizer::Impl::table_walk(const Event& e) {
         f.trust = walked ? FrameTrust::exact : FrameTrust::unwound;
         site.frames.push_back(std::move(f));
     }
-    if (result == 0) {
-        // The unwind tables say the outermost frame has no caller.
-        site.complete = true;
-        return site;
-    }
+    // libdwfl also ends quietly when a read fails: only a thread's start makes it complete.
     if (sample.outside_copy != 0)
         finish(site, fmt::format("the caller's frame is beyond the {} bytes of stack copied",
                                  e.stack_bytes.size()));
-    else
+    else if (result != 0)
         finish(site, fmt::format("the unwind tables end here ({})", error));
+    else
+        finish(site, "the unwind tables give no caller beyond this frame");
     return site;
 }
 
