@@ -31,6 +31,14 @@ struct {
     __type(value, __u32); /* enum cc_target_flags */
 } targets SEC(".maps");
 
+/* The CPython targets: where their interpreter's frames are (trace_event.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, struct cc_python_target);
+} python_targets SEC(".maps");
+
 /* Sized by the loader (the tracked-connection cap) before load. */
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -160,6 +168,92 @@ static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, 
     emit_flags(sk, t, kind, old_state, new_state, aux, 0);
 }
 
+/* Threads of one interpreter looked at before giving up on finding the current one. */
+#define CC_PY_THREADS 256
+
+static __always_inline __u64 read_user_u64(__u64 addr, long *err) {
+    __u64 value = 0;
+    *err = bpf_probe_read_user(&value, sizeof(value), (const void *)addr);
+    return value;
+}
+
+/* A word of a frame copied into words[], at a byte offset user space gave. */
+static __always_inline __u64 frame_field(const __u64 *words, __u32 offset) {
+    /* The verifier bounds the read by the largest offset, not by offset / 8. */
+    if (offset > CC_PY_FRAME_BYTES - 8)
+        return 0;
+    return words[offset / 8] >> ((offset % 8) * 8);
+}
+
+/* The calling thread's CPython frames. Its thread state is found by its kernel thread id, not as
+ * the holder of the GIL: connect() releases the GIL around the system call. */
+static __always_inline void read_python_frames(struct cc_open_event *e, __u32 tgid) {
+    e->py_status = CC_PY_NONE;
+    e->py_frames = 0;
+    e->py_pad = 0;
+    e->py_entry = 0;
+    e->py_tstate = 0;
+    if (!(e->base.flags & CC_FLAG_TASK))
+        return;
+    const struct cc_python_target *py = bpf_map_lookup_elem(&python_targets, &tgid);
+    if (!py)
+        return;
+    __u32 tid = e->base.tid;
+    long err = 0;
+    __u64 interp = read_user_u64(py->runtime + py->interpreters_head, &err);
+    __u64 tstate = err == 0 && interp ? read_user_u64(interp + py->threads_head, &err) : 0;
+    if (err != 0) {
+        e->py_status = CC_PY_THREADS_FAULT;
+        return;
+    }
+    __u64 found = 0;
+    for (int i = 0; i < CC_PY_THREADS && tstate; i++) {
+        __u64 native_id = read_user_u64(tstate + py->thread_native_id, &err);
+        if (err != 0)
+            break;
+        if ((__u32)native_id == tid) {
+            found = tstate;
+            break;
+        }
+        tstate = read_user_u64(tstate + py->thread_next, &err);
+        if (err != 0)
+            break;
+    }
+    if (err != 0) {
+        e->py_status = CC_PY_THREADS_FAULT;
+        return;
+    }
+    if (!found) {
+        e->py_status = CC_PY_NO_THREAD;
+        return;
+    }
+    e->py_tstate = found;
+    __u64 cframe = read_user_u64(found + py->thread_cframe, &err);
+    __u64 frame = err == 0 && cframe ? read_user_u64(cframe + py->cframe_current, &err) : 0;
+    if (err != 0) {
+        e->py_status = CC_PY_FRAME_FAULT;
+        return;
+    }
+    __u64 words[CC_PY_FRAME_BYTES / 8];
+    e->py_status = CC_PY_OK;
+    for (int i = 0; i < CC_PY_FRAMES; i++) {
+        if (!frame)
+            return;
+        if (bpf_probe_read_user(words, sizeof(words), (const void *)frame) != 0) {
+            e->py_status = CC_PY_FRAME_FAULT;
+            return;
+        }
+        e->py_code[i] = frame_field(words, py->frame_code);
+        e->py_instr[i] = frame_field(words, py->frame_instr);
+        if (frame_field(words, py->frame_is_entry) & 0xff)
+            e->py_entry |= 1U << i;
+        e->py_frames = i + 1;
+        frame = frame_field(words, py->frame_previous);
+    }
+    if (frame)
+        e->py_status = CC_PY_TRUNCATED;
+}
+
 /* The opened record's fields but the stack. Every byte the decoder reads is written here or by
  * the caller: zeroing the whole record cost more than filling it. */
 static __always_inline void fill_opened(struct cc_event *e, struct sock *sk,
@@ -251,6 +345,7 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
             bpf_get_stack(ctx, c->open.stack, sizeof(c->open.stack), BPF_F_USER_STACK);
         c->open.stack_bytes_size = 0; /* the copy holds these bytes */
         copy_stack(c, task, c->regs.sp);
+        read_python_frames(&c->open, tgid);
         bpf_ringbuf_submit(c, wakeup_flags());
         return;
     }
@@ -262,6 +357,7 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
     }
     fill_opened(&e->base, sk, &t, state, flags);
     fill_stack(ctx, e, PT_REGS_SP_CORE(regs));
+    read_python_frames(e, tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 

@@ -55,12 +55,50 @@ struct cc_event {
     __s32 sk_err;
 };
 
+/* CPython's own frames, innermost first, read from the interpreter's frame chain. */
+#define CC_PY_FRAMES 32
+
+enum cc_python_status {
+    CC_PY_NONE = 0,          /* not a CPython target the program knows the offsets of */
+    CC_PY_OK = 1,            /* py_frames frames, the whole chain */
+    CC_PY_TRUNCATED = 2,     /* the chain goes on beyond CC_PY_FRAMES */
+    CC_PY_NO_THREAD = 3,     /* no thread state with this thread's id (not a Python thread) */
+    CC_PY_THREADS_FAULT = 4, /* reading the interpreter's thread list failed */
+    CC_PY_FRAME_FAULT = 5,   /* reading a frame failed: py_frames were read before it */
+};
+
 struct cc_open_event {
     struct cc_event base;
     __s32 stack_size;       /* bytes of stack[] filled, or a negative errno */
     __s32 stack_bytes_size; /* bytes of stack_bytes[] filled, or a negative errno */
     __u64 stack[CC_STACK_FRAMES];
     __u8 stack_bytes[CC_STACK_BYTES];
+    __u8 py_status; /* enum cc_python_status */
+    __u8 py_frames;
+    __u16 py_pad;
+    __u32 py_entry;               /* bit i: frame i is where a call of the evaluation loop began */
+    __u64 py_tstate;              /* the thread's PyThreadState */
+    __u64 py_code[CC_PY_FRAMES];  /* each frame's code object */
+    __u64 py_instr[CC_PY_FRAMES]; /* each frame's last instruction (prev_instr) */
+};
+
+/* How to find a CPython thread's frames, per target process (map python_targets, by tgid):
+ * the address of _PyRuntime and the byte offsets of the fields on the way, which differ between
+ * minor versions. */
+#define CC_PY_FRAME_BYTES 80 /* read of each frame: the fields below lie within */
+struct cc_python_target {
+    __u64 runtime;
+    __u16 interpreters_head; /* _PyRuntimeState.interpreters.head */
+    __u16 threads_head;      /* PyInterpreterState.threads.head */
+    __u16 thread_next;       /* PyThreadState.next */
+    __u16 thread_native_id;  /* PyThreadState.native_thread_id */
+    __u16 thread_cframe;     /* PyThreadState.cframe */
+    __u16 cframe_current;    /* _PyCFrame.current_frame */
+    __u16 frame_code;        /* _PyInterpreterFrame.f_code */
+    __u16 frame_previous;    /* _PyInterpreterFrame.previous */
+    __u16 frame_instr;       /* _PyInterpreterFrame.prev_instr */
+    __u16 frame_is_entry;    /* _PyInterpreterFrame.is_entry (one byte) */
+    __u16 pad[2];
 };
 
 /* The user registers at the system call that unwinding from the tables needs: the pc, the stack

@@ -382,8 +382,10 @@ void setup_trace(CLI::App& app, TraceOptions& options) {
         "ledger was printed; 2 bad arguments;\n3 no such process; 5 the process exited "
         "before the trace began; 6 eBPF unavailable.\nCall sites: the frame pointers; for a "
         "program without them, 8 KiB of its stack copied at each connect and unwound from "
-        "its\nunwind tables (a few us more per connection); Go's full stacks; node.js: "
-        "out of scope, and said so. Leaks are\ngrouped by the first frame in the user's own "
+        "its\nunwind tables (a few us more per connection); Go's full stacks; CPython 3.11 "
+        "(python3.11, a venv, libpython3.11.so): the\nPython frames as file.py:LINE in "
+        "Class.function, read from the interpreter's memory without touching it; node.js: "
+        "out of\nscope, and said so. Leaks are grouped by the first frame in the user's own "
         "code. See conncheck(1), TRACE.");
     add_selector_options(app, options.selector);
     app.add_option("--for", options.for_duration,
@@ -443,8 +445,11 @@ int run_trace(const TraceOptions& options) {
     config.max_connections = options.max_connections;
     config.silence_ns = options.resumed ? silence_ms * 1'000'000 : 0;
     trace::Probe probe(config);
-    for (pid_t pid : pids)
+    trace::Symbolizer symbolizer;
+    for (pid_t pid : pids) {
         probe.add_target(pid, trace::needs_stack_copy(pid) ? trace::target_flag::copy_stack : 0);
+        if (const auto* python = symbolizer.python_runtime(pid)) probe.add_python(pid, *python);
+    }
     if (any_listening(pids)) probe.follow_accepts();
 
     // A process that is already gone can open nothing: say so instead of waiting.
@@ -462,7 +467,6 @@ int run_trace(const TraceOptions& options) {
     ledger_config.zombie_silence_ns = silence_ms * 1'000'000;
     ledger_config.close_wait_min_age_ns = close_wait_min_age_ms * 1'000'000;
     trace::Ledger ledger(start, ledger_config);
-    trace::Symbolizer symbolizer;
     Printer printer(options.json, offset, close_wait_min_age_ms);
     const StopSignals signals;
     // On stderr in every mode: a script starting the trace waits for this line.

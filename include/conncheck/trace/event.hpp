@@ -28,6 +28,24 @@ enum class EventKind : std::uint8_t {
 // "opened", "state", ... (JSON "type" values).
 [[nodiscard]] std::string_view kind_name(EventKind kind);
 
+// What the kernel found of the opening thread's CPython frames (src/bpf/trace_event.h).
+enum class PythonStatus : std::uint8_t {
+    none,               // not a CPython target with known offsets
+    complete,           // the whole frame chain
+    truncated,          // the chain goes on beyond the frames recorded
+    no_thread,          // no thread state has this thread's id
+    threads_unreadable, // the interpreter's thread list could not be read
+    frame_unreadable,   // a frame could not be read: the ones before it are there
+};
+
+// One frame of CPython's chain: its code object and last instruction, as the kernel read them.
+struct PythonFrameRef {
+    std::uint64_t code = 0;
+    std::uint64_t instruction = 0; // prev_instr: the address of a code unit
+    bool entry = false;            // where a call of the evaluation loop began
+    friend bool operator==(const PythonFrameRef&, const PythonFrameRef&) = default;
+};
+
 // The user registers at the system call that unwinding from the tables starts from (x86-64).
 struct UserRegisters {
     std::uint64_t ip = 0;
@@ -71,6 +89,10 @@ struct Event {
     // the copy failed.
     std::optional<UserRegisters> registers;
     int copy_error = 0;
+    // opened only: the opening thread's CPython frames, innermost first.
+    PythonStatus python_status = PythonStatus::none;
+    std::uint64_t python_thread_state = 0;
+    std::vector<PythonFrameRef> python_frames;
 };
 
 // TIME_WAIT is not a state change of the socket itself: the kernel hands the connection to a

@@ -15,6 +15,10 @@
 
 namespace conncheck::trace {
 
+namespace python {
+struct Runtime;
+}
+
 struct ProbeConfig {
     std::uint32_t max_connections = 65536; // tracked at once; more are counted, not followed
     // Report data resumed after this much silence; 0 never. Only then is the program on
@@ -56,6 +60,9 @@ public:
     void add_target(pid_t pid, std::uint32_t flags = 0);
     void follow_accepts();
     [[nodiscard]] bool follows_accepts() const;
+    // Records the CPython frames of the connections target `pid` opens: `runtime` (with offsets)
+    // is its interpreter (python::find_runtime()).
+    void add_python(pid_t pid, const python::Runtime& runtime);
     // A file descriptor that becomes readable when the ring buffer fills up (for poll()). The
     // kernel does not wake the reader for every event: drain at least every drain_interval.
     // A second: at 100 ms, trace's CPU grew by a fifth at 1,000 connections/s, and a quiet

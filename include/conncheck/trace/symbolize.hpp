@@ -8,6 +8,7 @@
 
 #include "conncheck/trace/event.hpp"
 #include "conncheck/trace/ledger.hpp"
+#include "conncheck/trace/python.hpp"
 
 #include <memory>
 #include <sys/types.h>
@@ -34,6 +35,10 @@ public:
     // their stacks not copied, since the last call: copying their stacks from now on
     // (needs_stack_copy()) names the callers.
     [[nodiscard]] std::vector<pid_t> take_stack_copy_wanted();
+    // The CPython interpreter of `pid` (python::find_runtime(), looked up once per process), or
+    // nullptr. Call sites of a process with one have its Python frames in the place of the
+    // evaluation loop, or a note saying why not.
+    [[nodiscard]] const python::Runtime* python_runtime(pid_t pid);
 
 private:
     struct Impl;

@@ -143,6 +143,31 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
                 static_cast<std::size_t>(open.stack_bytes_size), CC_STACK_BYTES);
             e.stack_bytes.assign(open.stack_bytes, open.stack_bytes + bytes);
         }
+        switch (open.py_status) {
+        case CC_PY_OK:
+            e.python_status = PythonStatus::complete;
+            break;
+        case CC_PY_TRUNCATED:
+            e.python_status = PythonStatus::truncated;
+            break;
+        case CC_PY_NO_THREAD:
+            e.python_status = PythonStatus::no_thread;
+            break;
+        case CC_PY_THREADS_FAULT:
+            e.python_status = PythonStatus::threads_unreadable;
+            break;
+        case CC_PY_FRAME_FAULT:
+            e.python_status = PythonStatus::frame_unreadable;
+            break;
+        default:
+            e.python_status = PythonStatus::none;
+            break;
+        }
+        e.python_thread_state = open.py_tstate;
+        const std::size_t py_frames = std::min<std::size_t>(open.py_frames, CC_PY_FRAMES);
+        for (std::size_t i = 0; i < py_frames; ++i)
+            e.python_frames.push_back(
+                {open.py_code[i], open.py_instr[i], ((open.py_entry >> i) & 1U) != 0});
     }
     return e;
 }

@@ -1,6 +1,7 @@
 #include "conncheck/trace/probe.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/trace/python.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -139,6 +140,33 @@ void Probe::add_target(pid_t pid, std::uint32_t flags) {
     if (bpf_map__update_elem(impl_->skel->maps.targets, &key, sizeof key, &value, sizeof value,
                              BPF_ANY) != 0)
         throw_errno(fmt::format("cannot trace process {}", pid), errno);
+}
+
+void Probe::add_python(pid_t pid, const python::Runtime& runtime) {
+    if (!runtime.offsets) return;
+    const python::Offsets& o = *runtime.offsets;
+    for (const std::uint16_t field : {o.frame_code, o.frame_previous, o.frame_instr})
+        if (field + 8 > CC_PY_FRAME_BYTES)
+            throw Error(Errc::source_unavailable,
+                        fmt::format("CPython {}.{}: a frame field lies beyond the bytes the eBPF "
+                                    "program reads",
+                                    o.major, o.minor));
+    cc_python_target value{};
+    value.runtime = runtime.runtime;
+    value.interpreters_head = o.interpreters_head;
+    value.threads_head = o.threads_head;
+    value.thread_next = o.thread_next;
+    value.thread_native_id = o.thread_native_id;
+    value.thread_cframe = o.thread_cframe;
+    value.cframe_current = o.cframe_current;
+    value.frame_code = o.frame_code;
+    value.frame_previous = o.frame_previous;
+    value.frame_instr = o.frame_instr;
+    value.frame_is_entry = o.frame_is_entry;
+    const __u32 key = static_cast<__u32>(pid);
+    if (bpf_map__update_elem(impl_->skel->maps.python_targets, &key, sizeof key, &value,
+                             sizeof value, BPF_ANY) != 0)
+        throw_errno(fmt::format("cannot follow the Python frames of process {}", pid), errno);
 }
 
 void Probe::follow_accepts() {

@@ -16,6 +16,7 @@ Probe::Probe(const ProbeConfig&) {
 }
 Probe::~Probe() = default;
 void Probe::add_target(pid_t, std::uint32_t) {}
+void Probe::add_python(pid_t, const python::Runtime&) {}
 void Probe::follow_accepts() {}
 bool Probe::follows_accepts() const {
     return false;

@@ -203,6 +203,46 @@ struct Symbolizer::Impl {
     std::map<std::pair<pid_t, std::uint64_t>, CfaRule> rules;
     std::map<std::string, bool> go_modules;
 
+    struct PythonProcess {
+        std::optional<python::Runtime> runtime;
+        std::unique_ptr<python::ProcessMemory> memory;
+        std::unique_ptr<python::CodeReader> reader;
+    };
+    std::map<pid_t, PythonProcess> pythons;
+
+    PythonProcess& python(pid_t pid) {
+        auto [it, fresh] = pythons.try_emplace(pid);
+        PythonProcess& p = it->second;
+        if (fresh) {
+            p.runtime = python::find_runtime(pid);
+            if (p.runtime) {
+                p.memory = std::make_unique<python::ProcessMemory>(pid);
+                p.reader = std::make_unique<python::CodeReader>(*p.memory, *p.runtime);
+            }
+        }
+        return p;
+    }
+
+    // The Python frames in the place of the evaluation loop that ran them. The interpreter's
+    // frame chain reaches the thread's first Python frame: the call site is complete when the
+    // chain was read whole, whatever the native walk found.
+    void add_python_frames(const Event& e, CallSite& site) {
+        PythonProcess& p = python(e.pid);
+        if (!p.runtime) return;
+        if (!p.runtime->offsets) {
+            site.note = python::unsupported_reason(*p.runtime);
+            return;
+        }
+        if (e.python_status == PythonStatus::none) return;
+        const python::PythonStack py = python::python_stack(*p.reader, e);
+        if (py.frames.empty() && py.stops.empty()) return;
+        site.frames = python::splice(site.frames, py);
+        // The interpreter's own frames name the caller: a stack copy would cost more for nothing.
+        want_copy.erase(e.pid);
+        site.complete = py.stops.empty();
+        site.stops = py.stops.empty() ? std::string() : "Python frames: " + py.stops;
+    }
+
     ~Impl() {
         for (auto& [pid, dwfl] : sessions)
             dwfl_end(dwfl);
@@ -509,6 +549,7 @@ CallSite Symbolizer::call_site(const Event& e) {
         CallSite site;
         site.stops = e.stack_error != 0 ? fmt::format("no user stack ({})", -e.stack_error)
                                         : "no user stack";
+        impl_->add_python_frames(e, site);
         return site;
     }
     CallSite site = impl_->frame_pointer_walk(e);
@@ -522,6 +563,7 @@ CallSite Symbolizer::call_site(const Event& e) {
                !site.frames.back().module.empty()) {
         impl_->want_copy.insert(e.pid);
     }
+    impl_->add_python_frames(e, site);
     if (std::any_of(site.frames.begin(), site.frames.end(),
                     [](const Frame& f) { return is_node(f.module); })) {
         CallSite node;
@@ -536,6 +578,11 @@ CallSite Symbolizer::call_site(const Event& e) {
             break;
         }
     return site;
+}
+
+const python::Runtime* Symbolizer::python_runtime(pid_t pid) {
+    const auto& runtime = impl_->python(pid).runtime;
+    return runtime ? &*runtime : nullptr;
 }
 
 } // namespace conncheck::trace

@@ -1,6 +1,8 @@
 // The Symbolizer of a build without libdw: raw addresses.
 #include "conncheck/trace/symbolize.hpp"
 
+#include "conncheck/trace/python.hpp"
+
 namespace conncheck::trace {
 
 struct Symbolizer::Impl {};
@@ -26,4 +28,16 @@ CallSite Symbolizer::call_site(const Event& opened) {
     return site;
 }
 
+const python::Runtime* Symbolizer::python_runtime(pid_t) {
+    return nullptr;
+}
+
 } // namespace conncheck::trace
+
+namespace conncheck::trace::python {
+
+std::optional<Runtime> find_runtime(pid_t) {
+    return std::nullopt;
+}
+
+} // namespace conncheck::trace::python
