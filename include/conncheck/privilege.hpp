@@ -17,10 +17,18 @@ enum class Access {
     // Creating a file in a directory that belongs to another user (node_exporter's textfile
     // directory is root's): CAP_DAC_OVERRIDE.
     write_directory,
+    // Another user's /proc/PID/auxv (mode 0400: CAP_DAC_READ_SEARCH) and the files mapped there,
+    // which name a call site, past a ptrace read check (CAP_SYS_PTRACE).
+    process_maps,
+    // Loading and attaching tracing programs: CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN grants both).
+    ebpf_tracing,
 };
 
 // The capabilities `access` takes, by name ("CAP_SYS_PTRACE").
 [[nodiscard]] std::vector<std::string> required(Access access);
+
+// Those of them the calling thread lacks (none: the refusal has another cause).
+[[nodiscard]] std::vector<std::string> missing(Access access);
 
 // The parenthesis to append to a permission error: "needs CAP_DAC_READ_SEARCH" naming the
 // missing ones, or, when none is missing, "refused even to root: a ptrace restriction or security

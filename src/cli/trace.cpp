@@ -3,6 +3,8 @@
 #include "human_text.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/fd.hpp"
+#include "conncheck/privilege.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/scan.hpp"
 #include "conncheck/text.hpp"
@@ -18,9 +20,11 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <functional>
+#include <map>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -276,26 +280,50 @@ bool any_listening(const std::vector<pid_t>& pids) {
 }
 
 // Gives the held connections of the processes still running when data last arrived on them, from
-// one scan at the end: what a zombie is judged by. When it cannot be had, says why on stderr; the
-// ledger counts the connections left unjudged.
-void note_last_data(trace::Ledger& ledger, const std::vector<pid_t>& pids) {
+// one scan at the end: what a zombie is judged by. When it cannot be had, says why on stderr and
+// returns false; the ledger counts the connections left unjudged.
+bool note_last_data(trace::Ledger& ledger, const std::vector<pid_t>& pids) {
     const bool wanted =
         std::any_of(ledger.connections().begin(), ledger.connections().end(), [](const auto& c) {
             return c.second.held() && !c.second.closed_by_exit &&
                    c.second.state == TcpState::established;
         });
-    if (!wanted) return;
+    if (!wanted) return true;
     try {
         const std::uint64_t start = monotonic_ns();
         scan::Scanner scanner(scan::Config{});
         const scan::RunningScan scanned = scanner.scan_running(pids);
-        if (!scanned.snapshot) return;
+        if (!scanned.snapshot) return true;
         for (const auto& [id, ns] : trace::last_data_times(ledger, *scanned.snapshot, start))
             ledger.note_last_data(id, ns);
+        return true;
     } catch (const Error& e) {
         fmt::print(stderr, "conncheck: no idle times at the end, zombies not judged: {}\n",
                    e.what());
+        return false;
     }
+}
+
+// A call site is named from /proc/PID/maps, /proc/PID/auxv and the files mapped there, which the
+// kernel shows only to a ptrace reader (CAP_PERFMON opens maps, not auxv, a mode 0400 file):
+// another user's process would look as if its mappings were gone. Says for each process that
+// refuses them why its call sites stay unnamed.
+std::map<pid_t, std::string> unnamed_call_sites(const std::vector<pid_t>& pids) {
+    std::map<pid_t, std::string> refused;
+    for (pid_t pid : pids) {
+        for (const char* file : {"maps", "auxv"}) {
+            const std::string path = fmt::format("/proc/{}/{}", pid, file);
+            const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+            char byte = 0;
+            if (fd.get() >= 0 && ::read(fd.get(), &byte, 1) >= 0) continue;
+            if (errno != EACCES && errno != EPERM) continue;
+            refused[pid] = fmt::format("call site not named: {} may not be read ({})", path,
+                                       privilege::hint(privilege::Access::process_maps));
+            fmt::print(stderr, "conncheck: process {}: {}\n", pid, refused[pid]);
+            break;
+        }
+    }
+    return refused;
 }
 
 int open_pidfd(pid_t pid) {
@@ -341,10 +369,13 @@ void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t d
 void setup_trace(CLI::App& app, TraceOptions& options) {
     app.footer(
         "Needs eBPF: a kernel with BTF, and CAP_BPF + CAP_PERFMON (or root); without it "
-        "trace exits 6 and says which is missing.\nFollows connections opened after it "
-        "starts;\naccepted ones once a process listens (a 'listen' event). Exit status: 0 the "
-        "ledger was printed; 2 bad arguments;\n3 no such process; 5 the process exited "
-        "before the trace began; 6 eBPF unavailable. See conncheck(1), TRACE.");
+        "trace exits 6 and says which is missing.\nCall sites and idle times of another user's "
+        "process also take CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.\nFollows "
+        "connections opened after it starts;\naccepted ones once a process listens (a 'listen' "
+        "event). Exit status: 0 the ledger was printed; 2 bad arguments;\n3 no such process; 5 "
+        "the process exited before the trace began; 6 eBPF unavailable; 8 the ledger was "
+        "printed\nwithout call sites or idle times that could not be read (stderr says why). "
+        "See conncheck(1), TRACE.");
     add_selector_options(app, options.selector);
     app.add_option("--for", options.for_duration,
                    "Stop after this long (e.g. 30s, 10m, 1h) and print the ledger; default: "
@@ -420,9 +451,15 @@ int run_trace(const TraceOptions& options) {
     fmt::print(stderr, "conncheck: tracing {} process{} ({}); Ctrl-C ends with the ledger\n",
                pids.size(), pids.size() == 1 ? "" : "es", fmt::join(pids, ", "));
 
+    const std::map<pid_t, std::string> unnamed = unnamed_call_sites(pids);
     const auto handle = [&](const trace::Event& e) {
         trace::CallSite site;
-        if (e.kind == trace::EventKind::opened) site = symbolizer.call_site(e);
+        if (e.kind == trace::EventKind::opened) {
+            if (const auto it = unnamed.find(e.pid); it != unnamed.end())
+                site.stops = it->second;
+            else
+                site = symbolizer.call_site(e);
+        }
         ledger.add(e, site);
         printer.event(e, site, ledger.find(e.connection));
     };
@@ -430,9 +467,9 @@ int run_trace(const TraceOptions& options) {
     follow(probe, pidfds, deadline, handle, printer, signals);
     // The exiting process's last events were written before its pidfd became readable.
     probe.drain(handle);
-    note_last_data(ledger, pids);
+    const bool judged = note_last_data(ledger, pids);
     printer.ledger(ledger.report(monotonic_ns()), probe.counters());
-    return exit_code::ok;
+    return judged && unnamed.empty() ? exit_code::ok : exit_code::partial;
 }
 
 } // namespace conncheck::cli

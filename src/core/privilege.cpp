@@ -19,8 +19,9 @@ struct Capability {
 
 // Why root, holding every capability an access takes, can still be refused.
 const char* refusal(Access access) {
-    return access == Access::process_fds ? "a ptrace restriction or security module"
-                                         : "a security module";
+    return access == Access::process_fds || access == Access::process_maps
+               ? "a ptrace restriction or security module"
+               : "a security module";
 }
 
 std::vector<Capability> capabilities(Access access) {
@@ -32,6 +33,11 @@ std::vector<Capability> capabilities(Access access) {
         return {{CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}};
     case Access::write_directory:
         return {{CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE"}};
+    case Access::process_maps:
+        return {{CAP_SYS_PTRACE, "CAP_SYS_PTRACE"},
+                {CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", CAP_DAC_OVERRIDE}};
+    case Access::ebpf_tracing:
+        return {{CAP_BPF, "CAP_BPF", CAP_SYS_ADMIN}, {CAP_PERFMON, "CAP_PERFMON", CAP_SYS_ADMIN}};
     }
     return {};
 }
@@ -54,12 +60,17 @@ std::vector<std::string> required(Access access) {
     return names;
 }
 
-std::string hint(Access access) {
-    std::vector<std::string> missing;
+std::vector<std::string> missing(Access access) {
+    std::vector<std::string> names;
     for (const auto& c : capabilities(access))
         if (!effective(c.number) && (c.also_sufficient < 0 || !effective(c.also_sufficient)))
-            missing.emplace_back(c.name);
-    if (!missing.empty()) return fmt::format("needs {}", fmt::join(missing, " and "));
+            names.emplace_back(c.name);
+    return names;
+}
+
+std::string hint(Access access) {
+    if (const auto lacking = missing(access); !lacking.empty())
+        return fmt::format("needs {}", fmt::join(lacking, " and "));
     const std::string who = ::geteuid() == 0
                                 ? std::string("root")
                                 : fmt::format("{}", fmt::join(required(access), " and "));
