@@ -44,11 +44,13 @@ cleanup() {
 trap cleanup EXIT
 
 # Every path outside the places that change anyway (caches, logs, temporary files, home
-# directories, dpkg's own records of what it did).
+# directories, dpkg's own records of what it did), and /var/lib/conncheck: conncheck run as root
+# (the test suites) may have made it before, and purge removes it, which is checked apart.
 file_list() {
   find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
     -o -path /var/tmp -o -path /var/cache -o -path /var/log -o -path /var/lib/apt \
-    -o -path /var/lib/dpkg -o -path /root -o -path /home -o -path /work \) -prune -o -print |
+    -o -path /var/lib/dpkg -o -path /root -o -path /home -o -path /work \
+    -o -path /var/lib/conncheck \) -prune -o -print |
     sort
 }
 file_list >"$work/before"
@@ -127,6 +129,7 @@ kill "$holder"
 holder=""
 dpkg --purge conncheck || fail "dpkg --purge failed"
 file_list >"$work/after"
+[[ ! -e /var/lib/conncheck ]] || fail "purge left /var/lib/conncheck"
 if ! diff "$work/before" "$work/after"; then
   fail "the purged package left the files above behind (or removed them)"
 fi
