@@ -19,11 +19,18 @@ enum class Access {
     write_directory,
     // SOCK_DESTROY through sock_diag: CAP_NET_ADMIN in the socket's network namespace.
     destroy_sockets,
+    // Another user's /proc/PID/auxv (mode 0400: CAP_DAC_READ_SEARCH) and the files mapped there,
+    // which name a call site, past a ptrace read check (CAP_SYS_PTRACE).
+    process_maps,
+    // Loading and attaching tracing programs: CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN grants both).
+    ebpf_tracing,
 };
 
 // The capabilities `access` takes, by name ("CAP_SYS_PTRACE").
 [[nodiscard]] std::vector<std::string> required(Access access);
 
+// Those of them the calling thread lacks (none: the refusal has another cause).
+[[nodiscard]] std::vector<std::string> missing(Access access);
 // Whether the calling thread holds every capability `access` takes (a security module may
 // still refuse).
 [[nodiscard]] bool granted(Access access);

@@ -52,10 +52,12 @@ struct State {
 
 // --- file handling; every failure throws Error naming the path ---
 
+// $STATE_DIRECTORY/KEY.json in a systemd unit with StateDirectory= (its first directory), else
 // /var/lib/conncheck/KEY.json for root, else $XDG_STATE_HOME/conncheck/KEY.json with
-// ~/.local/state as the default for XDG_STATE_HOME. `xdg_state_home`/`home` may be null.
+// ~/.local/state as the default for XDG_STATE_HOME. Any of the strings may be null.
 [[nodiscard]] std::string default_path(std::string_view selector_key, uid_t euid,
-                                       const char* xdg_state_home, const char* home);
+                                       const char* xdg_state_home, const char* home,
+                                       const char* state_directory = nullptr);
 // The same for the calling process (geteuid, the environment, the passwd entry without $HOME).
 [[nodiscard]] std::string default_path(std::string_view selector_key);
 

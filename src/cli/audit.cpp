@@ -1,6 +1,7 @@
 #include "audit.hpp"
 
 #include "render.hpp"
+#include "terminal.hpp"
 
 #include "conncheck/analysis.hpp"
 #include "conncheck/report_json.hpp"
@@ -8,6 +9,7 @@
 
 #include <cstdio>
 #include <fmt/core.h>
+#include <unistd.h>
 
 namespace conncheck::cli {
 
@@ -62,6 +64,7 @@ int run_audit(const AuditOptions& options) {
         RenderOptions render;
         render.color = use_color(options.no_color);
         render.width = terminal_width();
+        render.fit = screen::terminal_size(STDOUT_FILENO).cols > 0;
         fmt::print("{}", render_report(report, render));
     }
     std::fflush(stdout);

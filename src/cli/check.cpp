@@ -451,6 +451,7 @@ void setup_check(CLI::App& app, CheckOptions& options) {
         ->type_name("DURATION");
     app.add_option("--state-file", options.state_file,
                    "Keep the previous run's counts and socket cookies in PATH (default "
+                   "$STATE_DIRECTORY/SELECTOR.json in a systemd unit, "
                    "/var/lib/conncheck/SELECTOR.json as root, else "
                    "$XDG_STATE_HOME/conncheck/SELECTOR.json; a link or non-regular file is "
                    "refused)")

@@ -5,6 +5,7 @@
 #include "conncheck/scan.hpp"
 #include "conncheck/text.hpp"
 
+#include <cerrno>
 #include <cstdio>
 #include <fmt/core.h>
 #include <optional>
@@ -43,6 +44,20 @@ int run_export(const ExportOptions& options) {
     if (!has_selector(options.selector))
         throw Error(Errc::usage, "export needs the processes to export: --pid, --pidfile, --name, "
                                  "--exe, --unit or --cgroup");
+    if (!options.textfile_dir.empty()) {
+        // Checked before the scan: a wrong directory is a set-up mistake, not a down target.
+        struct stat st {};
+        const bool found = ::stat(options.textfile_dir.c_str(), &st) == 0;
+        if (!found && errno == ENOENT)
+            throw Error(Errc::usage,
+                        fmt::format("--textfile-dir {}: no such directory; it is the directory "
+                                    "node_exporter's textfile collector reads (Debian: install "
+                                    "prometheus-node-exporter), or create it",
+                                    text::sanitize(options.textfile_dir)));
+        if (!found || !S_ISDIR(st.st_mode))
+            throw Error(Errc::usage, fmt::format("--textfile-dir {}: not a directory",
+                                                 text::sanitize(options.textfile_dir)));
+    }
 
     prometheus::RenderOptions render;
     render.target = options.job;

@@ -2,6 +2,7 @@
 
 #include "ansi.hpp"
 #include "human_text.hpp"
+#include "table.hpp"
 
 #include "conncheck/privilege.hpp"
 #include "conncheck/text.hpp"
@@ -35,6 +36,17 @@ std::string netns_label(const proc::ProcessInfo& info) {
     return info.netns == 0 ? std::string("unknown") : std::to_string(info.netns);
 }
 
+int prose_width(const RenderOptions& options) {
+    return options.fit ? std::max(options.width, 40) : 80;
+}
+
+table::Layout table_layout(const RenderOptions& options) {
+    return table::Layout{std::max(options.width, 40), options.fit, "  "};
+}
+
+// Where the findings' text starts: after "  SEVERITY KIND             ".
+constexpr int finding_text_col = 28;
+
 } // namespace
 
 std::string severity_tag(Severity severity, bool color) {
@@ -53,17 +65,22 @@ std::string severity_tag(Severity severity, bool color) {
 
 std::string render_findings(const std::vector<analysis::Finding>& findings,
                             const RenderOptions& options) {
+    const int width = prose_width(options);
+    // A narrow terminal keeps a shallower indent, so that lines still hold a few words.
+    const int hang = width - finding_text_col >= 30 ? finding_text_col : 4;
     std::string out;
     for (const auto& f : findings) {
-        out += fmt::format("  {} {:<16} {}\n", severity_tag(f.severity, options.color),
-                           analysis::kind_name(f.kind), f.summary);
-        out += fmt::format("  {:<8} {:<16} {}\n", "", "", f.advice);
+        const std::string kind = fmt::format("{:<16} ", analysis::kind_name(f.kind));
+        out += table::wrap("  " + severity_tag(f.severity, options.color) + " " + kind,
+                           finding_text_col, f.summary, width, hang);
+        out += table::wrap(std::string(static_cast<std::size_t>(hang), ' '), hang, f.advice, width,
+                           hang);
     }
     return out;
 }
 
 std::string render_process(const ProcessReport& r, const RenderOptions& options) {
-    const auto width = static_cast<std::size_t>(std::max(options.width, 40));
+    const auto width = static_cast<std::size_t>(prose_width(options));
     std::string out;
     out +=
         bold(fmt::format("pid {}  {}", r.info.pid, text::sanitize(r.info.comm, 32)), options.color);
@@ -105,34 +122,48 @@ std::string render_process(const ProcessReport& r, const RenderOptions& options)
                            "inode)\n",
                            r.other_netns_sockets);
     const auto& o = r.other_sockets;
-    out += fmt::format("  {:<14} {:>7}   socket fds in no TCP state: {} TCP in no table read, {} "
-                       "UDP, {} unix, {} other\n",
-                       "other sockets", o.total(), o.tcp, o.udp, o.unix_domain, o.other);
+    out += table::wrap(fmt::format("  {:<14} {:>7}   ", "other sockets", o.total()), 27,
+                       fmt::format("socket fds in no TCP state: {} TCP in no table read, {} "
+                                   "UDP, {} unix, {} other",
+                                   o.tcp, o.udp, o.unix_domain, o.other),
+                       prose_width(options), 27);
 
     if (!r.peers.empty()) {
-        out += fmt::format("\n  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n", "PEER", "ESTAB",
-                           "CLOSE_WAIT", "TIME_WAIT", "OTHER", "IDLE", "UNREAD");
+        // Dropped to fit a narrow terminal in this order: OTHER, UNREAD, TIME_WAIT, IDLE; then
+        // the peer is cut. PEER, ESTAB and CLOSE_WAIT always stay.
+        const std::vector<table::Column> columns{
+            {"PEER", "", table::Align::left, 0, true},
+            {"ESTAB", "", table::Align::right, 0, false},
+            {"CLOSE_WAIT", "CLOSE_W", table::Align::right, 0, false},
+            {"TIME_WAIT", "TIME_W", table::Align::right, 3, false},
+            {"OTHER", "", table::Align::right, 1, false},
+            {"IDLE", "", table::Align::right, 4, false},
+            {"UNREAD", "", table::Align::right, 2, false},
+        };
+        std::vector<std::vector<std::string>> rows;
         const std::size_t shown = std::min(options.max_peers, r.peers.size());
         for (std::size_t i = 0; i < shown; ++i) {
             const auto& p = r.peers[i];
             const std::uint64_t other = p.states.total() - p.states[TcpState::established] -
                                         p.states[TcpState::close_wait] -
                                         p.states[TcpState::time_wait];
-            out += fmt::format(
-                "  {:<40} {:>6} {:>10} {:>9} {:>6}  {:<15} {:>9}\n",
-                text::sanitize(p.remote.to_string(), 40), p.states[TcpState::established],
-                p.states[TcpState::close_wait], p.states[TcpState::time_wait], other,
-                idle_range(p.idle_min_ms, p.idle_max_ms), human_bytes(p.unread_bytes));
+            rows.push_back({text::sanitize(p.remote.to_string()),
+                            std::to_string(p.states[TcpState::established]),
+                            std::to_string(p.states[TcpState::close_wait]),
+                            std::to_string(p.states[TcpState::time_wait]), std::to_string(other),
+                            idle_range(p.idle_min_ms, p.idle_max_ms), human_bytes(p.unread_bytes)});
         }
+        out += "\n" + table::render(columns, rows, table_layout(options));
         if (r.peers.size() > shown)
             out += fmt::format("  ... {} more peers (--json lists them all)\n",
                                r.peers.size() - shown);
     }
 
     if (r.findings.empty()) {
-        out += fmt::format(
-            "\nNo leak signals: no CLOSE_WAIT, no stale duplicate connections, no reconnect "
-            "churn, fds well below the limit.\n");
+        out += "\n" + table::wrap("", 0,
+                                  "No leak signals: no CLOSE_WAIT, no stale duplicate "
+                                  "connections, no reconnect churn, fds well below the limit.",
+                                  prose_width(options), 0);
     } else {
         out += "\n" + bold("FINDINGS", options.color) + "\n" + render_findings(r.findings, options);
     }
@@ -167,8 +198,19 @@ std::string render_report(const analysis::HostReport& report, const RenderOption
 
     out += fmt::format("\n{} TCP sockets on this host; {} processes hold some\n\n",
                        report.sockets_seen, report.processes.size());
-    out += fmt::format("  {:>7}  {:<16} {:>6} {:>10} {:>9} {:>6} {:>6}  {}\n", "PID", "COMM",
-                       "ESTAB", "CLOSE_WAIT", "TIME_WAIT", "STALE", "OTHER", "FINDINGS");
+    // Dropped to fit a narrow terminal in this order: OTHER, TIME_WAIT, STALE; then FINDINGS is
+    // cut. PID, COMM, ESTAB and CLOSE_WAIT always stay.
+    const std::vector<table::Column> columns{
+        {"PID", "", table::Align::right, 0, false},
+        {"COMM", "", table::Align::left, 0, false},
+        {"ESTAB", "", table::Align::right, 0, false},
+        {"CLOSE_WAIT", "CLOSE_W", table::Align::right, 0, false},
+        {"TIME_WAIT", "TIME_W", table::Align::right, 2, false},
+        {"STALE", "", table::Align::right, 3, false},
+        {"OTHER", "", table::Align::right, 1, false},
+        {"FINDINGS", "", table::Align::left, 0, true},
+    };
+    std::vector<std::vector<std::string>> rows;
     for (const auto& p : report.processes) {
         const std::uint64_t other = p.states.total() - p.states[TcpState::established] -
                                     p.states[TcpState::close_wait] - p.states[TcpState::time_wait];
@@ -176,30 +218,32 @@ std::string render_report(const analysis::HostReport& report, const RenderOption
         if (!p.findings.empty())
             worst = fmt::format("{} ({})", p.findings.size(),
                                 analysis::kind_name(p.findings.front().kind));
-        out += fmt::format("  {:>7}  {:<16} {:>6} {:>10} {:>9} {:>6} {:>6}  {}\n", p.info.pid,
-                           text::sanitize(p.info.comm, 16), p.states[TcpState::established],
-                           p.states[TcpState::close_wait], p.states[TcpState::time_wait], p.stale,
-                           other, worst);
+        rows.push_back({std::to_string(p.info.pid), text::sanitize(p.info.comm, 16),
+                        std::to_string(p.states[TcpState::established]),
+                        std::to_string(p.states[TcpState::close_wait]),
+                        std::to_string(p.states[TcpState::time_wait]), std::to_string(p.stale),
+                        std::to_string(other), worst});
     }
+    out += table::render(columns, rows, table_layout(options));
     const auto& u = report.unattributed;
+    const int width = prose_width(options);
+    const auto unnamed = [&](std::uint64_t count, std::string_view label, const std::string& why) {
+        return table::wrap(fmt::format("  {:>7}  {:<11} ", count, label), 22, why, width, 22);
+    };
     out += fmt::format("\nSockets no process could be named for:\n");
-    out +=
-        fmt::format("  {:>7}  TIME_WAIT   no owner in the kernel (inode 0), not toward any listed "
-                    "process's peers\n",
-                    u.time_wait);
-    out += fmt::format(
-        "  {:>7}  orphaned    closed by their process, still draining (FIN_WAIT, LAST_ACK)\n",
-        u.orphaned);
-    out += fmt::format("  {:>7}  permission  held by {} processes whose fds we may not read ({})\n",
-                       u.permission, report.unreadable_processes,
-                       privilege::hint(privilege::Access::process_fds));
-    out += fmt::format(
-        "  {:>7}  unknown     no readable process holds them (exited meanwhile, or kernel)\n",
-        u.unknown);
+    out += unnamed(u.time_wait, "TIME_WAIT",
+                   "no owner in the kernel (inode 0), not toward any listed process's peers");
+    out += unnamed(u.orphaned, "orphaned",
+                   "closed by their process, still draining (FIN_WAIT, LAST_ACK)");
+    out += unnamed(u.permission, "permission",
+                   fmt::format("held by {} processes whose fds we may not read ({})",
+                               report.unreadable_processes,
+                               privilege::hint(privilege::Access::process_fds)));
+    out += unnamed(u.unknown, "unknown",
+                   "no readable process holds them (exited meanwhile, or kernel)");
     if (u.time_wait_ambiguous > 0)
-        out += fmt::format("  {:>7}  ambiguous   TIME_WAIT toward a peer several listed processes "
-                           "talk to: counted for none\n",
-                           u.time_wait_ambiguous);
+        out += unnamed(u.time_wait_ambiguous, "ambiguous",
+                       "TIME_WAIT toward a peer several listed processes talk to: counted for none");
     return out;
 }
 

@@ -9,7 +9,10 @@ namespace conncheck::cli {
 
 struct RenderOptions {
     bool color = false;
+    // On a terminal (fit) tables drop columns to fit `width`; off one every column stays and
+    // prose is wrapped at 80 columns, whatever the width, so scripts see one layout.
     int width = 80;
+    bool fit = false;
     std::size_t max_peers = 15;
 };
 

@@ -284,7 +284,13 @@ std::vector<std::string> peer_lines(const Frame& frame, const ViewState& view, c
     if (budget < 2) return out;
     auto peers = merged_peers(frame);
     watch::sort_peers(peers, view.sort);
-    const int end = l.cols;
+    // The figures follow the longest peer shown rather than the terminal's right edge: on a wide
+    // terminal they stay next to the peers they belong to.
+    const int figures = frame.events ? 56 : 46;
+    int longest = 0;
+    for (std::size_t i = 0; i < peers.size() && i + 1 < budget; ++i)
+        longest = std::max(longest, display_width(text::sanitize(peers[i].label)));
+    const int end = std::min(l.cols, std::max(2 + longest + 8 + figures, 72));
     // With connection events, the oldest connection's age before the counts.
     const int c_new = end, c_idle = end - 9, c_tw = end - 24, c_cw = end - 31, c_est = end - 39,
               c_oldest = end - 46, c_total = frame.events ? end - 56 : end - 46;

@@ -3,6 +3,8 @@
 #include "human_text.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/fd.hpp"
+#include "conncheck/privilege.hpp"
 #include "conncheck/proc.hpp"
 #include "conncheck/scan.hpp"
 #include "conncheck/text.hpp"
@@ -18,9 +20,11 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <functional>
+#include <map>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -312,26 +316,50 @@ bool any_listening(const std::vector<pid_t>& pids) {
 }
 
 // Gives the held connections of the processes still running when data last arrived on them, from
-// one scan at the end: what a zombie is judged by. When it cannot be had, says why on stderr; the
-// ledger counts the connections left unjudged.
-void note_last_data(trace::Ledger& ledger, const std::vector<pid_t>& pids) {
+// one scan at the end: what a zombie is judged by. When it cannot be had, says why on stderr and
+// returns false; the ledger counts the connections left unjudged.
+bool note_last_data(trace::Ledger& ledger, const std::vector<pid_t>& pids) {
     const bool wanted =
         std::any_of(ledger.connections().begin(), ledger.connections().end(), [](const auto& c) {
             return c.second.held() && !c.second.closed_by_exit &&
                    c.second.state == TcpState::established;
         });
-    if (!wanted) return;
+    if (!wanted) return true;
     try {
         const std::uint64_t start = monotonic_ns();
         scan::Scanner scanner(scan::Config{});
         const scan::RunningScan scanned = scanner.scan_running(pids);
-        if (!scanned.snapshot) return;
+        if (!scanned.snapshot) return true;
         for (const auto& [id, ns] : trace::last_data_times(ledger, *scanned.snapshot, start))
             ledger.note_last_data(id, ns);
+        return true;
     } catch (const Error& e) {
         fmt::print(stderr, "conncheck: no idle times at the end, zombies not judged: {}\n",
                    text::one_line(e.what()));
+        return false;
     }
+}
+
+// A call site is named from /proc/PID/maps, /proc/PID/auxv and the files mapped there, which the
+// kernel shows only to a ptrace reader (CAP_PERFMON opens maps, not auxv, a mode 0400 file):
+// another user's process would look as if its mappings were gone. Says for each process that
+// refuses them why its call sites stay unnamed.
+std::map<pid_t, std::string> unnamed_call_sites(const std::vector<pid_t>& pids) {
+    std::map<pid_t, std::string> refused;
+    for (pid_t pid : pids) {
+        for (const char* file : {"maps", "auxv"}) {
+            const std::string path = fmt::format("/proc/{}/{}", pid, file);
+            const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+            char byte = 0;
+            if (fd.get() >= 0 && ::read(fd.get(), &byte, 1) >= 0) continue;
+            if (errno != EACCES && errno != EPERM) continue;
+            refused[pid] = fmt::format("call site not named: {} may not be read ({})", path,
+                                       privilege::hint(privilege::Access::process_maps));
+            fmt::print(stderr, "conncheck: process {}: {}\n", pid, refused[pid]);
+            break;
+        }
+    }
+    return refused;
 }
 
 int open_pidfd(pid_t pid) {
@@ -377,10 +405,13 @@ void follow(trace::Probe& probe, const std::vector<int>& pidfds, std::uint64_t d
 void setup_trace(CLI::App& app, TraceOptions& options) {
     app.footer(
         "Needs eBPF: a kernel with BTF, and CAP_BPF + CAP_PERFMON (or root); without it "
-        "trace exits 6 and says which is missing.\nFollows connections opened after it "
-        "starts;\naccepted ones once a process listens (a 'listen' event). Exit status: 0 the "
-        "ledger was printed; 2 bad arguments;\n3 no such process; 5 the process exited "
-        "before the trace began; 6 eBPF unavailable.\nCall sites: the frame pointers; for a "
+        "trace exits 6 and says which is missing.\nCall sites and idle times of another user's "
+        "process also take CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.\nFollows "
+        "connections opened after it starts;\naccepted ones once a process listens (a 'listen' "
+        "event). Exit status: 0 the ledger was printed; 2 bad arguments;\n3 no such process; 5 "
+        "the process exited before the trace began; 6 eBPF unavailable; 8 the ledger was "
+        "printed\nwithout call sites or idle times that could not be read (stderr says why).\n"
+        "Call sites: the frame pointers; for a "
         "program without them, 8 KiB of its stack copied at each connect and unwound from "
         "its\nunwind tables (a few us more per connection); Go's full stacks; CPython 3.11 "
         "(python3.11, a venv, libpython3.11.so): the\nPython frames as file.py:LINE in "
@@ -473,14 +504,19 @@ int run_trace(const TraceOptions& options) {
     fmt::print(stderr, "conncheck: tracing {} process{} ({}); Ctrl-C ends with the ledger\n",
                pids.size(), pids.size() == 1 ? "" : "es", fmt::join(pids, ", "));
 
+    const std::map<pid_t, std::string> unnamed = unnamed_call_sites(pids);
     const auto handle = [&](const trace::Event& e) {
         trace::CallSite site;
         if (e.kind == trace::EventKind::opened) {
-            site = symbolizer.call_site(e);
-            // A library without frame pointers below a program with them: copy from now on.
-            for (pid_t pid : symbolizer.take_stack_copy_wanted())
-                if (std::find(pids.begin(), pids.end(), pid) != pids.end())
-                    probe.add_target(pid, trace::target_flag::copy_stack);
+            if (const auto it = unnamed.find(e.pid); it != unnamed.end()) {
+                site.stops = it->second;
+            } else {
+                site = symbolizer.call_site(e);
+                // A library without frame pointers below a program with them: copy from now on.
+                for (pid_t pid : symbolizer.take_stack_copy_wanted())
+                    if (std::find(pids.begin(), pids.end(), pid) != pids.end())
+                        probe.add_target(pid, trace::target_flag::copy_stack);
+            }
         }
         ledger.add(e, site);
         printer.event(e, site, ledger.find(e.connection));
@@ -491,9 +527,9 @@ int run_trace(const TraceOptions& options) {
     probe.drain(handle);
     for (const std::uint64_t id : probe.incomplete_connections())
         ledger.note_incomplete(id);
-    note_last_data(ledger, pids);
+    const bool judged = note_last_data(ledger, pids);
     printer.ledger(ledger.report(monotonic_ns()), probe.counters());
-    return exit_code::ok;
+    return judged && unnamed.empty() ? exit_code::ok : exit_code::partial;
 }
 
 } // namespace conncheck::cli

@@ -20,8 +20,9 @@ struct Capability {
 
 // Why root, holding every capability an access takes, can still be refused.
 const char* refusal(Access access) {
-    return access == Access::process_fds ? "a ptrace restriction or security module"
-                                         : "a security module";
+    return access == Access::process_fds || access == Access::process_maps
+               ? "a ptrace restriction or security module"
+               : "a security module";
 }
 
 std::vector<Capability> capabilities(Access access) {
@@ -35,6 +36,11 @@ std::vector<Capability> capabilities(Access access) {
         return {{CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE"}};
     case Access::destroy_sockets:
         return {{CAP_NET_ADMIN, "CAP_NET_ADMIN"}};
+    case Access::process_maps:
+        return {{CAP_SYS_PTRACE, "CAP_SYS_PTRACE"},
+                {CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", CAP_DAC_OVERRIDE}};
+    case Access::ebpf_tracing:
+        return {{CAP_BPF, "CAP_BPF", CAP_SYS_ADMIN}, {CAP_PERFMON, "CAP_PERFMON", CAP_SYS_ADMIN}};
     }
     return {};
 }
@@ -61,16 +67,18 @@ std::vector<std::string> required(Access access) {
     return names;
 }
 
-bool granted(Access access) {
-    const auto needed = capabilities(access);
-    return std::all_of(needed.begin(), needed.end(), held);
+std::vector<std::string> missing(Access access) {
+    std::vector<std::string> names;
+    for (const auto& c : capabilities(access))
+        if (!held(c)) names.emplace_back(c.name);
+    return names;
 }
 
+bool granted(Access access) { return missing(access).empty(); }
+
 std::string hint(Access access) {
-    std::vector<std::string> missing;
-    for (const auto& c : capabilities(access))
-        if (!held(c)) missing.emplace_back(c.name);
-    if (!missing.empty()) return fmt::format("needs {}", fmt::join(missing, " and "));
+    if (const auto lacking = missing(access); !lacking.empty())
+        return fmt::format("needs {}", fmt::join(lacking, " and "));
     const std::string who = ::geteuid() == 0
                                 ? std::string("root")
                                 : fmt::format("{}", fmt::join(required(access), " and "));

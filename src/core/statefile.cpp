@@ -132,11 +132,17 @@ ProcessState process_from(const json& j, const std::string& path) {
 } // namespace
 
 std::string default_path(std::string_view selector_key, uid_t euid, const char* xdg_state_home,
-                         const char* home) {
+                         const char* home, const char* state_directory) {
     std::string key(selector_key);
     std::replace(key.begin(), key.end(), '/', '_');
     if (key.empty() || key.front() == '.') key.insert(0, "selector");
     const std::string file = key + ".json";
+    // systemd sets STATE_DIRECTORY to the unit's own StateDirectory= (a colon-separated list when
+    // there are several): a unit keeps its state there and never in a person's or cron's file.
+    if (state_directory != nullptr && state_directory[0] == '/') {
+        const std::string_view dirs(state_directory);
+        return std::string(dirs.substr(0, dirs.find(':'))) + "/" + file;
+    }
     if (euid == 0) return "/var/lib/conncheck/" + file;
     // The XDG base directory spec: a relative XDG_STATE_HOME is invalid and is ignored.
     if (xdg_state_home != nullptr && xdg_state_home[0] == '/')
@@ -153,7 +159,8 @@ std::string default_path(std::string_view selector_key) {
     if (home == nullptr || home[0] == '\0') {
         if (const passwd* pw = ::getpwuid(euid); pw != nullptr) home = pw->pw_dir;
     }
-    return default_path(selector_key, euid, std::getenv("XDG_STATE_HOME"), home);
+    return default_path(selector_key, euid, std::getenv("XDG_STATE_HOME"), home,
+                        std::getenv("STATE_DIRECTORY"));
 }
 
 void make_parent_dirs(const std::string& path) {

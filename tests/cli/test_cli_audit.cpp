@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -180,6 +181,35 @@ TEST_CASE("the table names states, peers and findings, without escapes when not 
     CHECK(r.out.find("close_wait") != std::string::npos);
     CHECK(r.out.find(endpoint_string(t.dropper)) != std::string::npos);
     CHECK(r.out.find('\x1b') == std::string::npos);
+}
+
+TEST_CASE("off a terminal the table keeps one layout, within 80 columns, whatever COLUMNS says") {
+    Target t;
+    (void)t.audit_json();
+    const std::string pid = std::to_string(t.child.pid());
+    const auto narrow = conncheck({"--pid", pid}, {"COLUMNS=40"});
+    const auto wide = conncheck({"--pid", pid}, {"COLUMNS=250"});
+    REQUIRE(narrow.exit_code == 0);
+    REQUIRE(wide.exit_code == 0);
+    // Every column is there, under its full header.
+    const std::size_t head = narrow.out.find("  PEER");
+    REQUIRE(head != std::string::npos);
+    const std::string header = narrow.out.substr(head, narrow.out.find('\n', head) - head);
+    for (const char* column : {"ESTAB", "CLOSE_WAIT", "TIME_WAIT", "OTHER", "IDLE", "UNREAD"})
+        CHECK(header.find(column) != std::string::npos);
+    // The same lines both times, except for the timestamp and the idle times, which move.
+    CHECK(line_count(narrow.out) == line_count(wide.out));
+    std::istringstream lines(narrow.out);
+    for (std::string line; std::getline(lines, line);) {
+        CAPTURE(line);
+        CHECK(line.size() <= 80);
+    }
+    // A finding's text is wrapped between words, continued under its first word.
+    const std::size_t finding = narrow.out.find("close_wait  ");
+    REQUIRE(finding != std::string::npos);
+    const std::size_t next = narrow.out.find('\n', finding);
+    CHECK(narrow.out.compare(next + 1, 28, std::string(28, ' ')) == 0);
+    CHECK(narrow.out[next + 29] != ' ');
 }
 
 TEST_CASE("--source proc falls back to /proc/net/tcp and says so") {

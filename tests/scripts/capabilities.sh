@@ -3,6 +3,7 @@
 # unprivileged user (nobody) holding exactly its set as ambient capabilities passes, and the same
 # set minus any one capability fails with the message that names the missing one. The target is a
 # root process holding loopback sockets (and one inside a network namespace this test creates).
+# trace too, where eBPF is available.
 # Usage: capabilities.sh CONNCHECK. Exits 77 (skipped) without root, setpriv, ip or python3.
 set -uo pipefail
 
@@ -136,4 +137,41 @@ for mode in audit netns check export; do
     fi
   done
 done
+
+# trace: CAP_BPF + CAP_PERFMON load the programs; naming call sites in another user's process
+# also takes CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH. Without eBPF here at all (no BTF, a build without it), skipped.
+trace_rc() { # CAPS -> sets rc, out, err
+  as_nobody "$1" trace --pid "$host_pid" --for 500ms >"$work/out" 2>"$work/err"
+  rc=$?
+  out=$(<"$work/out")
+  err=$(<"$work/err")
+}
+"$bin" trace --pid "$host_pid" --for 100ms >/dev/null 2>"$work/err"
+if [[ $? -eq 6 ]]; then
+  echo "skip trace: eBPF is unavailable even to root: $(<"$work/err")"
+else
+  trace_rc bpf,perfmon,sys_ptrace,dac_read_search
+  if [[ $rc -eq 0 && $err != *needs* ]]; then
+    echo "ok   trace with bpf,perfmon,sys_ptrace,dac_read_search"
+  else
+    fail "trace with bpf,perfmon,sys_ptrace,dac_read_search: exit $rc: $err"
+  fi
+  trace_rc bpf,perfmon
+  if [[ $rc -eq 8 && $err == *"/proc/$host_pid/"*" may not be read (needs CAP_SYS_PTRACE"* &&
+    $out == *Ledger* ]]; then
+    echo "ok   trace without CAP_SYS_PTRACE: exit 8, the ledger, names CAP_SYS_PTRACE"
+  else
+    fail "trace without CAP_SYS_PTRACE: exit $rc (want 8 naming it): $out$err"
+  fi
+  for missing in bpf perfmon; do
+    trace_rc "$(sed "s/$missing//; s/,,/,/; s/^,//" <<<"bpf,perfmon,sys_ptrace,dac_read_search")"
+    name="CAP_${missing^^}"
+    other=$([[ $missing == bpf ]] && echo CAP_PERFMON || echo CAP_BPF)
+    if [[ $rc -eq 6 && $err == *"needs $name (or root)"* && $err != *"$other"* ]]; then
+      echo "ok   trace without $name: exit 6, names $name alone"
+    else
+      fail "trace without $name: exit $rc (want 6 naming only $name): $err"
+    fi
+  done
+fi
 exit "$failed"

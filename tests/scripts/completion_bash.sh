@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The generated bash completion driven the way bash drives it: every subcommand `--help` lists
 # after `conncheck`, every option of each subcommand's --help after `--`, running pids after
-# --pid (also as --pid=), the choices after --source.
+# --pid (also as --pid=), process names after --name, the choices after --source and
+# `completions`; zsh's and fish's descriptions are whole phrases.
 # Usage: completion_bash.sh COMPLETION_SCRIPT CONNCHECK. Exits 77 (skipped) without bash-completion.
 script=${1:?usage: completion_bash.sh COMPLETION_SCRIPT CONNCHECK}
 bin=${2:?usage: completion_bash.sh COMPLETION_SCRIPT CONNCHECK}
@@ -76,4 +77,33 @@ done
 offered=$(complete_line conncheck --source "")
 [[ $(sort <<<"$offered" | tr '\n' ' ') == "auto netlink proc " ]] ||
   fail "\`conncheck --source <TAB>' offers: $offered"
-echo "bash completion: $(wc -w <<<"$subcommands") subcommands, their options, pids and choices"
+
+# --name offers the names of running processes (the sleep started above among them).
+comm=$(cat "/proc/$target/comm")
+for line in "conncheck --name" "conncheck check --name" "conncheck trace --name ="; do
+  offered=$(complete_line $line "")
+  contains "$offered" "$comm" || fail "\`$line <TAB>' does not offer the running $comm"
+  contains "$(complete_line $line "${comm:0:2}")" "$comm" ||
+    fail "\`$line ${comm:0:2}<TAB>' does not offer $comm"
+done
+offered=$(complete_line conncheck completions "")
+[[ $(sort <<<"$offered" | tr '\n' ' ') == "bash fish zsh " ]] ||
+  fail "\`conncheck completions <TAB>' offers: $offered"
+
+# zsh and fish show a description beside each option: never one cut inside its parentheses.
+for shell in zsh fish; do
+  "$bin" completions "$shell" | python3 -c '
+import re, sys
+shell = sys.argv[1]
+text = sys.stdin.read()
+if shell == "fish":
+    found = re.findall(r" -d \x27((?:[^\x27\\]|\\.)*)\x27", text)
+else:
+    found = re.findall(r"\x27\*?-[^\[\x27]*\[((?:[^\]\\]|\\.)*)\]", text)
+assert len(found) > 20, f"{shell}: only {len(found)} descriptions found"
+for d in found:
+    assert d.count("(") == d.count(")"), f"{shell}: description cut inside parentheses: {d}"
+    assert not re.search(r"\b(e\.g|i\.e|default|the|a|of|or)$", d), f"{shell}: cut mid-phrase: {d}"
+' "$shell" || fail "\`conncheck completions $shell' cuts a description mid-phrase"
+done
+echo "bash completion: $(wc -w <<<"$subcommands") subcommands, their options, pids, process names and choices"

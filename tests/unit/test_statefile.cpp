@@ -206,6 +206,13 @@ TEST_CASE("default paths") {
           "/home/u/.local/state/conncheck/pid-42.json");
     CHECK_THROWS_AS((void)default_path("pid-42", 1000, nullptr, nullptr), Error);
     CHECK(default_path("a/b", 0, nullptr, nullptr) == "/var/lib/conncheck/a_b.json");
+    // A systemd unit's StateDirectory= wins over root's and a user's default.
+    CHECK(default_path("pid-42", 0, nullptr, nullptr, "/var/lib/conncheck/units") ==
+          "/var/lib/conncheck/units/pid-42.json");
+    CHECK(default_path("pid-42", 61899, "/x", "/home/u", "/var/lib/a:/var/lib/b") ==
+          "/var/lib/a/pid-42.json");
+    CHECK(default_path("pid-42", 0, nullptr, nullptr, "") == "/var/lib/conncheck/pid-42.json");
+    CHECK(default_path("pid-42", 0, nullptr, nullptr, "rel") == "/var/lib/conncheck/pid-42.json");
 }
 
 TEST_CASE("growth history: base within the window, else the previous run") {

@@ -1,6 +1,7 @@
 #include "conncheck/trace/probe.hpp"
 
 #include "conncheck/error.hpp"
+#include "conncheck/privilege.hpp"
 #include "conncheck/trace/python.hpp"
 
 #include <bpf/bpf.h>
@@ -10,7 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fmt/core.h>
-#include <linux/capability.h>
+#include <fmt/ranges.h>
 #include <span>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,21 +45,14 @@ __attribute__((format(printf, 2, 0))) int capture_libbpf(enum libbpf_print_level
     return 0;
 }
 
-bool has_capability(const __user_cap_data_struct (&data)[2], int cap) {
-    return (data[cap / 32].effective & (1U << (cap % 32))) != 0;
-}
-
 } // namespace
 
 std::string unavailable_reason() {
     if (::access("/sys/kernel/btf/vmlinux", R_OK) != 0)
         return "eBPF tracing needs the kernel's BTF type information, and "
                "/sys/kernel/btf/vmlinux is missing (a kernel built without CONFIG_DEBUG_INFO_BTF)";
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[2]{};
-    if (::syscall(SYS_capget, &header, data) == 0 && !has_capability(data, CAP_SYS_ADMIN) &&
-        !(has_capability(data, CAP_BPF) && has_capability(data, CAP_PERFMON)))
-        return "eBPF tracing needs CAP_BPF and CAP_PERFMON (or root)";
+    if (const auto lacking = privilege::missing(privilege::Access::ebpf_tracing); !lacking.empty())
+        return fmt::format("eBPF tracing needs {} (or root)", fmt::join(lacking, " and "));
     return {};
 }
 
@@ -100,9 +94,8 @@ namespace {
     std::string detail = g_last_libbpf_warning.empty() ? std::strerror(err) : g_last_libbpf_warning;
     if (err == EPERM || err == EACCES)
         throw Error(Errc::source_unavailable,
-                    fmt::format("the kernel refused to {} ({}); eBPF tracing needs CAP_BPF and "
-                                "CAP_PERFMON (or root)",
-                                what, detail));
+                    fmt::format("the kernel refused to {} ({}); eBPF tracing {}", what, detail,
+                                privilege::hint(privilege::Access::ebpf_tracing)));
     throw Error(Errc::source_unavailable, fmt::format("cannot {}: {}", what, detail));
 }
 
