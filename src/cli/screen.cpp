@@ -286,17 +286,18 @@ std::vector<std::string> peer_lines(const Frame& frame, const ViewState& view, c
     watch::sort_peers(peers, view.sort);
     // The figures follow the longest peer shown rather than the terminal's right edge: on a wide
     // terminal they stay next to the peers they belong to.
+    const std::string sorted = fmt::format(" by {} (s)", watch::peer_sort_name(view.sort));
     const int figures = frame.events ? 56 : 46;
-    int longest = 0;
+    // Room for the header ("PEERS by CLOSE_WAIT (s)") and the longest peer shown.
+    int longest = 5 + static_cast<int>(sorted.size());
     for (std::size_t i = 0; i < peers.size() && i + 1 < budget; ++i)
-        longest = std::max(longest, display_width(text::sanitize(peers[i].label)));
-    const int end = std::min(l.cols, std::max(2 + longest + 8 + figures, 72));
+        longest = std::max(longest, 2 + display_width(text::sanitize(peers[i].label)));
+    const int end = std::min(l.cols, longest + 8 + figures);
     // With connection events, the oldest connection's age before the counts.
     const int c_new = end, c_idle = end - 9, c_tw = end - 24, c_cw = end - 31, c_est = end - 39,
               c_oldest = end - 46, c_total = frame.events ? end - 56 : end - 46;
     auto head = l.line();
     head.add("PEERS", bold);
-    const std::string sorted = fmt::format(" by {} (s)", watch::peer_sort_name(view.sort));
     if (head.cols() + static_cast<int>(sorted.size()) < c_total - 6) head.add(sorted, dim);
     if (c_total - 7 > head.cols()) {
         head.right("TOTAL", c_total, bold);
