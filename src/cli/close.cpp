@@ -4,6 +4,7 @@
 
 #include "conncheck/privilege.hpp"
 #include "conncheck/scan.hpp"
+#include "conncheck/select.hpp"
 #include "conncheck/shed.hpp"
 #include "conncheck/text.hpp"
 
@@ -347,14 +348,15 @@ int run_close(const CloseOptions& options) {
         scan::Config config;
         config.source = scan::SourcePreference::netlink; // idle times and cookies are needed
         scan::Scanner scanner(config);
-        const std::vector<pid_t> pids = resolve_selector(options.selector, scanner.procfs());
+        const select::Resolved selected =
+            select::resolve(selection_of(options.selector), scanner.procfs());
         if (options.yes && !privilege::granted(privilege::Access::destroy_sockets))
             throw Error(Errc::permission_denied,
                         "closing sockets (--yes) " +
                             privilege::hint(privilege::Access::destroy_sockets) +
                             "; without --yes close only previews");
 
-        const scan::Snapshot snapshot = scanner.scan_pids(pids);
+        const scan::Snapshot snapshot = scan_selected(scanner, selected);
         std::map<pid_t, std::string> comms;
         for (const auto& p : snapshot.processes)
             comms[p.info.pid] = p.info.comm;
