@@ -242,8 +242,9 @@ std::string render_report(const analysis::HostReport& report, const RenderOption
     out += unnamed(u.unknown, "unknown",
                    "no readable process holds them (exited meanwhile, or kernel)");
     if (u.time_wait_ambiguous > 0)
-        out += unnamed(u.time_wait_ambiguous, "ambiguous",
-                       "TIME_WAIT toward a peer several listed processes talk to: counted for none");
+        out +=
+            unnamed(u.time_wait_ambiguous, "ambiguous",
+                    "TIME_WAIT toward a peer several listed processes talk to: counted for none");
     return out;
 }
 

@@ -74,7 +74,9 @@ std::vector<std::string> missing(Access access) {
     return names;
 }
 
-bool granted(Access access) { return missing(access).empty(); }
+bool granted(Access access) {
+    return missing(access).empty();
+}
 
 std::string hint(Access access) {
     if (const auto lacking = missing(access); !lacking.empty())
