@@ -97,7 +97,9 @@ def trace_run(argv, ready_prefix, done_prefix, http, cwd=None, env=None):
                  text=True, cwd=cwd, env=env)
     try:
         wait_line(prog.stdout, ready_prefix)
-        t = start([CONNCHECK, "trace", "--pid", str(prog.pid), "--json"],
+        # The leaked CLOSE_WAIT is seconds old at the end: count it as leaked.
+        t = start([CONNCHECK, "trace", "--pid", str(prog.pid), "--json",
+                   "--close-wait-min-age", "0"],
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = t.stderr.readline()
         if "tracing" not in line:
