@@ -93,7 +93,7 @@ void classify(OptionSpec& spec, const std::string& type_name) {
 }
 
 CommandSpec describe(const CLI::App& app, std::string name) {
-    CommandSpec command{std::move(name), summary(app.get_description()), {}};
+    CommandSpec command{std::move(name), summary(app.get_description()), {}, {}};
     for (const CLI::Option* option : app.get_options()) {
         if (!option->nonpositional()) {
             OptionSpec spec;

@@ -192,7 +192,7 @@ TEST_CASE("resolve: one call from a plain selection to the processes and what na
     // A zombie given by pid has exited; a name whose only matches have exited too.
     select::Selection zombie;
     zombie.pids = {23};
-    CHECK_THROWS_WITH_AS(select::resolve(zombie, procfs),
+    CHECK_THROWS_WITH_AS((void)select::resolve(zombie, procfs),
                          doctest::Contains("process 23 has exited"), Error);
     try {
         (void)select::resolve(zombie, procfs);
@@ -201,10 +201,10 @@ TEST_CASE("resolve: one call from a plain selection to the processes and what na
     }
     select::Selection missing;
     missing.pids = {99};
-    CHECK_THROWS_WITH_AS(select::resolve(missing, procfs), "no such process: 99", Error);
+    CHECK_THROWS_WITH_AS((void)select::resolve(missing, procfs), "no such process: 99", Error);
     select::Selection nothing;
     nothing.name = "nginx";
-    CHECK_THROWS_WITH_AS(select::resolve(nothing, procfs), "no process matches name 'nginx'",
+    CHECK_THROWS_WITH_AS((void)select::resolve(nothing, procfs), "no process matches name 'nginx'",
                          Error);
 
     CHECK(select::key(by_name) == "name-collector");

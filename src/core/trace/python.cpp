@@ -17,7 +17,7 @@ namespace {
 
 // One row per minor version. 3.11: Debian 12's 3.11.2, checked field by field with
 // tests/live/python_offsets_test.py.
-constexpr std::array<Offsets, 1> table = {{
+constexpr std::array<Offsets, 1> offsets_table = {{
     {.major = 3,
      .minor = 11,
      .interpreters_head = 40,
@@ -120,7 +120,7 @@ int hex_digit(char c) {
 } // namespace
 
 const Offsets* offsets_for(int major, int minor) {
-    for (const auto& row : table)
+    for (const auto& row : offsets_table)
         if (row.major == major && row.minor == minor) return &row;
     return nullptr;
 }
