@@ -61,6 +61,13 @@ std::vector<std::uint64_t> cookies(const shed::Plan& plan) {
     return out;
 }
 
+// A socket TCP has finished with, still held by an fd.
+scan::HeldAfterClose held(std::uint64_t inode) {
+    scan::HeldAfterClose h;
+    h.inode = inode;
+    return h;
+}
+
 } // namespace
 
 TEST_CASE("--close-wait selects the silent CLOSE_WAIT sockets and nothing else") {
@@ -84,7 +91,7 @@ TEST_CASE("--close-wait selects the silent CLOSE_WAIT sockets and nothing else")
 
 TEST_CASE("nothing asked for selects nothing, and still counts what only close() releases") {
     auto p = process(42, {sock(TcpState::close_wait, exchange, 900'000)});
-    p.held_after_close = {{.inode = 1001, .fd = 7}, {.inode = 1002, .fd = 8}};
+    p.held_after_close = {held(1001), held(1002)};
     const auto plan = shed::plan({p}, shed::Request{});
     CHECK(plan.selected.empty());
     REQUIRE(plan.held_after_close.size() == 1);
@@ -188,8 +195,7 @@ TEST_CASE("never another process's socket, never one without an idle time, a sha
 
 TEST_CASE("sockets TCP has finished with are reported, never selected") {
     auto p = process(5, {sock(TcpState::close_wait, exchange, 900'000)});
-    p.held_after_close = {
-        {.inode = 2001, .fd = 7}, {.inode = 2002, .fd = 8}, {.inode = 2003, .fd = 9}};
+    p.held_after_close = {held(2001), held(2002), held(2003)};
     shed::Request r;
     r.close_wait = true;
     const auto plan = shed::plan({p}, r);
