@@ -153,6 +153,35 @@ TEST_CASE("first user frame: system libraries and interpreters, wherever they ar
     CHECK(site.frames[*first_user_frame(site)].function == "main");
 }
 
+TEST_CASE("first user frame: code from a system header is the library's, not the user's") {
+    CallSite site;
+    site.frames = {
+        native(0x1, "connect", libc),
+        native(0x2, "boost::asio::detail::reactive_socket_service_base::start_connect_op",
+               "/usr/bin/collector", "/usr/include/boost/asio/detail/impl/socket_ops.ipp", 469),
+        native(0x3, "std::function<void ()>::operator()", "/usr/bin/collector",
+               "/usr/include/c++/12/bits/std_function.h", 591),
+        native(0x4, "Feed::reconnect", "/usr/bin/collector", "/src/feed/feed.cpp", 88),
+        native(0x5, "main", "/usr/bin/collector", "/src/feed/main.cpp", 12)};
+    REQUIRE(first_user_frame(site));
+    CHECK(site.frames[*first_user_frame(site)].function == "Feed::reconnect");
+}
+
+TEST_CASE("a C++ frame reads without its template arguments; operators keep their brackets") {
+    const std::string asio =
+        "void boost::asio::detail::range_connect_op<boost::asio::ip::tcp, "
+        "boost::asio::any_io_executor, std::vector<int, std::allocator<int> > >::process<"
+        "boost::asio::ip::basic_resolver_iterator<boost::asio::ip::tcp> >";
+    Frame f = native(0x10, asio, "/usr/bin/collector", "/usr/include/boost/asio/connect.hpp", 338);
+    CHECK(frame_text(f) ==
+          "void boost::asio::detail::range_connect_op<...>::process<...> (connect.hpp:338)");
+    CHECK(f.function == asio);
+    f.function = "std::basic_ostream<char>& std::operator<< <std::char_traits<char> >";
+    CHECK(frame_text(f) == "std::basic_ostream<...>& std::operator<< <...> (connect.hpp:338)");
+    f.function = "Feed::operator->";
+    CHECK(frame_text(f) == "Feed::operator-> (connect.hpp:338)");
+}
+
 TEST_CASE("a frame reads as function (file:line), or the module, or the address") {
     CHECK(frame_text(native(0x10, "connect", libc)) == "connect (libc.so.6)");
     CHECK(frame_text(native(0x10, "", "/opt/a/client")) == "0x10 (client)");

@@ -37,7 +37,8 @@ struct Frame {
 };
 
 // "open_feed (client.cpp:42)", "connect (libc.so.6)", "0x4011d6 (client)", or for Python
-// "app/feed.py:42 in Feed.reconnect". Raw: sanitize before printing.
+// "app/feed.py:42 in Feed.reconnect"; C++ template arguments shown as "<...>" (the frame's
+// function keeps them). Raw: sanitize before printing.
 [[nodiscard]] std::string frame_text(const Frame& frame);
 
 // Where a connection was opened: frames, innermost first. A call site is complete only when the
@@ -59,7 +60,8 @@ struct CallSite {
 // The first frame, innermost first, in the user's own code: not libc or the dynamic loader, not
 // a language's runtime or standard library (CPython's stdlib, site-packages and dist-packages;
 // Go's runtime, syscall, internal/ and standard packages), not the python or node executables or
-// libpython. nullopt when every frame is the system's.
+// libpython, not code from a system header (/usr/include: Boost, the C++ standard library).
+// nullopt when every frame is the system's.
 [[nodiscard]] std::optional<std::size_t> first_user_frame(const CallSite& site);
 
 } // namespace conncheck::trace

@@ -75,6 +75,37 @@ bool python_system_file(std::string_view file) {
                         {"/lib/python", "/lib64/python", "/site-packages/", "/dist-packages/"});
 }
 
+// Code the compiler took from a system header (Boost, the C++ standard library's templates) is
+// the library's, though it was compiled into the user's binary: the line says where it came from.
+bool system_header(std::string_view file) {
+    return file.starts_with("/usr/include/");
+}
+
+// "asio::connect_op<...>::process<...>" from the whole instantiation, which can run to thousands
+// of characters and names nothing the reader needs to find the function. An operator's own angle
+// brackets ("operator<<", "operator->") are kept.
+std::string without_template_arguments(std::string_view name) {
+    std::string out;
+    int depth = 0;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        if (depth == 0 && name.substr(i).starts_with("operator")) {
+            std::size_t end = i + 8;
+            while (end < name.size() &&
+                   std::string_view("<>=-!+*/%&|^~").find(name[end]) != std::string_view::npos)
+                ++end;
+            out.append(name.substr(i, end - i));
+            i = end - 1;
+        } else if (name[i] == '<') {
+            if (depth++ == 0) out += "<...>";
+        } else if (name[i] == '>' && depth > 0) {
+            --depth;
+        } else if (depth == 0) {
+            out += name[i];
+        }
+    }
+    return out;
+}
+
 bool user_frame(const Frame& f) {
     switch (f.origin) {
     case FrameOrigin::python:
@@ -82,7 +113,7 @@ bool user_frame(const Frame& f) {
     case FrameOrigin::go:
         return !f.function.empty() && !go_system_function(f.function);
     case FrameOrigin::native:
-        return !f.module.empty() && !system_module(f.module);
+        return !f.module.empty() && !system_module(f.module) && !system_header(f.file);
     }
     return false;
 }
@@ -100,7 +131,7 @@ std::string frame_text(const Frame& f) {
                                   ? fmt::format("{}:{}", base_name(f.file), f.line)
                                   : std::string(f.module.empty() ? "?" : base_name(f.module));
     if (f.function.empty()) return fmt::format("0x{:x} ({})", f.address, where);
-    return fmt::format("{} ({})", f.function, where);
+    return fmt::format("{} ({})", without_template_arguments(f.function), where);
 }
 
 bool starts_thread(std::string_view function) {
