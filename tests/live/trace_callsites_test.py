@@ -16,43 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
+
+from livetest import FAILURES, STARTED, check, require_probe, start, wait_line
 
 CONNCHECK = sys.argv[1]
-FAILURES = []
-STARTED = []  # every process this test starts, killed by pid at the end
-
-
-def check(condition, what):
-    if not condition:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def start(argv, **kw):
-    p = subprocess.Popen(argv, **kw)
-    STARTED.append(p)
-    return p
-
-
-def wait_line(stream, prefix, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise RuntimeError(f"no line starting with {prefix!r}")
-
-
-def probe_available():
-    r = subprocess.run([CONNCHECK, "trace", "--pid", str(os.getpid()), "--for", "1ms"],
-                       capture_output=True, text=True)
-    if r.returncode == 6:
-        required = bool(os.environ.get("CONNCHECK_REQUIRE_BPF"))
-        print(f"{'FAIL' if required else 'skipped'}: {r.stderr.strip()}", file=sys.stderr)
-        sys.exit(1 if required else 77)
 
 
 class ClosingPeer:
@@ -290,7 +257,7 @@ def node_client(tmp):
 
 
 def main():
-    probe_available()
+    require_probe(CONNCHECK)
     if not shutil.which("go"):
         print("skipped: go is missing (Debian package golang-go)", file=sys.stderr)
         sys.exit(77)

@@ -15,32 +15,9 @@ import sys
 import tempfile
 import time
 
+from livetest import FAILURES, STARTED, check, require_probe, start, wait_line
+
 CONNCHECK, TARGET = sys.argv[1], sys.argv[2]
-FAILURES = []
-STARTED = []  # every process this test starts, killed by pid at the end
-
-
-def check(condition, what):
-    if not condition:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def start(argv, **kw):
-    p = subprocess.Popen(argv, **kw)
-    STARTED.append(p)
-    return p
-
-
-def wait_line(stream, prefix, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise RuntimeError(f"no line starting with {prefix!r}")
 
 
 def start_trace(pid, *extra):
@@ -63,16 +40,6 @@ def finish(t, sig=signal.SIGINT):
     check(t.returncode == 0, f"trace exit status {t.returncode}: {err}")
     check(lines and lines[-1]["type"] == "ledger", "the ledger is the last line")
     return lines[:-1], lines[-1]
-
-
-def probe_available():
-    r = subprocess.run([CONNCHECK, "trace", "--pid", str(os.getpid()), "--for", "1ms"],
-                       capture_output=True, text=True)
-    if r.returncode == 6:
-        # CI, where eBPF works, sets CONNCHECK_REQUIRE_BPF: there a missing probe is a failure.
-        required = bool(os.environ.get("CONNCHECK_REQUIRE_BPF"))
-        print(f"{'FAIL' if required else 'skipped'}: {r.stderr.strip()}", file=sys.stderr)
-        sys.exit(1 if required else 77)
 
 
 def frame_pointer_target():
@@ -414,7 +381,7 @@ def bad_input():
 
 
 def main():
-    probe_available()
+    require_probe(CONNCHECK)
     try:
         for test in (bad_input, frame_pointer_target, asyncio_client, resumed_data,
                      accepted_ipv6, listens_after_start, other_netns, target_exits):
