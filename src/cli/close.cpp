@@ -38,16 +38,6 @@ int close_exit(Errc code) {
     }
 }
 
-std::vector<std::string_view> split_list(std::string_view list) {
-    std::vector<std::string_view> items;
-    while (true) {
-        const auto comma = list.find(',');
-        items.push_back(list.substr(0, comma));
-        if (comma == std::string_view::npos) return items;
-        list.remove_prefix(comma + 1);
-    }
-}
-
 shed::Request make_request(const CloseOptions& options) {
     shed::Request request;
     request.close_wait = options.close_wait;

@@ -19,10 +19,7 @@
 
 namespace conncheck::cli {
 
-namespace {
-
-// "1,2,3" -> {"1", "2", "3"}; an empty item stays, for the validator to refuse.
-std::vector<std::string_view> split_pid_list(std::string_view list) {
+std::vector<std::string_view> split_list(std::string_view list) {
     std::vector<std::string_view> items;
     while (true) {
         const auto comma = list.find(',');
@@ -32,10 +29,12 @@ std::vector<std::string_view> split_pid_list(std::string_view list) {
     }
 }
 
+namespace {
+
 std::vector<std::string> pid_items(const SelectorOptions& options) {
     std::vector<std::string> items;
     for (const auto& list : options.pids)
-        for (auto item : split_pid_list(list))
+        for (auto item : split_list(list))
             items.emplace_back(item);
     return items;
 }
@@ -71,7 +70,7 @@ void add_selector_options(CLI::App& app, SelectorOptions& options) {
         ->type_name("PID")
         ->check(
             [](const std::string& list) {
-                for (auto item : split_pid_list(list)) {
+                for (auto item : split_list(list)) {
                     if (item.empty())
                         return fmt::format("empty item in '{}': give PID or PID,PID,...",
                                            text::sanitize(list, 40));

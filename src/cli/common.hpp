@@ -40,6 +40,8 @@ struct SelectorOptions {
 
 // Refuses an empty value: `--pidfile ''` must not mean "no pidfile" (a host-wide audit).
 [[nodiscard]] CLI::Validator non_empty(const std::string& type_name);
+// "1,2,3" -> {"1", "2", "3"} (--pid, --cookie); an empty item stays, for the caller to refuse.
+[[nodiscard]] std::vector<std::string_view> split_list(std::string_view list);
 // --proc-root DIR: a directory (an empty value, a file or /dev/zero is a bad argument).
 [[nodiscard]] CLI::Validator directory(const std::string& type_name);
 
