@@ -24,7 +24,7 @@ void setup_export(CLI::App& app, ExportOptions& options) {
                    "Write DIR/conncheck.prom (via a temporary file and rename) instead of "
                    "printing, e.g. /var/lib/prometheus/node-exporter")
         ->type_name("DIR")
-        ->check(directory("DIR"));
+        ->check(non_empty("DIR"));
     app.add_option("--job", options.job,
                    "Name this export: the file becomes conncheck_NAME.prom and every series "
                    "gets target=\"NAME\", so several exports can share one directory")
