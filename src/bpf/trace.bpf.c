@@ -23,6 +23,8 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
 /* Data after at least this much silence is reported (CC_EV_RESUMED); set with on_data_ready. */
 const volatile __u64 silence_ns = 0;
+/* The reader is woken once this much is waiting: a sixteenth of the ring buffer. */
+const volatile __u64 wakeup_bytes = 1 << 17;
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -55,12 +57,10 @@ struct {
     __type(value, __u8);
 } incomplete SEC(".maps");
 
-/* 16 MiB: a second of records at 10,000 connections/s with stacks copied (8.6 KiB each) would
- * not fit, but the reader is woken at 1 MiB; the room is for a reader that is not scheduled for
- * a while on busy cores. */
+/* Sized by the loader: 2 MiB, or 4 MiB when stacks are copied (ProbeConfig::copies_stacks). */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 16 << 20);
+    __uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
 /* Connections not tracked because `tracked` was full, and records lost to a full ring buffer. */
@@ -72,10 +72,10 @@ __u64 next_id = 0;
 __u64 listens = 0;
 
 /* Waking the reader for every record would bill a wake-up to whichever task changed the socket:
- * the target, most often. The reader drains on a short timer instead, and is woken early only
- * when the buffer fills past a quarter. */
+ * the target, most often. The reader drains on a timer instead, and is woken early only once
+ * wakeup_bytes are waiting. */
 static __always_inline __u64 wakeup_flags(void) {
-    return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (1 << 20) ? BPF_RB_FORCE_WAKEUP
+    return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                      : BPF_RB_NO_WAKEUP;
 }
 
@@ -274,29 +274,74 @@ static __always_inline void fill_opened(struct cc_event *e, struct sock *sk,
     fill_task(e, t->tgid);
 }
 
-/* The user stack as the frame pointers chain it, and the bytes at the stack pointer. */
-static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, __u64 sp) {
+/* The mapping the user stack pointer is in (bpf_find_vma's callback): frame pointers and copies
+ * are read only within it. */
+struct stack_span {
+    __u64 start;
+    __u64 end;
+};
+
+static long stack_span_of(struct task_struct *task, struct vm_area_struct *vma, void *data) {
+    struct stack_span *span = data;
+    span->start = vma->vm_start;
+    span->end = vma->vm_end;
+    return 0;
+}
+
+/* The user stack as the frame pointers chain it, innermost first: the pc, then each frame's
+ * return address. The kernel's own walk (bpf_get_stack) follows the chain until a read fails,
+ * and every chain ends in a frame pointer that is not one (0, or whatever a function without
+ * frame pointers left in the register): a page fault per connection, which under a hypervisor
+ * that shadows page tables costs several microseconds. This walk reads only within the stack's
+ * mapping and only upwards, so it ends without touching memory that is not there. */
+static __always_inline __s32 walk_frame_pointers(__u64 *stack, __u64 ip, __u64 fp,
+                                                 const struct stack_span *span) {
+    stack[0] = ip;
+    __s32 frames = 1;
+    for (int i = 1; i < CC_STACK_FRAMES; i++) {
+        if (fp < span->start || fp + 16 > span->end || (fp & 7))
+            break;
+        __u64 frame[2]; /* the caller's frame pointer, the return address */
+        if (bpf_probe_read_user(frame, sizeof(frame), (const void *)fp) != 0 || !frame[1])
+            break;
+        stack[i] = frame[1];
+        frames = i + 1;
+        if (frame[0] <= fp) /* a chain only goes up the stack */
+            break;
+        fp = frame[0];
+    }
+    return frames * (__s32)sizeof(__u64);
+}
+
+/* The user stack (frame pointers) and the bytes at the stack pointer. */
+static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, struct pt_regs *regs,
+                                       const struct stack_span *span) {
+    __u64 sp = PT_REGS_SP(regs);
     e->base.aux = sp;
-    e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
+    if (span->end)
+        e->stack_size = walk_frame_pointers(e->stack, PT_REGS_IP(regs), PT_REGS_FP(regs), span);
+    else
+        e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
     long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
     e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
 }
 
-/* Copies the user stack from sp up. The main thread's stack ends a little above its environment
- * strings: reading beyond the mapping would fail the whole read, so the copy stops there. */
+/* Copies the user stack from sp up, within its mapping. On the main thread the frames end below
+ * the argument and environment strings (and the pointer arrays to them), which the unwinder
+ * never needs: the copy stops there, a kilobyte or two instead of 8 KiB for a shallow stack.
+ * (Another thread's stack is a mapping of its own, which the strings are not in.) */
 static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task_struct *task,
-                                       __u64 sp) {
+                                       __u64 sp, const struct stack_span *span) {
+    __u64 top = span->end;
+    __u64 strings = BPF_CORE_READ(task, mm, arg_start);
+    if (strings > sp && strings < top)
+        top = strings;
     __u64 size = CC_STACK_COPY_BYTES;
-    __u64 top = BPF_CORE_READ(task, mm, env_end);
-    if (sp < top && top - sp < size)
+    if (top > sp && top - sp < size)
         size = top - sp;
     if (size > CC_STACK_COPY_BYTES)
         size = CC_STACK_COPY_BYTES;
     long err = bpf_probe_read_user(c->copy, size, (const void *)sp);
-    if (err != 0 && size > 1024) {
-        size = 1024;
-        err = bpf_probe_read_user(c->copy, size, (const void *)sp);
-    }
     c->copy_size = err == 0 ? (__s32)size : (__s32)err;
 }
 
@@ -322,6 +367,8 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
 
     struct task_struct *task = bpf_get_current_task_btf();
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    struct stack_span span = {};
+    bpf_find_vma(task, PT_REGS_SP(regs), stack_span_of, &span, 0);
 #if defined(__TARGET_ARCH_x86)
     /* The registers unwinding needs are named per architecture: x86-64 only for now. */
     if (target & CC_TARGET_COPY_STACK) {
@@ -342,9 +389,10 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
         c->pad = 0;
         c->open.base.aux = c->regs.sp;
         c->open.stack_size =
-            bpf_get_stack(ctx, c->open.stack, sizeof(c->open.stack), BPF_F_USER_STACK);
+            span.end ? walk_frame_pointers(c->open.stack, c->regs.ip, c->regs.bp, &span)
+                     : bpf_get_stack(ctx, c->open.stack, sizeof(c->open.stack), BPF_F_USER_STACK);
         c->open.stack_bytes_size = 0; /* the copy holds these bytes */
-        copy_stack(c, task, c->regs.sp);
+        copy_stack(c, task, c->regs.sp, &span);
         read_python_frames(&c->open, tgid);
         bpf_ringbuf_submit(c, wakeup_flags());
         return;
@@ -356,7 +404,7 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
         return;
     }
     fill_opened(&e->base, sk, &t, state, flags);
-    fill_stack(ctx, e, PT_REGS_SP_CORE(regs));
+    fill_stack(ctx, e, regs, &span);
     read_python_frames(e, tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
 }

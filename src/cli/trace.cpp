@@ -472,14 +472,21 @@ int run_trace(const TraceOptions& options) {
     for (pid_t pid : pids)
         pidfds.push_back(open_pidfd(pid));
 
+    std::vector<std::uint32_t> flags;
+    for (pid_t pid : pids)
+        flags.push_back(trace::needs_stack_copy(pid) ? trace::target_flag::copy_stack : 0);
     trace::ProbeConfig config;
     config.max_connections = options.max_connections;
     config.silence_ns = options.resumed ? silence_ms * 1'000'000 : 0;
+    config.copies_stacks =
+        std::any_of(flags.begin(), flags.end(), [](std::uint32_t f) { return f != 0; });
     trace::Probe probe(config);
     trace::Symbolizer symbolizer;
-    for (pid_t pid : pids) {
-        probe.add_target(pid, trace::needs_stack_copy(pid) ? trace::target_flag::copy_stack : 0);
-        if (const auto* python = symbolizer.python_runtime(pid)) probe.add_python(pid, *python);
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        symbolizer.prepare(pids[i]);
+        probe.add_target(pids[i], flags[i]);
+        if (const auto* python = symbolizer.python_runtime(pids[i]))
+            probe.add_python(pids[i], *python);
     }
     if (any_listening(pids)) probe.follow_accepts();
 

@@ -110,6 +110,10 @@ Probe::Probe(const ProbeConfig& config) : impl_(std::make_unique<Impl>()) {
     impl_->skel = trace_bpf__open();
     if (!impl_->skel) refused("open the eBPF program", errno);
     impl_->skel->rodata->silence_ns = config.silence_ns;
+    const std::uint32_t ring_bytes = config.copies_stacks ? 4U << 20 : 2U << 20;
+    impl_->skel->rodata->wakeup_bytes = ring_bytes / 16;
+    if (bpf_map__set_max_entries(impl_->skel->maps.events, ring_bytes) != 0)
+        refused("size the ring buffer", errno);
     if (bpf_map__set_max_entries(impl_->skel->maps.tracked, config.max_connections) != 0)
         refused("size the connection map", errno);
     bpf_program__set_autoattach(impl_->skel->progs.on_sys_exit, false);

@@ -544,6 +544,24 @@ bool needs_stack_copy(pid_t pid) {
     return copy;
 }
 
+void Symbolizer::prepare(pid_t pid) {
+    Dwfl* dwfl = impl_->report(pid, false);
+    if (!dwfl) return;
+    dwfl_getmodules(
+        dwfl,
+        [](Dwfl_Module* m, void**, const char*, Dwarf_Addr, void*) -> int {
+            Dwarf_Addr bias = 0;
+            (void)dwfl_module_getsymtab(m);
+            if (!dwfl_module_eh_cfi(m, &bias)) (void)dwfl_module_dwarf_cfi(m, &bias);
+            if (Dwarf* dwarf = dwfl_module_getdwarf(m, &bias)) {
+                Dwarf_Aranges* aranges = nullptr;
+                (void)dwarf_getaranges(dwarf, &aranges, nullptr);
+            }
+            return DWARF_CB_OK;
+        },
+        nullptr, 0);
+}
+
 CallSite Symbolizer::call_site(const Event& e) {
     if (e.stack.empty()) {
         CallSite site;

@@ -13,6 +13,8 @@ bool needs_stack_copy(pid_t) {
     return false;
 }
 
+void Symbolizer::prepare(pid_t) {}
+
 std::vector<pid_t> Symbolizer::take_stack_copy_wanted() {
     return {};
 }
