@@ -76,7 +76,7 @@ __u64 listens = 0;
  * wakeup_bytes are waiting. */
 static __always_inline __u64 wakeup_flags(void) {
     return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-                                                                     : BPF_RB_NO_WAKEUP;
+                                                                        : BPF_RB_NO_WAKEUP;
 }
 
 /* The target's flags (enum cc_target_flags), or NULL when the process is no target. */
