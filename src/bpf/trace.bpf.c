@@ -313,15 +313,21 @@ static __always_inline __s32 walk_frame_pointers(__u64 *stack, __u64 ip, __u64 f
     return frames * (__s32)sizeof(__u64);
 }
 
+/* stack[] as the opened record's stack_size counts it: bytes filled, or a negative errno. Where
+ * the stack's mapping is unknown (bpf_find_vma failed: its lock was busy), the kernel walks. */
+static __always_inline __s32 user_stack(void *ctx, __u64 *stack, __u64 ip, __u64 fp,
+                                        const struct stack_span *span) {
+    if (span->end)
+        return walk_frame_pointers(stack, ip, fp, span);
+    return bpf_get_stack(ctx, stack, CC_STACK_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+}
+
 /* The user stack (frame pointers) and the bytes at the stack pointer. */
 static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, struct pt_regs *regs,
                                        const struct stack_span *span) {
     __u64 sp = PT_REGS_SP(regs);
     e->base.aux = sp;
-    if (span->end)
-        e->stack_size = walk_frame_pointers(e->stack, PT_REGS_IP(regs), PT_REGS_FP(regs), span);
-    else
-        e->stack_size = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
+    e->stack_size = user_stack(ctx, e->stack, PT_REGS_IP(regs), PT_REGS_FP(regs), span);
     long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
     e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
 }
@@ -388,9 +394,7 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
         c->regs.r15 = regs->r15;
         c->pad = 0;
         c->open.base.aux = c->regs.sp;
-        c->open.stack_size =
-            span.end ? walk_frame_pointers(c->open.stack, c->regs.ip, c->regs.bp, &span)
-                     : bpf_get_stack(ctx, c->open.stack, sizeof(c->open.stack), BPF_F_USER_STACK);
+        c->open.stack_size = user_stack(ctx, c->open.stack, c->regs.ip, c->regs.bp, &span);
         c->open.stack_bytes_size = 0; /* the copy holds these bytes */
         copy_stack(c, task, c->regs.sp, &span);
         read_python_frames(&c->open, tgid);
