@@ -332,13 +332,16 @@ static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, struc
     e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
 }
 
-/* Copies the user stack from sp up, within its mapping. On the main thread the frames end below
- * the argument and environment strings (and the pointer arrays to them), which the unwinder
+/* Copies the user stack from sp up, within its mapping (or, where that is unknown, up to the
+ * environment strings, where the main thread's stack ends). On the main thread the frames end
+ * below the argument and environment strings (and the pointer arrays to them), which the unwinder
  * never needs: the copy stops there, a kilobyte or two instead of 8 KiB for a shallow stack.
- * (Another thread's stack is a mapping of its own, which the strings are not in.) */
+ * (Another thread's stack is a mapping of its own, which the strings are not in.) A page of the
+ * stack that is not resident (paged out while cold) fails the whole read: the kilobyte nearest
+ * the stack pointer, where the innermost frames are, is read again on its own. */
 static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task_struct *task,
                                        __u64 sp, const struct stack_span *span) {
-    __u64 top = span->end;
+    __u64 top = span->end ? span->end : BPF_CORE_READ(task, mm, env_end);
     __u64 strings = BPF_CORE_READ(task, mm, arg_start);
     if (strings > sp && strings < top)
         top = strings;
@@ -348,6 +351,10 @@ static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task
     if (size > CC_STACK_COPY_BYTES)
         size = CC_STACK_COPY_BYTES;
     long err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    if (err != 0 && size > 1024) {
+        size = 1024;
+        err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    }
     c->copy_size = err == 0 ? (__s32)size : (__s32)err;
 }
 
