@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace conncheck::proc {
@@ -57,6 +59,10 @@ struct FdScan {
     std::uint64_t open_fds = 0;
 };
 
+// An FdScan of `open_fds` fds, from the (inode, fd) pairs of its sockets in any order.
+[[nodiscard]] FdScan fd_scan_of(std::vector<std::pair<std::uint64_t, int>> sockets,
+                                std::uint64_t open_fds);
+
 // What kind of socket an fd holds, from its protocol name.
 enum class SocketKind { tcp, udp, unix_domain, other };
 // "TCP", "TCPv6" -> tcp; "UDP", "UDPv6", "UDP-Lite" -> udp; "UNIX", "UNIX-STREAM" -> unix_domain.
@@ -76,8 +82,15 @@ public:
     [[nodiscard]] bool is_running(pid_t pid) const;
     // Every running process below `root` in the process tree (root excluded), sorted.
     [[nodiscard]] std::vector<pid_t> descendants(pid_t root) const;
-    // Reads only /proc/PID/fd. Throws Error(no_such_process) or Error(permission_denied).
+    // Reads only /proc/PID/fd: list_fds(), then read_socket_links() for all of them. Throws
+    // Error(no_such_process) or Error(permission_denied).
     [[nodiscard]] FdScan scan_fds(pid_t pid) const;
+    // The fd numbers listed in /proc/PID/fd, in the directory's order. Throws like scan_fds.
+    [[nodiscard]] std::vector<int> list_fds(pid_t pid) const;
+    // Appends (inode, fd) for each of `fds` that holds a socket; an fd closed since it was
+    // listed is skipped. Throws like scan_fds, also when the links alone are refused.
+    void read_socket_links(pid_t pid, std::span<const int> fds,
+                           std::vector<std::pair<std::uint64_t, int>>& sockets) const;
     // The protocol of the socket behind /proc/PID/fd/FD ("TCP", "UDPv6", "UNIX-STREAM", ...),
     // from sockfs's "system.sockprotoname" attribute; nullopt when it cannot be read (the fd was
     // closed meanwhile). Resolving the link holds no reference to the open file, so a close()

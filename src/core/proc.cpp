@@ -126,34 +126,65 @@ ProcessInfo ProcFs::read_info(pid_t pid) const {
 }
 
 FdScan ProcFs::scan_fds(pid_t pid) const {
+    const auto fds = list_fds(pid);
+    std::vector<std::pair<std::uint64_t, int>> sockets;
+    read_socket_links(pid, fds, sockets);
+    return fd_scan_of(std::move(sockets), fds.size());
+}
+
+namespace {
+
+// The directory /proc/PID/fd, or the error scan_fds throws.
+UniqueFd open_fd_dir(const std::string& dir, pid_t pid) {
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() >= 0) return fd;
+    const int err = errno;
+    if (err == ENOENT || err == ESRCH)
+        throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
+    throw_errno("cannot read " + dir, err);
+}
+
+} // namespace
+
+std::vector<int> ProcFs::list_fds(pid_t pid) const {
     const std::string dir = path(pid, "fd");
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) {
-        const int err = errno;
-        if (err == ENOENT || err == ESRCH)
-            throw Error(Errc::no_such_process, "no such process: " + std::to_string(pid));
-        throw_errno("cannot read " + dir, err);
-    }
-    FdScan scan;
-    std::vector<std::pair<std::uint64_t, int>> sockets; // inode, fd
-    char buf[64];
+    UniqueFd fd = open_fd_dir(dir, pid);
+    DIR* d = ::fdopendir(fd.get());
+    if (d == nullptr) throw_errno("cannot read " + dir, errno);
+    (void)fd.release(); // closedir closes it
+    std::vector<int> fds;
     while (dirent* e = ::readdir(d)) {
         if (e->d_name[0] == '.') continue;
-        ++scan.open_fds;
-        const ssize_t n = ::readlinkat(dirfd(d), e->d_name, buf, sizeof buf);
+        if (auto n = parse_number<int>(e->d_name)) fds.push_back(*n);
+    }
+    ::closedir(d);
+    return fds;
+}
+
+void ProcFs::read_socket_links(pid_t pid, std::span<const int> fds,
+                               std::vector<std::pair<std::uint64_t, int>>& sockets) const {
+    const std::string dir = path(pid, "fd");
+    const UniqueFd dir_fd = open_fd_dir(dir, pid);
+    char name[16];
+    char buf[64];
+    for (int fd : fds) {
+        const auto [end, ec] = std::to_chars(name, name + sizeof name - 1, fd);
+        *end = '\0';
+        const ssize_t n = ::readlinkat(dir_fd.get(), name, buf, sizeof buf);
         if (n < 0 && (errno == EACCES || errno == EPERM)) {
             // Listing the directory can succeed where reading the links is refused (ptrace
             // access mode checks, LSMs): a partial list would be a silently wrong answer.
-            const int err = errno;
-            ::closedir(d);
-            throw_errno("cannot read the links in " + dir, err);
+            throw_errno("cannot read the links in " + dir, errno);
         }
-        if (n <= 0) continue; // closed since readdir: a race, not an error
-        if (auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n)))) {
-            if (auto fd = parse_number<int>(e->d_name)) sockets.emplace_back(*inode, *fd);
-        }
+        if (n <= 0) continue; // closed since it was listed: a race, not an error
+        if (auto inode = parse_socket_link(std::string_view(buf, static_cast<std::size_t>(n))))
+            sockets.emplace_back(*inode, fd);
     }
-    ::closedir(d);
+}
+
+FdScan fd_scan_of(std::vector<std::pair<std::uint64_t, int>> sockets, std::uint64_t open_fds) {
+    FdScan scan;
+    scan.open_fds = open_fds;
     std::sort(sockets.begin(), sockets.end());
     scan.socket_inodes.reserve(sockets.size());
     scan.socket_fds.reserve(sockets.size());

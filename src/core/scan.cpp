@@ -538,15 +538,15 @@ Snapshot Scanner::scan_host() {
     InodeOwners owners;
     std::vector<std::uint64_t> unreadable_netns;
     std::vector<proc::FdScan> fd_scans; // parallel to snapshot.processes
-    for (pid_t pid : procfs_.list_pids()) {
+    const auto pids = procfs_.list_pids();
+    auto tables = read_fd_tables(procfs_, pids, host_walk_threads());
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        auto& table = tables[i];
+        if (table.fds && table.fds->socket_inodes.empty()) continue;
         ProcessSnapshot p;
         try {
-            p.info = procfs_.read_info(pid);
-            proc::FdScan fds = procfs_.scan_fds(pid);
-            if (fds.socket_inodes.empty()) continue;
-            p.info.open_fds = fds.open_fds;
-            add_owners(owners, fds, p, snapshot.processes.size());
-            fd_scans.push_back(std::move(fds));
+            p.info = procfs_.read_info(pids[i]);
+            if (!table.fds) throw *table.error;
         } catch (const Error& e) {
             if (e.code() == Errc::permission_denied) {
                 ++snapshot.unreadable_processes;
@@ -556,6 +556,9 @@ Snapshot Scanner::scan_host() {
             }
             continue;
         }
+        p.info.open_fds = table.fds->open_fds;
+        add_owners(owners, *table.fds, p, snapshot.processes.size());
+        fd_scans.push_back(std::move(*table.fds));
         snapshot.processes.push_back(std::move(p));
     }
     std::sort(owners.begin(), owners.end());

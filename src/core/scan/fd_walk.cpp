@@ -1,19 +1,110 @@
 #include "conncheck/scan/fd_walk.hpp"
 
+#include <algorithm>
+#include <sched.h>
 #include <utility>
 
 namespace conncheck::scan {
 
-FdWalk::FdWalk(const proc::ProcFs& procfs, std::vector<pid_t> pids) : results_(pids.size()) {
+namespace {
+
+// Calls work(i) for every i below `items` on `threads` threads, the caller's among them.
+// Rethrows the first exception any call let escape, once every thread has stopped.
+template <typename Work> void share_out(std::size_t items, unsigned threads, Work work) {
+    std::atomic<std::size_t> next{0};
+    std::exception_ptr failure;
+    std::atomic<bool> failed{false};
+    const auto run = [&] {
+        try {
+            for (std::size_t i = next++; i < items && !failed.load(); i = next++)
+                work(i);
+        } catch (...) {
+            if (!failed.exchange(true)) failure = std::current_exception();
+        }
+    };
+    std::vector<std::thread> helpers;
+    const auto extra = std::min<std::size_t>(threads, items) - std::min<std::size_t>(1, items);
+    for (std::size_t t = 0; t < extra; ++t)
+        helpers.emplace_back(run);
+    run();
+    for (auto& h : helpers)
+        h.join();
+    if (failure) std::rethrow_exception(failure);
+}
+
+constexpr std::size_t links_per_share = 1024;
+
+} // namespace
+
+std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::vector<pid_t>& pids,
+                                         unsigned threads) {
+    threads = std::max(threads, 1U);
+    std::vector<FdWalkResult> results(pids.size());
+    std::vector<std::vector<int>> lists(pids.size());
+    share_out(pids.size(), threads, [&](std::size_t i) {
+        try {
+            lists[i] = procfs.list_fds(pids[i]);
+        } catch (const Error& e) {
+            results[i].error = e;
+        }
+    });
+
+    struct Share {
+        std::size_t process;
+        std::span<const int> fds;
+        std::vector<std::pair<std::uint64_t, int>> sockets;
+        std::optional<Error> error;
+    };
+    std::vector<Share> shares;
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        if (results[i].error) continue;
+        const std::span<const int> all(lists[i]);
+        std::size_t at = 0;
+        do {
+            const auto n = std::min(links_per_share, all.size() - at);
+            shares.push_back({i, all.subspan(at, n), {}, {}});
+            at += n;
+        } while (at < all.size());
+    }
+    share_out(shares.size(), threads, [&](std::size_t k) {
+        Share& share = shares[k];
+        try {
+            procfs.read_socket_links(pids[share.process], share.fds, share.sockets);
+        } catch (const Error& e) {
+            share.error = e;
+        }
+    });
+
+    // Shares are in process order: gather each process's, then its first error wins.
+    std::vector<std::pair<std::uint64_t, int>> sockets;
+    for (std::size_t k = 0; k < shares.size();) {
+        const std::size_t i = shares[k].process;
+        std::optional<Error> error;
+        sockets.clear();
+        for (; k < shares.size() && shares[k].process == i; ++k) {
+            if (shares[k].error && !error) error = std::move(shares[k].error);
+            sockets.insert(sockets.end(), shares[k].sockets.begin(), shares[k].sockets.end());
+            shares[k].sockets = {};
+        }
+        if (error)
+            results[i].error = std::move(error);
+        else
+            results[i].fds = proc::fd_scan_of(std::move(sockets), lists[i].size());
+    }
+    return results;
+}
+
+unsigned host_walk_threads() {
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    if (::sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 1;
+    return static_cast<unsigned>(std::clamp(CPU_COUNT(&cpus), 1, 4));
+}
+
+FdWalk::FdWalk(const proc::ProcFs& procfs, std::vector<pid_t> pids) {
     thread_ = std::thread([this, &procfs, pids = std::move(pids)] {
         try {
-            for (std::size_t i = 0; i < pids.size(); ++i) {
-                try {
-                    results_[i].fds = procfs.scan_fds(pids[i]);
-                } catch (const Error& e) {
-                    results_[i].error = e;
-                }
-            }
+            results_ = read_fd_tables(procfs, pids, 1);
         } catch (...) {
             failure_ = std::current_exception();
         }
