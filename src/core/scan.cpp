@@ -49,29 +49,39 @@ void ask_once(std::vector<const SocketRecord*>& exact) {
                 exact.end());
 }
 
-// Dumps one namespace: live sockets first, then TIME_WAIT, which can only be attributed once
-// the processes' peers and listeners are known. Asking the kernel for the two state sets
-// separately costs the same as one dump and keeps memory to the chosen processes.
+// Dumps one namespace. TIME_WAIT sockets can only be attributed once the processes' peers and
+// listeners are known: the live kernel answers every state of both families in one walk of its
+// tables, TIME_WAIT kept aside meanwhile (a walk fewer: 30 ms of 330 at 50,000 sockets). A
+// recording holds the live states and TIME_WAIT as separate dumps per family, and its replay
+// answers request by request (diag/replay.cpp): those are asked for in that order.
 void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                 diag::SocketSource& source) {
-    // The kernel walks its whole tables for each dump: the live kernel answers both families
-    // in one walk.
-    std::vector<std::uint8_t> families{AF_INET, AF_INET6};
-    if (source.can_target()) families = {AF_UNSPEC};
     LiveSink live(snapshot, owners, group);
+    TimeWaitBuffer live_first(live);
+    const bool one_walk = source.can_target();
+    const std::vector<std::uint8_t> families = one_walk
+                                                   ? std::vector<std::uint8_t>{AF_UNSPEC}
+                                                   : std::vector<std::uint8_t>{AF_INET, AF_INET6};
     for (std::uint8_t family : families) {
         live.mark();
-        note_dump(snapshot, source.dump({family, live_states, true, true, {}}, live));
+        if (one_walk)
+            note_dump(snapshot, source.dump({family, all_states, true, true, {}}, live_first));
+        else
+            note_dump(snapshot, source.dump({family, live_states, true, true, {}}, live));
     }
     for (std::size_t idx : group.processes)
         deduplicate(snapshot.processes[idx].sockets);
 
     TimeWaitSink tw(snapshot, group, known, unattributed);
-    for (std::uint8_t family : families) {
-        tw.mark();
-        note_dump(snapshot,
-                  source.dump({family, state_bit(TcpState::time_wait), false, false, {}}, tw));
+    for (const auto& s : live_first.time_wait)
+        tw.on_socket(s);
+    if (!one_walk) {
+        for (std::uint8_t family : families) {
+            tw.mark();
+            note_dump(snapshot,
+                      source.dump({family, state_bit(TcpState::time_wait), false, false, {}}, tw));
+        }
     }
     finish_group(snapshot, group, live, tw);
 }
