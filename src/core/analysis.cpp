@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <map>
 #include <numeric>
+#include <unordered_map>
 
 namespace conncheck::analysis {
 
@@ -297,7 +298,7 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
     r.other_sockets = snapshot.other_sockets;
     r.other_netns_sockets = snapshot.other_netns_sockets;
 
-    std::map<Endpoint, PeerRow> peers;
+    std::unordered_map<Endpoint, PeerRow, EndpointHash> peers;
     auto peer_row = [&peers](const Endpoint& remote) -> PeerRow& {
         auto& row = peers[remote];
         row.remote = remote;
@@ -322,11 +323,19 @@ ProcessReport analyse_process(const scan::ProcessSnapshot& snapshot, const Confi
         if (h.remote) ++peer_row(*h.remote).states[TcpState::close];
     }
     r.held_after_close = r.states[TcpState::close];
+    // Most sockets first, ties by address: a host-wide audit has a row per connection of a
+    // process that talks to thousands of peers, so the totals are counted once, not per compare.
+    std::vector<std::pair<std::uint64_t, PeerRow*>> order;
+    order.reserve(peers.size());
     for (auto& [_, row] : peers)
-        r.peers.push_back(std::move(row));
-    std::stable_sort(r.peers.begin(), r.peers.end(), [](const PeerRow& a, const PeerRow& b) {
-        return a.states.total() > b.states.total();
+        order.emplace_back(row.states.total(), &row);
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+        if (a.first != b.first) return a.first > b.first;
+        return a.second->remote < b.second->remote;
     });
+    r.peers.reserve(order.size());
+    for (const auto& [_, row] : order)
+        r.peers.push_back(std::move(*row));
 
     std::vector<SocketRecord> time_wait = snapshot.time_wait_by_peer;
     for (const auto& s : snapshot.sockets)
