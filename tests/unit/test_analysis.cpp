@@ -251,6 +251,45 @@ TEST_CASE("host-wide ranking: CLOSE_WAIT, then stale, then ESTABLISHED; empty pr
     CHECK(streamed == report::to_json(empty).dump(2) + "\n");
 }
 
+TEST_CASE("streamed peer rows print idle seconds and addresses as the JSON tree does") {
+    analysis::HostReport h;
+    analysis::ProcessReport r;
+    r.info.pid = 7;
+    const std::optional<std::uint32_t> idles[] = {
+        std::nullopt, 0U, 1U, 10U, 999U, 1000U, 1500U, 60010U, 123456789U, 4294967295U};
+    std::uint8_t n = 0;
+    for (const auto& idle : idles) {
+        analysis::PeerRow row;
+        row.remote = v4(10, 0, 0, ++n, 443);
+        row.states[TcpState::established] = n;
+        row.states[TcpState::close_wait] = 2;
+        row.states[TcpState::syn_sent] = 1;
+        row.idle_min_ms = idle;
+        row.idle_max_ms = idle ? std::optional<std::uint32_t>(*idle + 7) : std::nullopt;
+        row.unread_bytes = 1000U * n;
+        r.peers.push_back(row);
+    }
+    analysis::PeerRow v6_row;
+    v6_row.remote.family = AF_INET6;
+    v6_row.remote.addr[15] = 1;
+    v6_row.remote.port = 8443;
+    r.peers.push_back(v6_row);
+    h.processes.push_back(r);
+
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    report::write_json(f, h);
+    std::rewind(f);
+    std::string streamed;
+    char buf[4096];
+    for (std::size_t got; (got = std::fread(buf, 1, sizeof buf, f)) > 0;)
+        streamed.append(buf, got);
+    std::fclose(f);
+    CHECK(streamed == report::to_json(h).dump(2) + "\n");
+    CHECK(streamed.find("\"idle_min_seconds\": 1.5,") != std::string::npos);
+    CHECK(streamed.find("\"remote\": \"[::1]:8443\"") != std::string::npos);
+}
+
 TEST_CASE("JSON never carries raw control bytes or invalid UTF-8 from a process") {
     scan::ProcessSnapshot p;
     p.info.comm = "evil\x1b]0;pwned\x07";
