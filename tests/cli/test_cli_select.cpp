@@ -237,16 +237,17 @@ TEST_CASE("export labels each process with the name it was selected by, uniquely
 
 TEST_CASE("a process that exits during an audit of several is counted, the others reported") {
     TempDir dir;
-    // A service whose workers live 30 ms and come and go all the time.
+    // A service whose workers live 100 ms and come and go all the time: one exits every 10 ms,
+    // about ten are there at any moment.
     const std::string name = "forker-svc-" + std::to_string(getpid()) + ".py";
     const std::string script = dir.path() + "/" + name;
     write_file(script, "import os, time\n"
                        "deadline = time.monotonic() + 120\n"
                        "while time.monotonic() < deadline:\n"
                        "    if os.fork() == 0:\n"
-                       "        time.sleep(0.03)\n"
+                       "        time.sleep(0.1)\n"
                        "        os._exit(0)\n"
-                       "    time.sleep(0.005)\n"
+                       "    time.sleep(0.01)\n"
                        "    try:\n"
                        "        while os.waitpid(-1, os.WNOHANG)[0] != 0:\n"
                        "            pass\n"
