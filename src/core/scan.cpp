@@ -549,7 +549,7 @@ Snapshot Scanner::scan_host() {
     std::vector<std::uint64_t> unreadable_netns;
     std::vector<proc::FdScan> fd_scans; // parallel to snapshot.processes
     const auto pids = procfs_.list_pids();
-    auto tables = read_fd_tables(procfs_, pids, host_walk_threads());
+    auto tables = read_host_fd_tables(procfs_, pids);
     for (std::size_t i = 0; i < pids.size(); ++i) {
         auto& table = tables[i];
         if (table.fds && table.fds->socket_inodes.empty()) continue;

@@ -5,6 +5,7 @@
 // network namespace of its own.
 #include "conncheck/proc.hpp"
 #include "conncheck/scan.hpp"
+#include "conncheck/scan/fd_walk.hpp"
 
 #include "support.hpp"
 
@@ -529,4 +530,60 @@ TEST_CASE("a quiet scan asks for the sockets alone while nothing else can have c
     REQUIRE(wait_until(
         [&] { return scanner.scan_pids(pids, true).processes.at(0).time_wait_exact == 1; }, 10s));
     CHECK(scanner.scan_pids(pids, true).walked);
+}
+
+TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for fd") {
+    if (!scan::kernel_fd_tables()) {
+        WARN_MESSAGE(false, "skipped: no eBPF task_file iterator here (needs root and BTF)");
+        return;
+    }
+    // Sockets of three kinds among other files, in a table with a hole.
+    const Listener l = listen_loopback(AF_INET);
+    Child holder([&] {
+        close_inherited_sockets();
+        int pair[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) _exit(1);
+        (void)connect_to(l);
+        (void)socket(AF_INET6, SOCK_DGRAM, 0);
+        (void)open("/dev/null", O_RDONLY);
+        close(pair[0]);
+    });
+    Fds keep;
+    keep.fds = {l.fd, accept_from(l)};
+
+    proc::ProcFs procfs;
+    const auto kernel = scan::kernel_fd_tables();
+    REQUIRE(kernel);
+    const auto found = std::find_if(kernel->begin(), kernel->end(),
+                                    [&](const auto& table) { return table.first == holder.pid(); });
+    REQUIRE(found != kernel->end());
+    const auto from_proc = procfs.scan_fds(holder.pid());
+    CHECK(from_proc.socket_inodes.size() == 3);
+    CHECK(found->second.socket_inodes == from_proc.socket_inodes);
+    CHECK(found->second.socket_fds == from_proc.socket_fds);
+    CHECK(found->second.open_fds == from_proc.open_fds);
+    CHECK(std::is_sorted(kernel->begin(), kernel->end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; }));
+
+    // Host-wide, the processes the iterator leaves out come from /proc: here a zombie, which
+    // has no table left (nor has a kernel thread; a security module may hide others).
+    const pid_t zombie = fork();
+    REQUIRE(zombie >= 0);
+    if (zombie == 0) _exit(0);
+    siginfo_t exited{};
+    REQUIRE(waitid(P_PID, static_cast<id_t>(zombie), &exited, WEXITED | WNOWAIT) == 0);
+    const std::vector<pid_t> pids{holder.pid(), zombie};
+    const auto host = scan::read_host_fd_tables(procfs, pids);
+    const auto walked = scan::read_fd_tables(procfs, pids, 1);
+    REQUIRE(host.size() == 2);
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        CAPTURE(pids[i]);
+        CHECK(host[i].fds.has_value() == walked[i].fds.has_value());
+        if (host[i].fds && walked[i].fds) {
+            CHECK(host[i].fds->socket_inodes == walked[i].fds->socket_inodes);
+            CHECK(host[i].fds->open_fds == walked[i].fds->open_fds);
+        }
+        if (host[i].error && walked[i].error)
+            CHECK(host[i].error->code() == walked[i].error->code());
+    }
 }

@@ -98,6 +98,37 @@ TEST_CASE("an fd walk reads every process on its own thread, errors as results")
     CHECK(results[2].fds->open_fds == 1);
 }
 
+TEST_CASE("fd tables read on several threads, a large one in shares, equal those read whole") {
+    testsupport::TempDir tmp;
+    std::vector<std::string> many;
+    for (int i = 0; i < 2500; ++i)
+        many.push_back(i % 3 == 0 ? "pipe:[7]" : "socket:[" + std::to_string(90000 - i) + "]");
+    many.push_back("socket:[89999]"); // a second fd of one socket: listed once
+    make_process(tmp.path(), 7, "c", "c", many);
+    make_process(tmp.path(), 8, "d", "d", {"socket:[5]", "/dev/null"});
+    make_process(tmp.path(), 9, "e", "e", {});
+    proc::ProcFs procfs(tmp.path());
+    const std::vector<pid_t> pids{7, 99, 8, 9};
+    for (unsigned threads : {1U, 3U}) {
+        CAPTURE(threads);
+        const auto results = scan::read_fd_tables(procfs, pids, threads);
+        REQUIRE(results.size() == 4);
+        for (std::size_t i : {0U, 2U, 3U}) {
+            REQUIRE(results[i].fds);
+            const auto whole = procfs.scan_fds(pids[i]);
+            CHECK(results[i].fds->socket_inodes == whole.socket_inodes);
+            CHECK(results[i].fds->socket_fds == whole.socket_fds);
+            CHECK(results[i].fds->open_fds == whole.open_fds);
+        }
+        CHECK(results[0].fds->open_fds == 2501);
+        CHECK(results[0].fds->socket_inodes.size() == 1666);
+        CHECK(results[2].fds->socket_inodes == std::vector<std::uint64_t>{5});
+        CHECK(results[3].fds->open_fds == 0);
+        REQUIRE(results[1].error);
+        CHECK(results[1].error->code() == Errc::no_such_process);
+    }
+}
+
 TEST_CASE("list_pids, read_stat and thread_group") {
     testsupport::TempDir tmp;
     make_process(tmp.path(), 10, "collector", "collector --a", {});

@@ -12,6 +12,7 @@
 #include <optional>
 #include <sys/types.h>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace conncheck::scan {
@@ -30,9 +31,19 @@ struct FdWalkResult {
 std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::vector<pid_t>& pids,
                                          unsigned threads);
 
-// Threads for a walk of every process on the host: one per CPU this process may run on, at
-// most four; more only add contention for the few large tables.
-unsigned host_walk_threads();
+// Every process's fd table in one pass over the kernel's tasks (an eBPF task_file iterator), in
+// pid order, the processes without an open file left out: a fraction of a microsecond per fd
+// against 3.6 us for a readlink. nullopt where it cannot be had: a build or kernel without
+// eBPF, privileges short of both reading every process's fds and loading a tracing program, or
+// a pid namespace other than the initial one, whose pids the iterator reports.
+std::optional<std::vector<std::pair<pid_t, proc::FdScan>>> kernel_fd_tables();
+
+// read_fd_tables() for every process of the host, `pids` as procfs lists them: from
+// kernel_fd_tables() where it can be had, which leaves out the processes a security module hides
+// from it (and kernel threads); those are read from /proc, on every CPU (at most four), and so
+// is everything when the iterator cannot be had. The same answer either way, errors included.
+std::vector<FdWalkResult> read_host_fd_tables(const proc::ProcFs& procfs,
+                                              const std::vector<pid_t>& pids);
 
 class FdWalk {
 public:

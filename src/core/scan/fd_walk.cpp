@@ -94,11 +94,32 @@ std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::
     return results;
 }
 
-unsigned host_walk_threads() {
+std::vector<FdWalkResult> read_host_fd_tables(const proc::ProcFs& procfs,
+                                              const std::vector<pid_t>& pids) {
+    std::vector<FdWalkResult> results(pids.size());
+    std::vector<pid_t> rest;
+    std::vector<std::size_t> rest_at;
+    auto kernel = procfs.root() == "/proc" ? kernel_fd_tables() : std::nullopt;
+    auto seen = kernel ? kernel->begin() : decltype(kernel->begin()){};
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        if (kernel) {
+            seen = std::lower_bound(seen, kernel->end(), pids[i],
+                                    [](const auto& table, pid_t pid) { return table.first < pid; });
+            if (seen != kernel->end() && seen->first == pids[i]) {
+                results[i].fds = std::move(seen->second);
+                continue;
+            }
+        }
+        rest.push_back(pids[i]);
+        rest_at.push_back(i);
+    }
     cpu_set_t cpus;
     CPU_ZERO(&cpus);
-    if (::sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 1;
-    return static_cast<unsigned>(std::clamp(CPU_COUNT(&cpus), 1, 4));
+    const int cpu_count = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    auto read = read_fd_tables(procfs, rest, static_cast<unsigned>(std::clamp(cpu_count, 1, 4)));
+    for (std::size_t k = 0; k < rest.size(); ++k)
+        results[rest_at[k]] = std::move(read[k]);
+    return results;
 }
 
 FdWalk::FdWalk(const proc::ProcFs& procfs, std::vector<pid_t> pids) {
