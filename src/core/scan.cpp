@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <map>
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 #include <unordered_set>
 
@@ -229,8 +231,10 @@ void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
 // dump_whole()'s request of the live kernel, made ahead of time: a host-wide scan asks for its
 // own namespace's sockets while another thread reads the fd tables (both mostly kernel work,
 // sharing no lock: 100 and 80 ms at 50,000 sockets, side by side instead of one after the
-// other). The answer waits in chunks until dump_whole() asks, then each chunk is passed on and
-// freed, so the sockets are held about once, not twice. Anything else goes to the source.
+// other). The answer waits in chunks of memory mapped for it until dump_whole() asks, then each
+// chunk is passed on and unmapped, so the sockets are held about once, not twice (freed to the
+// heap instead, they would stay resident beside the processes' copies). Anything else goes to
+// the source.
 class EarlyDump final : public diag::SocketSource, private diag::DumpSink {
 public:
     EarlyDump(std::unique_ptr<diag::SocketSource> source, diag::DumpRequest request)
@@ -243,10 +247,12 @@ public:
                           request.want_mem == request_.want_mem && request.cgroups.empty();
         if (!same || taken_) return source_->dump(request, sink);
         taken_ = true;
-        for (auto& chunk : chunks_) {
-            for (const auto& s : chunk)
-                sink.on_socket(s);
-            chunk = {};
+        for (std::size_t c = 0; c < chunks_.size(); ++c) {
+            const auto* records = reinterpret_cast<const SocketRecord*>(chunks_[c]->data());
+            const std::size_t n = c + 1 < chunks_.size() ? chunk_records : in_last_;
+            for (std::size_t i = 0; i < n; ++i)
+                sink.on_socket(records[i]);
+            chunks_[c].reset();
         }
         return stats_;
     }
@@ -259,19 +265,26 @@ public:
     }
 
 private:
-    static constexpr std::size_t chunk_records = 2048;
+    static_assert(std::is_trivially_copyable_v<SocketRecord>);
+    static constexpr std::size_t chunk_records = 4096;
     void on_socket(const SocketRecord& s) override {
-        if (chunks_.empty() || chunks_.back().size() == chunk_records) {
-            chunks_.emplace_back();
-            chunks_.back().reserve(chunk_records);
+        if (chunks_.empty() || in_last_ == chunk_records) {
+            chunks_.push_back(std::make_unique<PageBuffer>(chunk_records * sizeof(SocketRecord)));
+            if (chunks_.back()->data() == nullptr) throw std::bad_alloc();
+            in_last_ = 0;
         }
-        chunks_.back().push_back(s);
+        std::memcpy(chunks_.back()->data() + in_last_ * sizeof(SocketRecord), &s, sizeof s);
+        ++in_last_;
     }
-    void on_restart() override { chunks_.clear(); }
+    void on_restart() override {
+        chunks_.clear();
+        in_last_ = 0;
+    }
     std::unique_ptr<diag::SocketSource> source_;
     diag::DumpRequest request_;
     diag::DumpStats stats_;
-    std::vector<std::vector<SocketRecord>> chunks_;
+    std::vector<std::unique_ptr<PageBuffer>> chunks_;
+    std::size_t in_last_ = 0; // records in the last chunk
     bool taken_ = false;
 };
 
