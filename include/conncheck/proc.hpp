@@ -97,6 +97,9 @@ public:
     // by the process is never delayed by it.
     [[nodiscard]] std::optional<std::string> socket_protocol(pid_t pid, int fd) const;
     [[nodiscard]] std::vector<pid_t> list_pids() const;
+    // The files open on the whole host (the first field of root/sys/fs/file-nr), nullopt when
+    // unreadable.
+    [[nodiscard]] std::optional<std::uint64_t> open_files() const;
     // root/PID/leaf read whole (at most 1 MiB) or the target of the link root/PID/leaf, raw;
     // nullopt with errno set when it cannot be read.
     [[nodiscard]] std::optional<std::string> read(pid_t pid, std::string_view leaf) const;

@@ -249,6 +249,12 @@ std::vector<pid_t> ProcFs::descendants(pid_t root) const {
     return descendants_of(root, parent);
 }
 
+std::optional<std::uint64_t> ProcFs::open_files() const {
+    const auto text = read_small_file(root_ + "/sys/fs/file-nr");
+    if (!text) return std::nullopt;
+    return parse_number<std::uint64_t>(std::string_view(*text).substr(0, text->find('\t')));
+}
+
 std::optional<std::string> ProcFs::read(pid_t pid, std::string_view leaf) const {
     return read_small_file(path(pid, leaf));
 }

@@ -129,6 +129,17 @@ TEST_CASE("fd tables read on several threads, a large one in shares, equal those
     }
 }
 
+TEST_CASE("open_files reads the first field of sys/fs/file-nr") {
+    testsupport::TempDir tmp;
+    proc::ProcFs procfs(tmp.path());
+    CHECK_FALSE(procfs.open_files());
+    fs::create_directories(tmp.path() + "/sys/fs");
+    testsupport::write_file(tmp.path() + "/sys/fs/file-nr", "97811\t0\t2466248\n");
+    CHECK(procfs.open_files() == std::optional<std::uint64_t>(97811));
+    testsupport::write_file(tmp.path() + "/sys/fs/file-nr", "many\t0\t1\n");
+    CHECK_FALSE(procfs.open_files());
+}
+
 TEST_CASE("list_pids, read_stat and thread_group") {
     testsupport::TempDir tmp;
     make_process(tmp.path(), 10, "collector", "collector --a", {});

@@ -34,6 +34,12 @@ template <typename Work> void share_out(std::size_t items, unsigned threads, Wor
 
 constexpr std::size_t links_per_share = 1024;
 
+// Open files on the host from which loading the iterator costs less than it saves. Measured on
+// a 2-CPU VM: loading took 45-50 ms (most of it parsing the kernel's BTF), after which each fd
+// cost 2.2 us less than a readlink on two threads (a host-wide audit of 100,000 sockets: 360
+// against 530 ms); an idle host of 2,000 files took 70 ms with it, 20 without.
+constexpr std::uint64_t iterator_pays_off = 25'000;
+
 } // namespace
 
 std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::vector<pid_t>& pids,
@@ -99,7 +105,9 @@ std::vector<FdWalkResult> read_host_fd_tables(const proc::ProcFs& procfs,
     std::vector<FdWalkResult> results(pids.size());
     std::vector<pid_t> rest;
     std::vector<std::size_t> rest_at;
-    auto kernel = procfs.root() == "/proc" ? kernel_fd_tables() : std::nullopt;
+    auto kernel = procfs.root() == "/proc" && procfs.open_files().value_or(0) >= iterator_pays_off
+                      ? kernel_fd_tables()
+                      : std::nullopt;
     auto seen = kernel ? kernel->begin() : decltype(kernel->begin()){};
     for (std::size_t i = 0; i < pids.size(); ++i) {
         if (kernel) {
