@@ -11,16 +11,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <map>
-#include <memory>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <thread>
-#include <type_traits>
 #include <unistd.h>
 #include <unordered_set>
 
@@ -59,10 +55,6 @@ void ask_once(std::vector<const SocketRecord*>& exact) {
 // tables, TIME_WAIT kept aside meanwhile (a walk fewer: 30 ms of 330 at 50,000 sockets). A
 // recording holds the live states and TIME_WAIT as separate dumps per family, and its replay
 // answers request by request (diag/replay.cpp): those are asked for in that order.
-diag::DumpRequest whole_request() {
-    return {AF_UNSPEC, all_states, true, true, {}};
-}
-
 void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
                 const CookieOwners& known, std::vector<SocketRecord>* unattributed,
                 diag::SocketSource& source) {
@@ -70,7 +62,7 @@ void dump_whole(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
     LiveSink live(snapshot, owners, group);
     TimeWaitBuffer live_first(live);
     if (source.can_target()) {
-        note_dump(snapshot, source.dump(whole_request(), live_first));
+        note_dump(snapshot, source.dump({AF_UNSPEC, all_states, true, true, {}}, live_first));
     } else {
         for (std::uint8_t family : families) {
             live.mark();
@@ -210,11 +202,11 @@ struct Chosen {
 
 // `chosen` is null for a host-wide scan.
 void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& owners,
-                const CookieOwners& known, bool keep_unattributed,
-                std::unique_ptr<diag::SocketSource> source, const Chosen* chosen,
-                const std::vector<proc::FdScan>& fd_scans) {
+                const CookieOwners& known, bool keep_unattributed, SourceOpener& opener,
+                const Chosen* chosen, const std::vector<proc::FdScan>& fd_scans) {
     std::vector<SocketRecord>* unattributed =
         keep_unattributed ? &snapshot.unattributed_time_wait : nullptr;
+    auto source = opener.open(group);
     if (snapshot.source && *snapshot.source != source->kind()) snapshot.mixed_sources = true;
     snapshot.source = source->kind();
     snapshot.has_tcp_info = snapshot.has_tcp_info && source->has_tcp_info();
@@ -227,66 +219,6 @@ void dump_group(Snapshot& snapshot, const NetnsGroup& group, const InodeOwners& 
     if (chosen != nullptr) chosen->fds.settle();
     dump_whole(snapshot, group, owners, known, unattributed, *source);
 }
-
-// dump_whole()'s request of the live kernel, made ahead of time: a host-wide scan asks for its
-// own namespace's sockets while another thread reads the fd tables (both mostly kernel work,
-// sharing no lock: 100 and 80 ms at 50,000 sockets, side by side instead of one after the
-// other). The answer waits in chunks of memory mapped for it until dump_whole() asks, then each
-// chunk is passed on and unmapped, so the sockets are held about once, not twice (freed to the
-// heap instead, they would stay resident beside the processes' copies). Anything else goes to
-// the source.
-class EarlyDump final : public diag::SocketSource, private diag::DumpSink {
-public:
-    EarlyDump(std::unique_ptr<diag::SocketSource> source, diag::DumpRequest request)
-        : source_(std::move(source)), request_(std::move(request)) {
-        stats_ = source_->dump(request_, *this);
-    }
-    diag::DumpStats dump(const diag::DumpRequest& request, diag::DumpSink& sink) override {
-        const bool same = request.family == request_.family && request.states == request_.states &&
-                          request.want_info == request_.want_info &&
-                          request.want_mem == request_.want_mem && request.cgroups.empty();
-        if (!same || taken_) return source_->dump(request, sink);
-        taken_ = true;
-        for (std::size_t c = 0; c < chunks_.size(); ++c) {
-            const auto* records = reinterpret_cast<const SocketRecord*>(chunks_[c]->data());
-            const std::size_t n = c + 1 < chunks_.size() ? chunk_records : in_last_;
-            for (std::size_t i = 0; i < n; ++i)
-                sink.on_socket(records[i]);
-            chunks_[c].reset();
-        }
-        return stats_;
-    }
-    [[nodiscard]] diag::SourceKind kind() const override { return source_->kind(); }
-    [[nodiscard]] bool has_tcp_info() const override { return source_->has_tcp_info(); }
-    [[nodiscard]] bool can_target() const override { return source_->can_target(); }
-    diag::DumpStats fetch(std::span<const SocketRecord* const> sockets, bool want_info,
-                          bool want_mem, diag::DumpSink& sink) override {
-        return source_->fetch(sockets, want_info, want_mem, sink);
-    }
-
-private:
-    static_assert(std::is_trivially_copyable_v<SocketRecord>);
-    static constexpr std::size_t chunk_records = 4096;
-    void on_socket(const SocketRecord& s) override {
-        if (chunks_.empty() || in_last_ == chunk_records) {
-            chunks_.push_back(std::make_unique<PageBuffer>(chunk_records * sizeof(SocketRecord)));
-            if (chunks_.back()->data() == nullptr) throw std::bad_alloc();
-            in_last_ = 0;
-        }
-        std::memcpy(chunks_.back()->data() + in_last_ * sizeof(SocketRecord), &s, sizeof s);
-        ++in_last_;
-    }
-    void on_restart() override {
-        chunks_.clear();
-        in_last_ = 0;
-    }
-    std::unique_ptr<diag::SocketSource> source_;
-    diag::DumpRequest request_;
-    diag::DumpStats stats_;
-    std::vector<std::unique_ptr<PageBuffer>> chunks_;
-    std::size_t in_last_ = 0; // records in the last chunk
-    bool taken_ = false;
-};
 
 std::vector<NetnsGroup> group_by_netns(const Snapshot& snapshot) {
     std::vector<NetnsGroup> groups;
@@ -423,7 +355,7 @@ Snapshot Scanner::scan_pids(const std::vector<pid_t>& pids, bool quiet) {
         dumped.push_back(group.netns);
         try {
             dump_group(snapshot, group, fds.owners, memory_.owners(),
-                       config_.keep_unattributed_time_wait, opener.open(group), &chosen, fds.scans);
+                       config_.keep_unattributed_time_wait, opener, &chosen, fds.scans);
         } catch (const Error& e) {
             if (e.code() != Errc::permission_denied) throw;
             fds.settle();
@@ -615,28 +547,10 @@ Snapshot Scanner::scan_host() {
     InodeOwners owners;
     std::vector<std::uint64_t> unreadable_netns;
     std::vector<proc::FdScan> fd_scans; // parallel to snapshot.processes
+    // Every fd is read before the dump: a socket it names that no dump returns is then closed
+    // (held after close), never one opened after the dump passed its bucket.
     const auto pids = procfs_.list_pids();
-    std::vector<FdWalkResult> tables;
-    std::exception_ptr walk_failure;
-    std::thread walk([&] {
-        try {
-            tables = read_host_fd_tables(procfs_, pids);
-        } catch (...) {
-            walk_failure = std::current_exception();
-        }
-    });
-    SourceOpener opener(config_, procfs_, snapshot, recording_fd());
-    const NetnsGroup own_netns{procfs_.self_netns(), ::getpid(), {}, false};
-    std::unique_ptr<diag::SocketSource> own_source;
-    try {
-        own_source = opener.open(own_netns);
-        if (own_source->can_target())
-            own_source = std::make_unique<EarlyDump>(std::move(own_source), whole_request());
-    } catch (const Error&) {
-        own_source.reset(); // asked again below, where its error is reported
-    }
-    walk.join();
-    if (walk_failure) std::rethrow_exception(walk_failure);
+    auto tables = read_host_fd_tables(procfs_, pids);
     for (std::size_t i = 0; i < pids.size(); ++i) {
         auto& table = tables[i];
         if (table.fds && table.fds->socket_inodes.empty()) continue;
@@ -665,9 +579,10 @@ Snapshot Scanner::scan_host() {
                                     "sockets are counted as unattributed (" +
                                     privilege::hint(privilege::Access::process_fds) + ")");
 
+    SourceOpener opener(config_, procfs_, snapshot, recording_fd());
     const CookieOwners no_cookies;
     auto groups = group_by_netns(snapshot);
-    if (groups.empty()) groups.push_back(own_netns);
+    if (groups.empty()) groups.push_back({procfs_.self_netns(), ::getpid(), {}, false});
     bool all_dumped = true;
     for (NetnsGroup& group : groups) {
         group.has_unreadable =
@@ -675,10 +590,8 @@ Snapshot Scanner::scan_host() {
                 unreadable_netns.end() ||
             (group.netns == procfs_.self_netns() && snapshot.unreadable_processes > 0);
         try {
-            auto source = group.netns == own_netns.netns && own_source ? std::move(own_source)
-                                                                       : opener.open(group);
             dump_group(snapshot, group, owners, no_cookies, config_.keep_unattributed_time_wait,
-                       std::move(source), nullptr, fd_scans);
+                       opener, nullptr, fd_scans);
         } catch (const Error& e) {
             // One namespace we cannot read must not hide the others.
             if (groups.size() == 1) throw;
