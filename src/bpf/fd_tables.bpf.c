@@ -1,6 +1,7 @@
 // Every process's fd table in one pass of the kernel's task list: a task_file iterator writes an
-// fd_table_entry per open file of each thread group leader, the table /proc/PID/fd shows (the
-// kernel visits another thread only when it has unshared its table, which /proc/PID/fd omits).
+// fd_table_entry per open file of each thread group leader, the table /proc/PID/fd shows. The
+// kernel also visits a thread whose table is not its leader's (one that unshared it, or every
+// thread once the leader has exited): /proc/PID/fd shows none of those, and neither does this.
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -18,6 +19,8 @@ int fd_tables(struct bpf_iter__task_file *ctx) {
     struct task_struct *task = ctx->task;
     struct file *file = ctx->file;
     if (!task || !file)
+        return 0;
+    if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
         return 0;
     struct fd_table_entry entry = {};
     entry.pid = BPF_CORE_READ(task, tgid);

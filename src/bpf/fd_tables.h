@@ -1,4 +1,5 @@
-// What the fd-table iterator (fd_tables.bpf.c) writes per open file, read by scan/fd_iter.cpp.
+// What the fd-table iterator (fd_tables.bpf.c) writes per open file, read by
+// src/core/scan/kernel_fd_tables.cpp.
 #pragma once
 
 #ifdef __bpf__

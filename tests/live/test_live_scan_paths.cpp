@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace conncheck;
@@ -537,7 +539,8 @@ TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for f
         WARN_MESSAGE(false, "skipped: no eBPF task_file iterator here (needs root and BTF)");
         return;
     }
-    // Sockets of three kinds among other files, in a table with a hole.
+    // Sockets of three kinds among other files, in a table with a hole, and a thread with a
+    // table of its own (unshare(CLONE_FILES)), which /proc/PID/fd does not show.
     const Listener l = listen_loopback(AF_INET);
     Child holder([&] {
         close_inherited_sockets();
@@ -547,6 +550,16 @@ TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for f
         (void)socket(AF_INET6, SOCK_DGRAM, 0);
         (void)open("/dev/null", O_RDONLY);
         close(pair[0]);
+        static std::atomic<bool> unshared{false};
+        std::thread([] {
+            if (unshare(CLONE_FILES) != 0) _exit(1);
+            (void)socket(AF_INET, SOCK_STREAM, 0);
+            unshared = true;
+            for (;;)
+                pause();
+        }).detach();
+        while (!unshared)
+            sched_yield();
     });
     Fds keep;
     keep.fds = {l.fd, accept_from(l)};
@@ -573,7 +586,7 @@ TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for f
     siginfo_t exited{};
     REQUIRE(waitid(P_PID, static_cast<id_t>(zombie), &exited, WEXITED | WNOWAIT) == 0);
     const std::vector<pid_t> pids{holder.pid(), zombie};
-    const auto host = scan::read_host_fd_tables(procfs, pids);
+    const auto host = scan::read_host_fd_tables(procfs, pids, 0); // the iterator whatever the host
     const auto walked = scan::read_fd_tables(procfs, pids, 1);
     REQUIRE(host.size() == 2);
     for (std::size_t i = 0; i < pids.size(); ++i) {

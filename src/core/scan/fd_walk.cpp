@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sched.h>
+#include <system_error>
 #include <utility>
 
 namespace conncheck::scan {
@@ -24,8 +25,12 @@ template <typename Work> void share_out(std::size_t items, unsigned threads, Wor
     };
     std::vector<std::thread> helpers;
     const auto extra = std::min<std::size_t>(threads, items) - std::min<std::size_t>(1, items);
-    for (std::size_t t = 0; t < extra; ++t)
-        helpers.emplace_back(run);
+    try {
+        for (std::size_t t = 0; t < extra; ++t)
+            helpers.emplace_back(run);
+    } catch (const std::system_error&) {
+        // No thread to be had (RLIMIT_NPROC, a cgroup's pids.max): fewer do the work.
+    }
     run();
     for (auto& h : helpers)
         h.join();
@@ -33,12 +38,6 @@ template <typename Work> void share_out(std::size_t items, unsigned threads, Wor
 }
 
 constexpr std::size_t links_per_share = 1024;
-
-// Open files on the host from which loading the iterator costs less than it saves. Measured on
-// a 2-CPU VM: loading took 45-50 ms (most of it parsing the kernel's BTF), after which each fd
-// cost 2.2 us less than a readlink on two threads (a host-wide audit of 100,000 sockets: 360
-// against 530 ms); an idle host of 2,000 files took 70 ms with it, 20 without.
-constexpr std::uint64_t iterator_pays_off = 25'000;
 
 } // namespace
 
@@ -101,11 +100,12 @@ std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::
 }
 
 std::vector<FdWalkResult> read_host_fd_tables(const proc::ProcFs& procfs,
-                                              const std::vector<pid_t>& pids) {
+                                              const std::vector<pid_t>& pids,
+                                              std::uint64_t iterator_from) {
     std::vector<FdWalkResult> results(pids.size());
     std::vector<pid_t> rest;
     std::vector<std::size_t> rest_at;
-    auto kernel = procfs.root() == "/proc" && procfs.open_files().value_or(0) >= iterator_pays_off
+    auto kernel = procfs.root() == "/proc" && procfs.open_files().value_or(0) >= iterator_from
                       ? kernel_fd_tables()
                       : std::nullopt;
     auto seen = kernel ? kernel->begin() : decltype(kernel->begin()){};

@@ -57,9 +57,9 @@ std::optional<std::vector<fd_table_entry>> read_entries() {
             entries.resize(entries.size() * 2);
         const ssize_t got = ::read(iter.get(), reinterpret_cast<char*>(entries.data()) + bytes,
                                    entries.size() * sizeof(fd_table_entry) - bytes);
-        if (got < 0 && errno == EINTR) continue;
-        // EAGAIN: the kernel restarted its walk after a process changed under it; a partial
-        // table would be a silently wrong answer.
+        // EAGAIN: a million tasks and files went by in this read without one to write; the
+        // next read goes on from there.
+        if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (got < 0) return std::nullopt;
         if (got == 0) break;
         bytes += static_cast<std::size_t>(got);
