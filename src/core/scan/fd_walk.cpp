@@ -1,6 +1,7 @@
 #include "conncheck/scan/fd_walk.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <sched.h>
 #include <system_error>
 #include <utility>
@@ -60,13 +61,15 @@ std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::
         std::vector<std::pair<std::uint64_t, int>> sockets;
         std::optional<Error> error;
     };
+    // On one thread a table is one share: its links are gathered without a copy.
+    const std::size_t per_share = threads > 1 ? links_per_share : SIZE_MAX;
     std::vector<Share> shares;
     for (std::size_t i = 0; i < pids.size(); ++i) {
         if (results[i].error) continue;
         const std::span<const int> all(lists[i]);
         std::size_t at = 0;
         do {
-            const auto n = std::min(links_per_share, all.size() - at);
+            const auto n = std::min(per_share, all.size() - at);
             shares.push_back({i, all.subspan(at, n), {}, {}});
             at += n;
         } while (at < all.size());
@@ -81,11 +84,10 @@ std::vector<FdWalkResult> read_fd_tables(const proc::ProcFs& procfs, const std::
     });
 
     // Shares are in process order: gather each process's, then its first error wins.
-    std::vector<std::pair<std::uint64_t, int>> sockets;
     for (std::size_t k = 0; k < shares.size();) {
         const std::size_t i = shares[k].process;
         std::optional<Error> error;
-        sockets.clear();
+        auto sockets = std::move(shares[k].sockets);
         for (; k < shares.size() && shares[k].process == i; ++k) {
             if (shares[k].error && !error) error = std::move(shares[k].error);
             sockets.insert(sockets.end(), shares[k].sockets.begin(), shares[k].sockets.end());
