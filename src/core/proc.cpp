@@ -11,6 +11,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <memory>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -149,15 +150,14 @@ UniqueFd open_fd_dir(const std::string& dir, pid_t pid) {
 std::vector<int> ProcFs::list_fds(pid_t pid) const {
     const std::string dir = path(pid, "fd");
     UniqueFd fd = open_fd_dir(dir, pid);
-    DIR* d = ::fdopendir(fd.get());
-    if (d == nullptr) throw_errno("cannot read " + dir, errno);
+    const std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd.get()), ::closedir);
+    if (!d) throw_errno("cannot read " + dir, errno);
     (void)fd.release(); // closedir closes it
     std::vector<int> fds;
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = ::readdir(d.get())) {
         if (e->d_name[0] == '.') continue;
         if (auto n = parse_number<int>(e->d_name)) fds.push_back(*n);
     }
-    ::closedir(d);
     return fds;
 }
 

@@ -544,10 +544,14 @@ TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for f
     const Listener l = listen_loopback(AF_INET);
     Child holder([&] {
         close_inherited_sockets();
+        const int null = open("/dev/null", O_RDWR);
+        for (int fd = 0; fd < 3; ++fd)
+            dup2(null, fd); // a test runner's stdout may be a socket
+        close(null);
         int pair[2];
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) _exit(1);
         (void)connect_to(l);
-        (void)socket(AF_INET6, SOCK_DGRAM, 0);
+        (void)socket(AF_INET, SOCK_DGRAM, 0);
         (void)open("/dev/null", O_RDONLY);
         close(pair[0]);
         static std::atomic<bool> unshared{false};
@@ -583,6 +587,10 @@ TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for f
     const pid_t zombie = fork();
     REQUIRE(zombie >= 0);
     if (zombie == 0) _exit(0);
+    const struct Reap {
+        pid_t pid;
+        ~Reap() { waitpid(pid, nullptr, 0); }
+    } reap{zombie};
     siginfo_t exited{};
     REQUIRE(waitid(P_PID, static_cast<id_t>(zombie), &exited, WEXITED | WNOWAIT) == 0);
     const std::vector<pid_t> pids{holder.pid(), zombie};
@@ -599,4 +607,6 @@ TEST_CASE("the kernel's fd-table iterator reads the tables /proc shows, fd for f
         if (host[i].error && walked[i].error)
             CHECK(host[i].error->code() == walked[i].error->code());
     }
+    REQUIRE(walked[1].fds);
+    CHECK(walked[1].fds->open_fds == 0);
 }

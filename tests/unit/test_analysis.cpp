@@ -264,8 +264,8 @@ TEST_CASE("streamed peer rows print idle seconds and addresses as the JSON tree 
         row.states[TcpState::established] = n;
         row.states[TcpState::close_wait] = 2;
         row.states[TcpState::syn_sent] = 1;
-        row.idle_min_ms = idle;
-        row.idle_max_ms = idle ? std::optional<std::uint32_t>(*idle + 7) : std::nullopt;
+        row.idle_min_ms = idle ? std::optional<std::uint32_t>(*idle / 3) : std::nullopt;
+        row.idle_max_ms = idle;
         row.unread_bytes = 1000U * n;
         r.peers.push_back(row);
     }
@@ -286,7 +286,7 @@ TEST_CASE("streamed peer rows print idle seconds and addresses as the JSON tree 
         streamed.append(buf, got);
     std::fclose(f);
     CHECK(streamed == report::to_json(h).dump(2) + "\n");
-    CHECK(streamed.find("\"idle_min_seconds\": 1.5,") != std::string::npos);
+    CHECK(streamed.find("\"idle_max_seconds\": 1.5,") != std::string::npos);
     CHECK(streamed.find("\"remote\": \"[::1]:8443\"") != std::string::npos);
 }
 

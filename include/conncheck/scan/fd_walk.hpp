@@ -46,9 +46,10 @@ inline constexpr std::uint64_t iterator_pays_off = 25'000;
 
 // read_fd_tables() for every process of the host, `pids` as procfs lists them: from
 // kernel_fd_tables() on a host of `iterator_from` open files or more, where it can be had; the
-// processes it leaves out (kernel threads, zombies, any a security module hides from it) are
-// read from /proc, on every CPU (at most four), and so is everything without the iterator. The
-// same answer either way, errors included.
+// processes it leaves out (kernel threads, zombies, and in some sandboxes processes it is not
+// shown) are read from /proc, on every CPU (at most four), and so is everything without the
+// iterator. The same tables either way; but a process whose /proc/PID/fd a security module
+// refuses even to root, counted as unreadable by /proc, is read by the iterator.
 std::vector<FdWalkResult> read_host_fd_tables(const proc::ProcFs& procfs,
                                               const std::vector<pid_t>& pids,
                                               std::uint64_t iterator_from = iterator_pays_off);

@@ -26,6 +26,7 @@ template <typename Work> void share_out(std::size_t items, unsigned threads, Wor
     };
     std::vector<std::thread> helpers;
     const auto extra = std::min<std::size_t>(threads, items) - std::min<std::size_t>(1, items);
+    helpers.reserve(extra);
     try {
         for (std::size_t t = 0; t < extra; ++t)
             helpers.emplace_back(run);
