@@ -56,6 +56,20 @@ SocketRecord time_wait(const Endpoint& remote, std::uint32_t expires_ms) {
 const Endpoint exchange = v4(1, 2, 3, 4, 9443);
 const Endpoint other_exchange = v4(5, 6, 7, 8, 443);
 
+// The document report::write_json() streams for `h`, read back whole.
+std::string streamed_json(const analysis::HostReport& h) {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    report::write_json(f, h);
+    std::rewind(f);
+    std::string streamed;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+        streamed.append(buf, n);
+    std::fclose(f);
+    return streamed;
+}
+
 } // namespace
 
 TEST_CASE("a healthy process gets no findings") {
@@ -229,26 +243,9 @@ TEST_CASE("host-wide ranking: CLOSE_WAIT, then stale, then ESTABLISHED; empty pr
     CHECK(j["processes"].size() == 3);
 
     // The streamed document is the same text, byte for byte.
-    std::FILE* f = std::tmpfile();
-    REQUIRE(f != nullptr);
-    report::write_json(f, h);
-    std::rewind(f);
-    std::string streamed;
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
-        streamed.append(buf, n);
-    std::fclose(f);
-    CHECK(streamed == j.dump(2) + "\n");
-    analysis::HostReport empty;
-    f = std::tmpfile();
-    REQUIRE(f != nullptr);
-    report::write_json(f, empty);
-    std::rewind(f);
-    streamed.clear();
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
-        streamed.append(buf, n);
-    std::fclose(f);
-    CHECK(streamed == report::to_json(empty).dump(2) + "\n");
+    CHECK(streamed_json(h) == j.dump(2) + "\n");
+    const analysis::HostReport empty;
+    CHECK(streamed_json(empty) == report::to_json(empty).dump(2) + "\n");
 }
 
 TEST_CASE("streamed peer rows print idle seconds and addresses as the JSON tree does") {
@@ -276,15 +273,7 @@ TEST_CASE("streamed peer rows print idle seconds and addresses as the JSON tree 
     r.peers.push_back(v6_row);
     h.processes.push_back(r);
 
-    std::FILE* f = std::tmpfile();
-    REQUIRE(f != nullptr);
-    report::write_json(f, h);
-    std::rewind(f);
-    std::string streamed;
-    char buf[4096];
-    for (std::size_t got; (got = std::fread(buf, 1, sizeof buf, f)) > 0;)
-        streamed.append(buf, got);
-    std::fclose(f);
+    const std::string streamed = streamed_json(h);
     CHECK(streamed == report::to_json(h).dump(2) + "\n");
     CHECK(streamed.find("\"idle_max_seconds\": 1.5,") != std::string::npos);
     CHECK(streamed.find("\"remote\": \"[::1]:8443\"") != std::string::npos);
