@@ -288,6 +288,31 @@ static long stack_span_of(struct task_struct *task, struct vm_area_struct *vma, 
     return 0;
 }
 
+/* The mapping each thread's stack pointer was last found in. bpf_find_vma takes the mmap lock
+ * and walks the mapping tree, which cost more than the rest of a connect's record; a thread's
+ * stack stays in its mapping, so it is looked up again only when the stack pointer is outside
+ * the one kept (a main thread's stack grown down, a coroutine's stack elsewhere). A kept span
+ * whose mapping has since changed costs at most a failed read: every read is checked anyway. */
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct stack_span);
+} stack_spans SEC(".maps");
+
+static __always_inline void find_stack_span(struct task_struct *task, __u64 sp,
+                                            struct stack_span *span) {
+    struct stack_span *kept =
+        bpf_task_storage_get(&stack_spans, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (kept && sp >= kept->start && sp < kept->end) {
+        *span = *kept;
+        return;
+    }
+    bpf_find_vma(task, sp, stack_span_of, span, 0);
+    if (kept && span->end)
+        *kept = *span;
+}
+
 /* The user stack as the frame pointers chain it, innermost first: the pc, then each frame's
  * return address. The kernel's own walk (bpf_get_stack) follows the chain until a read fails,
  * and every chain ends in a frame pointer that is not one (0, or whatever a function without
@@ -381,7 +406,7 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
     struct task_struct *task = bpf_get_current_task_btf();
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
     struct stack_span span = {};
-    bpf_find_vma(task, PT_REGS_SP(regs), stack_span_of, &span, 0);
+    find_stack_span(task, PT_REGS_SP(regs), &span);
 #if defined(__TARGET_ARCH_x86)
     /* The registers unwinding needs are named per architecture: x86-64 only for now. */
     if (target & CC_TARGET_COPY_STACK) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`conncheck trace` call sites per language, end to end: a C program built here with
-`gcc -O2 -g -fomit-frame-pointer` (its stack unwound from the tables), a Go net/http client that
+`gcc -O2 -g -fomit-frame-pointer` (its stack unwound from the tables), one with frame pointers
+that leaks from the main thread's stack and then from a coroutine's stack mapped apart, a Go net/http client that
 never closes resp.Body (Debian's golang-go, standard library only, built offline here), and a
 node.js client (when node is installed). Each leaks one connection into CLOSE_WAIT; the ledger
 must name the right code, or say in one line why it cannot.
@@ -165,6 +166,102 @@ def c_without_frame_pointers(tmp):
           "C: file and line of open_and_forget")
 
 
+# Frame pointers this time, and two leaks: one on the main thread's stack, then one from a
+# coroutine running on a stack mapped apart (swapcontext). trace keeps each thread's stack mapping
+# from its first connection; the second must be walked in the coroutine's mapping.
+COROUTINE_PROGRAM = r'''
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+static int held[4];
+static int nheld;
+static int port;
+static ucontext_t main_context, coroutine_context;
+
+static inline __attribute__((always_inline)) int dial(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        return -1;
+    return fd;
+}
+
+__attribute__((noinline)) int leak_on_thread_stack(void) {
+    int fd = dial();
+    held[nheld++ & 3] = fd;
+    return fd;
+}
+
+__attribute__((noinline)) int leak_in_coroutine(void) {
+    int fd = dial();
+    held[nheld++ & 3] = fd;
+    return fd;
+}
+
+__attribute__((noinline)) void coroutine_body(void) {
+    int fd = leak_in_coroutine();
+    held[2] = fd; /* after the call: no tail call, coroutine_body stays on the stack */
+}
+
+int main(int argc, char **argv) {
+    char line[16];
+    port = atoi(argv[1]);
+    size_t size = 256 * 1024;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (stack == MAP_FAILED)
+        return 1;
+    getcontext(&coroutine_context);
+    coroutine_context.uc_stack.ss_sp = stack;
+    coroutine_context.uc_stack.ss_size = size;
+    coroutine_context.uc_link = &main_context;
+    makecontext(&coroutine_context, coroutine_body, 0);
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 1;
+    if (leak_on_thread_stack() < 0 || swapcontext(&main_context, &coroutine_context) != 0)
+        return 1;
+    char c;
+    for (int i = 0; i < 2; i++)
+        if (held[i] < 0 || read(held[i], &c, 1) != 0) /* the peer's FIN */
+            return 1;
+    printf("done\n");
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin))
+        ;
+    return 0;
+}
+'''
+
+
+def c_coroutine_stack(tmp):
+    src = os.path.join(tmp, "coroutine.c")
+    exe = os.path.join(tmp, "coroutine")
+    with open(src, "w") as f:
+        f.write(COROUTINE_PROGRAM)
+    subprocess.run(["gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", exe, src], check=True)
+    ledger = trace_run([exe], "ready", "done", http=False)
+    sites = {}
+    for g in ledger["leaks"]:
+        sites[user_frame(g).get("function")] = [f["function"] for f in g["call_site"]["frames"]]
+    print(f"coroutine call sites: {sites}")
+    check(set(sites) == {"leak_on_thread_stack", "leak_in_coroutine"},
+          f"coroutine: one leak group per leaking function: {list(sites)}")
+    check("main" in sites.get("leak_on_thread_stack", []),
+          f"coroutine: the thread's stack reaches main: {sites.get('leak_on_thread_stack')}")
+    check("coroutine_body" in sites.get("leak_in_coroutine", []),
+          f"coroutine: the coroutine's stack is walked in its own mapping: "
+          f"{sites.get('leak_in_coroutine')}")
+
+
 GO_PROGRAM = r'''
 package main
 
@@ -264,6 +361,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         try:
             c_without_frame_pointers(tmp)
+            c_coroutine_stack(tmp)
             go_net_http(tmp)
             if shutil.which("node"):
                 node_client(tmp)
