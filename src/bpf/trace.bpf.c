@@ -462,13 +462,13 @@ static __always_inline void report_listen(struct sock *sk, __u32 tgid) {
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
-    if (sk->sk_protocol != IPPROTO_TCP)
-        return 0;
     __u64 key = (__u64)sk;
     struct tracked_sock *t = bpf_map_lookup_elem(&tracked, &key);
     if (!t) {
         /* connect() moves the socket to SYN_SENT, listen() to LISTEN, in the calling thread. */
         if (new_state != TCP_SYN_SENT && new_state != TCP_LISTEN)
+            return 0;
+        if (sk->sk_protocol != IPPROTO_TCP)
             return 0;
         __u32 tgid = bpf_get_current_pid_tgid() >> 32;
         __u32 *target = target_flags(tgid);
