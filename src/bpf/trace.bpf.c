@@ -14,6 +14,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+_Static_assert(__builtin_offsetof(struct cc_event, local_addr) == CC_CHANGE_BYTES,
+               "a change record is the head of struct cc_event");
+
 /* A pointer read from memory made a BTF one again (kernel 6.2+), for plain loads. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
@@ -107,12 +110,18 @@ static __always_inline void fill_endpoints(struct cc_event *e, struct sock *sk) 
     }
 }
 
+/* The current thread's id, when it belongs to the process owning the socket: 0 otherwise. */
+static __always_inline __u32 owner_thread(__u32 owner) {
+    __u64 id = bpf_get_current_pid_tgid();
+    return (__u32)(id >> 32) == owner ? (__u32)id : 0;
+}
+
 /* The current task's ids and name, when it belongs to the process owning the socket. */
 static __always_inline void fill_task(struct cc_event *e, __u32 owner) {
-    __u64 id = bpf_get_current_pid_tgid();
-    if ((__u32)(id >> 32) != owner)
+    __u32 tid = owner_thread(owner);
+    if (!tid)
         return;
-    e->tid = (__u32)id;
+    e->tid = tid;
     e->flags |= CC_FLAG_TASK;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
@@ -140,26 +149,29 @@ static __always_inline void lost_record(__u64 id) {
     bpf_map_update_elem(&incomplete, &id, &yes, BPF_ANY);
 }
 
+/* A change record: the first CC_CHANGE_BYTES of a struct cc_event, each of them written. */
 static __always_inline void emit_flags(struct sock *sk, const struct tracked_sock *t, __u8 kind,
                                        __u8 old_state, __u8 new_state, __u64 aux, __u32 flags) {
-    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    struct cc_event *e = bpf_ringbuf_reserve(&events, CC_CHANGE_BYTES, 0);
     if (!e) {
         lost_record(t->id);
         return;
     }
-    __builtin_memset(e, 0, sizeof(*e));
+    __u32 tid = owner_thread(t->tgid);
     e->time_ns = bpf_ktime_get_ns();
     e->id = t->id;
     e->cookie = t->cookie;
     e->aux = aux;
     e->tgid = t->tgid;
+    e->tid = tid;
     e->kind = kind;
+    e->family = 0;
     e->old_state = old_state;
     e->new_state = new_state;
-    e->flags = flags;
+    e->local_port = sk->__sk_common.skc_num;
+    e->remote_port = 0;
+    e->flags = tid ? flags | CC_FLAG_TASK : flags;
     e->sk_err = sk->sk_err;
-    fill_endpoints(e, sk);
-    fill_task(e, t->tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
 }
 

@@ -35,25 +35,34 @@ enum cc_event_flags {
     CC_FLAG_DESTROYED = 8,  /* STATE: the kernel destroyed the socket right after (an orphan) */
 };
 
+/* A record of the ring buffer. Its first CC_CHANGE_BYTES are the whole of a record that reports
+ * a change of a connection its opened record already described (STATE, RESET, RESUMED,
+ * DESTROYED): where the connection runs and the thread's name are not repeated there. 56 bytes
+ * and the ring's 8-byte header fill one cache line, and each line the kernel writes is a cache
+ * miss once the ring has gone round: half the lines of the whole record. OPENED, LISTEN and EXIT
+ * records carry all of it. */
 struct cc_event {
     __u64 time_ns; /* CLOCK_MONOTONIC */
     __u64 id;      /* numbers the connections of one trace from 1 */
     __u64 cookie;  /* the socket cookie, 0 while the kernel has assigned none */
     __u64 aux;     /* RESUMED: ns of silence; OPENED: user stack pointer */
     __u32 tgid;
-    __u32 tid;
+    __u32 tid; /* the running thread, when it is the owner's (CC_FLAG_TASK) */
     __u8 kind;
-    __u8 family;
+    __u8 family; /* 0 in a change record */
     __u8 old_state;
     __u8 new_state;
-    __u16 local_port; /* host byte order */
+    __u16 local_port; /* host byte order; 0 at SYN_SENT, before connect() chose one */
     __u16 remote_port;
+    __u32 flags;
+    __s32 sk_err;
+    /* OPENED, LISTEN and EXIT records only. */
     __u8 local_addr[16]; /* IPv4 in the first 4 bytes */
     __u8 remote_addr[16];
     char comm[16];
-    __u32 flags;
-    __s32 sk_err;
 };
+
+#define CC_CHANGE_BYTES 56 /* offsetof(struct cc_event, local_addr) */
 
 /* CPython's own frames, innermost first, read from the interpreter's frame chain. */
 #define CC_PY_FRAMES 32

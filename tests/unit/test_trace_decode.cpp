@@ -74,8 +74,7 @@ TEST_CASE("a state change in softirq carries no thread; a failed stack is an err
     raw.old_state = 1;
     raw.new_state = 8;
     raw.tid = 99; // whoever ran the softirq: not reported without CC_FLAG_TASK
-    std::strcpy(raw.comm, "swapper/0");
-    const auto e = decode_event(bytes_of(raw));
+    const auto e = decode_event(bytes_of(raw, CC_CHANGE_BYTES));
     REQUIRE(e);
     CHECK(e->tid == 0);
     CHECK(e->thread.empty());
@@ -96,7 +95,14 @@ TEST_CASE("a state change in softirq carries no thread; a failed stack is an err
 TEST_CASE("short records, unknown kinds and out-of-range sizes are refused or clamped") {
     cc_event raw{};
     raw.kind = CC_EV_DESTROYED;
-    CHECK(!decode_event(bytes_of(raw, sizeof raw - 1)));
+    CHECK(!decode_event(bytes_of(raw, CC_CHANGE_BYTES - 1)));
+    CHECK(decode_event(bytes_of(raw, CC_CHANGE_BYTES)));
+    for (const __u8 kind : {CC_EV_LISTEN, CC_EV_EXIT}) { // these carry endpoints or a name
+        raw.kind = kind;
+        CHECK(!decode_event(bytes_of(raw, CC_CHANGE_BYTES)));
+        CHECK(!decode_event(bytes_of(raw, sizeof raw - 1)));
+        CHECK(decode_event(bytes_of(raw)));
+    }
     raw.kind = 200;
     CHECK(!decode_event(bytes_of(raw)));
     raw.kind = CC_EV_OPENED; // an opened record needs the stack part too
@@ -179,4 +185,70 @@ TEST_CASE("a state record of an orphan that the kernel destroyed at once says so
     CHECK(e->destroyed_after);
     raw.flags = 0;
     CHECK_FALSE(decode_event(bytes_of(raw))->destroyed_after);
+}
+
+TEST_CASE(
+    "a change record is completed from its connection's opened record and the thread's name") {
+    cc_event raw{};
+    raw.kind = CC_EV_STATE;
+    raw.id = 7;
+    raw.tgid = 300;
+    raw.tid = 301;
+    raw.flags = CC_FLAG_TASK;
+    raw.old_state = 2; // SYN_SENT
+    raw.new_state = 1; // ESTABLISHED
+    raw.local_port = 40001;
+    auto change = decode_event(bytes_of(raw, CC_CHANGE_BYTES));
+    REQUIRE(change);
+    CHECK(change->local.port == 40001);
+    CHECK(change->local.family == 0);
+    CHECK(change->remote.port == 0);
+    CHECK(change->thread.empty());
+
+    std::vector<std::pair<pid_t, pid_t>> asked;
+    ChangeCompleter completer([&](pid_t pid, pid_t tid) {
+        asked.emplace_back(pid, tid);
+        return std::string("closer");
+    });
+    Event opened;
+    opened.kind = EventKind::opened;
+    opened.connection = 7;
+    opened.pid = 300;
+    opened.tid = 302;
+    opened.thread = "dialer";
+    opened.local = *parse_endpoint("127.0.0.1:1");
+    opened.local.port = 0; // SYN_SENT: connect() has not chosen one yet
+    opened.remote = *parse_endpoint("127.0.0.1:443");
+    completer.complete(opened);
+    CHECK(opened.thread == "dialer");
+
+    completer.complete(*change);
+    CHECK(change->local == *parse_endpoint("127.0.0.1:40001"));
+    CHECK(change->remote == *parse_endpoint("127.0.0.1:443"));
+    CHECK(change->thread == "closer"); // thread 301 was in no whole record: asked once
+    Event again = *change;
+    again.thread.clear();
+    again.local = Endpoint{};
+    completer.complete(again);
+    CHECK(again.thread == "closer");
+    CHECK(again.local.port == 40001);
+    CHECK(asked == std::vector<std::pair<pid_t, pid_t>>{{300, 301}});
+
+    Event by_opener = again; // the opening thread is named as its opened record named it
+    by_opener.tid = 302;
+    completer.complete(by_opener);
+    CHECK(by_opener.thread == "dialer");
+
+    Event softirq = again;
+    softirq.tid = 0;
+    softirq.thread.clear();
+    softirq.kind = EventKind::destroyed;
+    completer.complete(softirq);
+    CHECK(softirq.thread.empty());
+    CHECK(softirq.remote.port == 443);
+    Event late = again; // destroyed: the connection is forgotten
+    late.local = Endpoint{};
+    late.remote = Endpoint{};
+    completer.complete(late);
+    CHECK(late.remote.port == 0);
 }

@@ -6,11 +6,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace conncheck::trace {
@@ -103,7 +106,27 @@ struct Event {
 inline constexpr std::uint64_t time_wait_ns = 60'000'000'000ULL;
 
 // Decodes one ring-buffer record (struct cc_event or cc_open_event, src/bpf/trace_event.h).
-// nullopt when it is too short for its kind or the kind is unknown.
+// nullopt when it is too short for its kind or the kind is unknown. A change record (state,
+// reset, resumed, destroyed) carries the local port but neither the addresses, the remote port
+// nor the thread's name: ChangeCompleter adds them.
 [[nodiscard]] std::optional<Event> decode_event(std::span<const std::byte> record);
+
+// Completes decoded change records, which the kernel keeps short (each byte it writes costs the
+// traced connection): the endpoints from the connection's opened record, the local port where
+// the change record has one, and the thread's name from its last whole record (opened, listen,
+// exit) or, for a thread not seen in one, from `name_thread` once. Records go through in ring
+// order; a connection is forgotten once destroyed.
+class ChangeCompleter {
+public:
+    // The name of thread `tid` of process `pid` ("" when unknown): read once per thread.
+    using ThreadNamer = std::function<std::string(pid_t pid, pid_t tid)>;
+    explicit ChangeCompleter(ThreadNamer name_thread);
+    void complete(Event& event);
+
+private:
+    ThreadNamer name_thread_;
+    std::unordered_map<std::uint64_t, std::pair<Endpoint, Endpoint>> endpoints_;
+    std::unordered_map<pid_t, std::string> threads_;
+};
 
 } // namespace conncheck::trace

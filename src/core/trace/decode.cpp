@@ -60,10 +60,12 @@ std::string comm_of(const char (&comm)[16]) {
 
 } // namespace
 
+static_assert(offsetof(cc_event, local_addr) == CC_CHANGE_BYTES);
+
 std::optional<Event> decode_event(std::span<const std::byte> record) {
     cc_event raw{};
-    if (record.size() < sizeof raw) return std::nullopt;
-    std::memcpy(&raw, record.data(), sizeof raw);
+    if (record.size() < CC_CHANGE_BYTES) return std::nullopt;
+    std::memcpy(&raw, record.data(), CC_CHANGE_BYTES);
 
     Event e;
     switch (raw.kind) {
@@ -91,19 +93,28 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
     default:
         return std::nullopt;
     }
+    // A change record ends where the endpoints and the thread's name would begin.
+    const bool whole =
+        e.kind == EventKind::opened || e.kind == EventKind::listen || e.kind == EventKind::exit;
+    if (whole) {
+        if (record.size() < sizeof raw) return std::nullopt;
+        std::memcpy(&raw, record.data(), sizeof raw);
+    }
     e.time_ns = raw.time_ns;
     e.connection = raw.id;
     e.cookie = raw.cookie;
     e.pid = static_cast<pid_t>(raw.tgid);
     if ((raw.flags & CC_FLAG_TASK) != 0) {
         e.tid = static_cast<pid_t>(raw.tid);
-        e.thread = comm_of(raw.comm);
+        if (whole) e.thread = comm_of(raw.comm);
     }
     e.old_state = to_state(raw.old_state);
     e.new_state = to_state(raw.new_state);
-    if (e.kind != EventKind::exit) {
+    if (whole && e.kind != EventKind::exit) {
         e.local = to_endpoint(raw.family, raw.local_addr, raw.local_port);
         e.remote = to_endpoint(raw.family, raw.remote_addr, raw.remote_port);
+    } else if (!whole) {
+        e.local.port = raw.local_port;
     }
     e.accepted = (raw.flags & CC_FLAG_ACCEPTED) != 0;
     e.socket_error = raw.sk_err;
@@ -170,6 +181,30 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
                 {open.py_code[i], open.py_instr[i], ((open.py_entry >> i) & 1U) != 0});
     }
     return e;
+}
+
+ChangeCompleter::ChangeCompleter(ThreadNamer name_thread) : name_thread_(std::move(name_thread)) {}
+
+void ChangeCompleter::complete(Event& e) {
+    const bool change = e.kind == EventKind::state || e.kind == EventKind::reset ||
+                        e.kind == EventKind::resumed || e.kind == EventKind::destroyed;
+    if (!change) {
+        if (e.tid != 0) threads_[e.tid] = e.thread;
+        if (e.kind == EventKind::opened) endpoints_[e.connection] = {e.local, e.remote};
+        return;
+    }
+    if (e.tid != 0) {
+        auto [it, added] = threads_.try_emplace(e.tid);
+        if (added) it->second = name_thread_(e.pid, e.tid);
+        e.thread = it->second;
+    }
+    const auto known = endpoints_.find(e.connection);
+    if (known == endpoints_.end()) return;
+    // SYN_SENT comes before connect() chooses the local port: a later change has it.
+    if (e.local.port != 0) known->second.first.port = e.local.port;
+    e.local = known->second.first;
+    e.remote = known->second.second;
+    if (e.kind == EventKind::destroyed || e.destroyed_after) endpoints_.erase(known);
 }
 
 } // namespace conncheck::trace

@@ -2,6 +2,7 @@
 
 #include "conncheck/error.hpp"
 #include "conncheck/privilege.hpp"
+#include "conncheck/proc.hpp"
 #include "conncheck/trace/python.hpp"
 
 #include <bpf/bpf.h>
@@ -62,6 +63,11 @@ struct Probe::Impl {
     bpf_link* accepts = nullptr; // on_sys_exit, attached once a target listens
     const std::function<void(const Event&)>* sink = nullptr;
     std::size_t delivered = 0;
+    ChangeCompleter completer{[procfs = proc::ProcFs()](pid_t pid, pid_t tid) {
+        std::string name = procfs.read(pid, fmt::format("task/{}/comm", tid)).value_or("");
+        if (!name.empty() && name.back() == '\n') name.pop_back();
+        return name;
+    }};
 
     ~Impl() {
         bpf_link__destroy(accepts);
@@ -72,8 +78,9 @@ struct Probe::Impl {
     static int on_record(void* ctx, void* data, std::size_t size) {
         auto* self = static_cast<Impl*>(ctx);
         const auto record = std::span(static_cast<const std::byte*>(data), size);
-        const auto event = decode_event(record);
+        auto event = decode_event(record);
         if (!event || !self->sink) return 0;
+        self->completer.complete(*event);
         (*self->sink)(*event);
         ++self->delivered;
         if (event->destroyed_after) {
