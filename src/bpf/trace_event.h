@@ -76,17 +76,19 @@ enum cc_python_status {
     CC_PY_FRAME_FAULT = 5,   /* reading a frame failed: py_frames were read before it */
 };
 
+/* What every opened record fills comes first, then the arrays, filled only as far as they go: the
+ * kernel writes the cache lines it touches, and each is a miss once the ring has gone round. */
 struct cc_open_event {
     struct cc_event base;
     __s32 stack_size;       /* bytes of stack[] filled, or a negative errno */
     __s32 stack_bytes_size; /* bytes of stack_bytes[] filled, or a negative errno */
-    __u64 stack[CC_STACK_FRAMES];
-    __u8 stack_bytes[CC_STACK_BYTES];
-    __u8 py_status; /* enum cc_python_status */
+    __u8 py_status;         /* enum cc_python_status */
     __u8 py_frames;
     __u16 py_pad;
-    __u32 py_entry;               /* bit i: frame i is where a call of the evaluation loop began */
-    __u64 py_tstate;              /* the thread's PyThreadState */
+    __u32 py_entry;  /* bit i: frame i is where a call of the evaluation loop began */
+    __u64 py_tstate; /* the thread's PyThreadState */
+    __u8 stack_bytes[CC_STACK_BYTES];
+    __u64 stack[CC_STACK_FRAMES];
     __u64 py_code[CC_PY_FRAMES];  /* each frame's code object */
     __u64 py_instr[CC_PY_FRAMES]; /* each frame's last instruction (prev_instr) */
 };
