@@ -134,7 +134,7 @@ static __always_inline void assign_cookie(struct sock *sk, struct tracked_sock *
 
 /* A zeroed record in the ring buffer, or NULL (counted as lost) when it is full. */
 static __always_inline struct cc_event *reserve_event(void) {
-    struct cc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    struct cc_event *e = bpf_ringbuf_reserve(&events, CC_RESERVE(sizeof(*e)), 0);
     if (!e) {
         __sync_fetch_and_add(&lost_events, 1);
         return 0;
@@ -152,7 +152,7 @@ static __always_inline void lost_record(__u64 id) {
 /* A change record: the first CC_CHANGE_BYTES of a struct cc_event, each of them written. */
 static __always_inline void emit_flags(struct sock *sk, const struct tracked_sock *t, __u8 kind,
                                        __u8 old_state, __u8 new_state, __u64 aux, __u32 flags) {
-    struct cc_event *e = bpf_ringbuf_reserve(&events, CC_CHANGE_BYTES, 0);
+    struct cc_event *e = bpf_ringbuf_reserve(&events, CC_RESERVE(CC_CHANGE_BYTES), 0);
     if (!e) {
         lost_record(t->id);
         return;
@@ -178,6 +178,29 @@ static __always_inline void emit_flags(struct sock *sk, const struct tracked_soc
 static __always_inline void emit(struct sock *sk, const struct tracked_sock *t, __u8 kind,
                                  __u8 old_state, __u8 new_state, __u64 aux) {
     emit_flags(sk, t, kind, old_state, new_state, aux, 0);
+}
+
+/* A tracked socket connect()ing again (after a failed connect, or connect(AF_UNSPEC)) may go to
+ * another peer: its STATE record is a whole one, endpoints and thread's name included. */
+static __always_inline void emit_reconnect(struct sock *sk, const struct tracked_sock *t,
+                                           __u8 old_state) {
+    struct cc_event *e = bpf_ringbuf_reserve(&events, CC_RESERVE(sizeof(*e)), 0);
+    if (!e) {
+        lost_record(t->id);
+        return;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->time_ns = bpf_ktime_get_ns();
+    e->id = t->id;
+    e->cookie = t->cookie;
+    e->tgid = t->tgid;
+    e->kind = CC_EV_STATE;
+    e->old_state = old_state;
+    e->new_state = TCP_SYN_SENT;
+    e->sk_err = sk->sk_err;
+    fill_endpoints(e, sk);
+    fill_task(e, t->tgid);
+    bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 /* Threads of one interpreter looked at before giving up on finding the current one. */
@@ -303,8 +326,8 @@ static long stack_span_of(struct task_struct *task, struct vm_area_struct *vma, 
 /* The mapping each thread's stack pointer was last found in. bpf_find_vma takes the mmap lock
  * and walks the mapping tree, which cost more than the rest of a connect's record; a thread's
  * stack stays in its mapping, so it is looked up again only when the stack pointer is outside
- * the one kept (a main thread's stack grown down, a coroutine's stack elsewhere). A kept span
- * whose mapping has since changed costs at most a failed read: every read is checked anyway. */
+ * the one kept (a main thread's stack grown down, a coroutine's stack elsewhere), or after a
+ * read within the kept one failed: its mapping changed (unmapped in part, or after execve). */
 struct {
     __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
@@ -312,17 +335,19 @@ struct {
     __type(value, struct stack_span);
 } stack_spans SEC(".maps");
 
-static __always_inline void find_stack_span(struct task_struct *task, __u64 sp,
-                                            struct stack_span *span) {
+/* Fills span; returns the kept one it came from, NULL when it was looked up just now. */
+static __always_inline struct stack_span *find_stack_span(struct task_struct *task, __u64 sp,
+                                                          struct stack_span *span) {
     struct stack_span *kept =
         bpf_task_storage_get(&stack_spans, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (kept && sp >= kept->start && sp < kept->end) {
         *span = *kept;
-        return;
+        return kept;
     }
     bpf_find_vma(task, sp, stack_span_of, span, 0);
     if (kept && span->end)
         *kept = *span;
+    return 0;
 }
 
 /* The user stack as the frame pointers chain it, innermost first: the pc, then each frame's
@@ -332,14 +357,18 @@ static __always_inline void find_stack_span(struct task_struct *task, __u64 sp,
  * that shadows page tables costs several microseconds. This walk reads only within the stack's
  * mapping and only upwards, so it ends without touching memory that is not there. */
 static __always_inline __s32 walk_frame_pointers(__u64 *stack, __u64 ip, __u64 fp,
-                                                 const struct stack_span *span) {
+                                                 const struct stack_span *span, bool *failed) {
     stack[0] = ip;
     __s32 frames = 1;
     for (int i = 1; i < CC_STACK_FRAMES; i++) {
         if (fp < span->start || fp + 16 > span->end || (fp & 7))
             break;
         __u64 frame[2]; /* the caller's frame pointer, the return address */
-        if (bpf_probe_read_user(frame, sizeof(frame), (const void *)fp) != 0 || !frame[1])
+        if (bpf_probe_read_user(frame, sizeof(frame), (const void *)fp) != 0) {
+            *failed = true;
+            break;
+        }
+        if (!frame[1])
             break;
         stack[i] = frame[1];
         frames = i + 1;
@@ -353,18 +382,18 @@ static __always_inline __s32 walk_frame_pointers(__u64 *stack, __u64 ip, __u64 f
 /* stack[] as the opened record's stack_size counts it: bytes filled, or a negative errno. Where
  * the stack's mapping is unknown (bpf_find_vma failed: its lock was busy), the kernel walks. */
 static __always_inline __s32 user_stack(void *ctx, __u64 *stack, __u64 ip, __u64 fp,
-                                        const struct stack_span *span) {
+                                        const struct stack_span *span, bool *failed) {
     if (span->end)
-        return walk_frame_pointers(stack, ip, fp, span);
+        return walk_frame_pointers(stack, ip, fp, span, failed);
     return bpf_get_stack(ctx, stack, CC_STACK_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
 }
 
 /* The user stack (frame pointers) and the bytes at the stack pointer. */
 static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, struct pt_regs *regs,
-                                       const struct stack_span *span) {
+                                       const struct stack_span *span, bool *failed) {
     __u64 sp = PT_REGS_SP(regs);
     e->base.aux = sp;
-    e->stack_size = user_stack(ctx, e->stack, PT_REGS_IP(regs), PT_REGS_FP(regs), span);
+    e->stack_size = user_stack(ctx, e->stack, PT_REGS_IP(regs), PT_REGS_FP(regs), span, failed);
     long err = bpf_probe_read_user(e->stack_bytes, sizeof(e->stack_bytes), (const void *)sp);
     e->stack_bytes_size = err == 0 ? (__s32)sizeof(e->stack_bytes) : (__s32)err;
 }
@@ -377,7 +406,7 @@ static __always_inline void fill_stack(void *ctx, struct cc_open_event *e, struc
  * stack that is not resident (paged out while cold) fails the whole read: the kilobyte nearest
  * the stack pointer, where the innermost frames are, is read again on its own. */
 static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task_struct *task,
-                                       __u64 sp, const struct stack_span *span) {
+                                       __u64 sp, const struct stack_span *span, bool *failed) {
     __u64 top = span->end ? span->end : BPF_CORE_READ(task, mm, env_end);
     __u64 strings = BPF_CORE_READ(task, mm, arg_start);
     if (strings > sp && strings < top)
@@ -388,6 +417,8 @@ static __always_inline void copy_stack(struct cc_open_copy_event *c, struct task
     if (size > CC_STACK_COPY_BYTES)
         size = CC_STACK_COPY_BYTES;
     long err = bpf_probe_read_user(c->copy, size, (const void *)sp);
+    if (err != 0)
+        *failed = true;
     if (err != 0 && size > 1024) {
         size = 1024;
         err = bpf_probe_read_user(c->copy, size, (const void *)sp);
@@ -418,11 +449,12 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
     struct task_struct *task = bpf_get_current_task_btf();
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
     struct stack_span span = {};
-    find_stack_span(task, PT_REGS_SP(regs), &span);
+    struct stack_span *kept = find_stack_span(task, PT_REGS_SP(regs), &span);
+    bool failed = false;
 #if defined(__TARGET_ARCH_x86)
     /* The registers unwinding needs are named per architecture: x86-64 only for now. */
     if (target & CC_TARGET_COPY_STACK) {
-        struct cc_open_copy_event *c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+        struct cc_open_copy_event *c = bpf_ringbuf_reserve(&events, CC_RESERVE(sizeof(*c)), 0);
         if (!c) {
             lost_record(t.id);
             return;
@@ -438,23 +470,27 @@ static __always_inline void open_socket(void *ctx, struct sock *sk, __u64 cookie
         c->regs.r15 = regs->r15;
         c->pad = 0;
         c->open.base.aux = c->regs.sp;
-        c->open.stack_size = user_stack(ctx, c->open.stack, c->regs.ip, c->regs.bp, &span);
+        c->open.stack_size = user_stack(ctx, c->open.stack, c->regs.ip, c->regs.bp, &span, &failed);
         c->open.stack_bytes_size = 0; /* the copy holds these bytes */
-        copy_stack(c, task, c->regs.sp, &span);
+        copy_stack(c, task, c->regs.sp, &span, &failed);
         read_python_frames(&c->open, tgid);
         bpf_ringbuf_submit(c, wakeup_flags());
+        if (kept && failed)
+            kept->end = 0;
         return;
     }
 #endif
-    struct cc_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    struct cc_open_event *e = bpf_ringbuf_reserve(&events, CC_RESERVE(sizeof(*e)), 0);
     if (!e) {
         lost_record(t.id);
         return;
     }
     fill_opened(&e->base, sk, &t, state, flags);
-    fill_stack(ctx, e, regs, &span);
+    fill_stack(ctx, e, regs, &span, &failed);
     read_python_frames(e, tgid);
     bpf_ringbuf_submit(e, wakeup_flags());
+    if (kept && failed)
+        kept->end = 0;
 }
 
 /* Wakes the reader at once: accept() is followed only from when user space attaches for it. */
@@ -501,7 +537,10 @@ int BPF_PROG(on_set_state, struct sock *sk, int old_state, int new_state) {
         bpf_map_delete_elem(&tracked, &key);
         return 0;
     }
-    emit(sk, t, CC_EV_STATE, (__u8)old_state, (__u8)new_state, 0);
+    if (new_state == TCP_SYN_SENT)
+        emit_reconnect(sk, t, (__u8)old_state);
+    else
+        emit(sk, t, CC_EV_STATE, (__u8)old_state, (__u8)new_state, 0);
     return 0;
 }
 

@@ -40,7 +40,7 @@ enum cc_event_flags {
  * DESTROYED): where the connection runs and the thread's name are not repeated there. 56 bytes
  * and the ring's 8-byte header fill one cache line, and each line the kernel writes is a cache
  * miss once the ring has gone round: half the lines of the whole record. OPENED, LISTEN and EXIT
- * records carry all of it. */
+ * records carry all of it, and so does the STATE record of a traced socket's new connect(). */
 struct cc_event {
     __u64 time_ns; /* CLOCK_MONOTONIC */
     __u64 id;      /* numbers the connections of one trace from 1 */
@@ -63,6 +63,11 @@ struct cc_event {
 };
 
 #define CC_CHANGE_BYTES 56 /* offsetof(struct cc_event, local_addr) */
+
+/* Bytes to reserve for a record of `bytes`: the ring adds an 8-byte header to each, and a
+ * multiple of 64 with it keeps every record starting on a cache line (a change record, one line).
+ * The padding is not written. */
+#define CC_RESERVE(bytes) ((((bytes) + 8 + 63) / 64) * 64 - 8)
 
 /* CPython's own frames, innermost first, read from the interpreter's frame chain. */
 #define CC_PY_FRAMES 32

@@ -62,6 +62,19 @@ def frame_pointer_target():
     opened = [e for e in events if e["type"] == "opened"]
     check(len(opened) == 10, f"10 connections opened, saw {len(opened)}")
     check(all(e["thread"] == "trace_target" for e in opened), "thread names")
+    # Change records carry neither endpoints nor names: trace completes them from the opened one.
+    by_id = {e["connection"]: e for e in opened}
+    changes = [e for e in events if e["type"] in ("state", "reset", "destroyed")]
+    check(changes and all(e["remote"] == by_id[e["connection"]]["remote"] for e in changes),
+          "state changes name the opened connection's peer")
+    established = [e for e in changes if e.get("to") == "established"]
+    check(established and all(e["local"].split(":")[0] == by_id[e["connection"]]["local"]
+                              .split(":")[0] and not e["local"].endswith(":0")
+                              for e in established),
+          f"ESTABLISHED has the local address and its port: {established[:1]}")
+    named = [e for e in changes if "tid" in e]
+    check(named and all(e.get("thread") == "trace_target" for e in named),
+          "state changes run by the target name its thread")
     times = [e["time"] for e in events]
     check(times == sorted(times), "events in time order")
 

@@ -77,7 +77,6 @@ TEST_CASE("a state change in softirq carries no thread; a failed stack is an err
     const auto e = decode_event(bytes_of(raw, CC_CHANGE_BYTES));
     REQUIRE(e);
     CHECK(e->tid == 0);
-    CHECK(e->thread.empty());
     CHECK(e->old_state == TcpState::established);
     CHECK(e->new_state == TcpState::close_wait);
 
@@ -220,35 +219,80 @@ TEST_CASE(
     opened.local.port = 0; // SYN_SENT: connect() has not chosen one yet
     opened.remote = *parse_endpoint("127.0.0.1:443");
     completer.complete(opened);
-    CHECK(opened.thread == "dialer");
 
+    const Event decoded = *change;
     completer.complete(*change);
     CHECK(change->local == *parse_endpoint("127.0.0.1:40001"));
     CHECK(change->remote == *parse_endpoint("127.0.0.1:443"));
     CHECK(change->thread == "closer"); // thread 301 was in no whole record: asked once
-    Event again = *change;
-    again.thread.clear();
-    again.local = Endpoint{};
+    Event again = decoded;
+    again.local.port = 0; // the kernel clears the port once the socket is unhashed
     completer.complete(again);
     CHECK(again.thread == "closer");
     CHECK(again.local.port == 40001);
     CHECK(asked == std::vector<std::pair<pid_t, pid_t>>{{300, 301}});
 
-    Event by_opener = again; // the opening thread is named as its opened record named it
+    Event by_opener = decoded; // the opening thread is named as its opened record named it
     by_opener.tid = 302;
     completer.complete(by_opener);
     CHECK(by_opener.thread == "dialer");
 
-    Event softirq = again;
+    Event softirq = decoded;
     softirq.tid = 0;
-    softirq.thread.clear();
     softirq.kind = EventKind::destroyed;
     completer.complete(softirq);
     CHECK(softirq.thread.empty());
     CHECK(softirq.remote.port == 443);
-    Event late = again; // destroyed: the connection is forgotten
-    late.local = Endpoint{};
-    late.remote = Endpoint{};
+    Event late = decoded; // destroyed: the connection is forgotten
     completer.complete(late);
+    CHECK(late.remote.family == 0);
     CHECK(late.remote.port == 0);
+
+    // Names last one drain: thread 301 is asked again.
+    completer.forget_threads();
+    Event next = decoded;
+    completer.complete(next);
+    CHECK(next.thread == "closer");
+    CHECK(asked.size() == 2);
+}
+
+TEST_CASE("a traced socket's new connect() is a whole state record, and its peer is kept") {
+    ChangeCompleter completer([](pid_t, pid_t) { return std::string(); });
+    Event opened;
+    opened.kind = EventKind::opened;
+    opened.connection = 9;
+    opened.pid = 300;
+    opened.local = *parse_endpoint("127.0.0.1:1");
+    opened.remote = *parse_endpoint("127.0.0.1:443");
+    completer.complete(opened);
+
+    cc_event raw{};
+    raw.kind = CC_EV_STATE;
+    raw.id = 9;
+    raw.tgid = 300;
+    raw.tid = 303;
+    raw.flags = CC_FLAG_TASK;
+    raw.family = AF_INET;
+    raw.old_state = 7; // CLOSE: the first connect() failed
+    raw.new_state = 2; // SYN_SENT
+    raw.remote_port = 8443;
+    const std::uint32_t loopback = htonl(INADDR_LOOPBACK);
+    std::memcpy(raw.local_addr, &loopback, 4);
+    std::memcpy(raw.remote_addr, &loopback, 4);
+    std::strcpy(raw.comm, "redialer");
+    auto again = decode_event(bytes_of(raw));
+    REQUIRE(again);
+    CHECK(again->thread == "redialer");
+    completer.complete(*again);
+    CHECK(again->remote == *parse_endpoint("127.0.0.1:8443"));
+
+    raw.family = 0; // the next change record: short, completed with the new peer
+    raw.new_state = 1;
+    raw.local_port = 40002;
+    auto established = decode_event(bytes_of(raw, CC_CHANGE_BYTES));
+    REQUIRE(established);
+    completer.complete(*established);
+    CHECK(established->remote == *parse_endpoint("127.0.0.1:8443"));
+    CHECK(established->local == *parse_endpoint("127.0.0.1:40002"));
+    CHECK(established->thread == "redialer"); // named by the whole record, /proc not asked
 }

@@ -112,16 +112,20 @@ inline constexpr std::uint64_t time_wait_ns = 60'000'000'000ULL;
 [[nodiscard]] std::optional<Event> decode_event(std::span<const std::byte> record);
 
 // Completes decoded change records, which the kernel keeps short (each byte it writes costs the
-// traced connection): the endpoints from the connection's opened record, the local port where
-// the change record has one, and the thread's name from its last whole record (opened, listen,
-// exit) or, for a thread not seen in one, from `name_thread` once. Records go through in ring
-// order; a connection is forgotten once destroyed.
+// traced connection): the endpoints from the connection's opened record (or a later whole
+// record of a new connect()), the local port where the change record has one, and the thread's
+// name from its last whole record (opened, listen, exit) or else from `name_thread`, remembered
+// until forget_threads(). Records go through in ring order; a connection is forgotten once
+// destroyed.
 class ChangeCompleter {
 public:
-    // The name of thread `tid` of process `pid` ("" when unknown): read once per thread.
+    // The name of thread `tid` of process `pid`, "" when it is gone.
     using ThreadNamer = std::function<std::string(pid_t pid, pid_t tid)>;
     explicit ChangeCompleter(ThreadNamer name_thread);
     void complete(Event& event);
+    // Names are kept for one drain of the ring buffer: threads come and go, and rename
+    // themselves, and their ids are reused.
+    void forget_threads();
 
 private:
     ThreadNamer name_thread_;

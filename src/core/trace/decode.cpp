@@ -93,13 +93,13 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
     default:
         return std::nullopt;
     }
-    // A change record ends where the endpoints and the thread's name would begin.
-    const bool whole =
+    // A change record ends where the endpoints and the thread's name would begin, but for a
+    // traced socket's new connect(), whose STATE record is whole.
+    const bool needs_whole =
         e.kind == EventKind::opened || e.kind == EventKind::listen || e.kind == EventKind::exit;
-    if (whole) {
-        if (record.size() < sizeof raw) return std::nullopt;
-        std::memcpy(&raw, record.data(), sizeof raw);
-    }
+    const bool whole = needs_whole || record.size() >= sizeof raw;
+    if (needs_whole && record.size() < sizeof raw) return std::nullopt;
+    if (whole) std::memcpy(&raw, record.data(), sizeof raw);
     e.time_ns = raw.time_ns;
     e.connection = raw.id;
     e.cookie = raw.cookie;
@@ -186,17 +186,21 @@ std::optional<Event> decode_event(std::span<const std::byte> record) {
 ChangeCompleter::ChangeCompleter(ThreadNamer name_thread) : name_thread_(std::move(name_thread)) {}
 
 void ChangeCompleter::complete(Event& e) {
-    const bool change = e.kind == EventKind::state || e.kind == EventKind::reset ||
-                        e.kind == EventKind::resumed || e.kind == EventKind::destroyed;
-    if (!change) {
+    // A whole record: the opened one, or a traced socket's new connect() (decode_event()).
+    if (e.local.family != 0 || e.kind == EventKind::exit) {
         if (e.tid != 0) threads_[e.tid] = e.thread;
-        if (e.kind == EventKind::opened) endpoints_[e.connection] = {e.local, e.remote};
+        if (e.kind != EventKind::exit && e.kind != EventKind::listen)
+            endpoints_[e.connection] = {e.local, e.remote};
         return;
     }
     if (e.tid != 0) {
-        auto [it, added] = threads_.try_emplace(e.tid);
-        if (added) it->second = name_thread_(e.pid, e.tid);
-        e.thread = it->second;
+        if (const auto it = threads_.find(e.tid); it != threads_.end()) {
+            e.thread = it->second;
+        } else {
+            e.thread = name_thread_(e.pid, e.tid);
+            // A thread gone already is asked again next time rather than kept nameless.
+            if (!e.thread.empty()) threads_.emplace(e.tid, e.thread);
+        }
     }
     const auto known = endpoints_.find(e.connection);
     if (known == endpoints_.end()) return;
@@ -205,6 +209,10 @@ void ChangeCompleter::complete(Event& e) {
     e.local = known->second.first;
     e.remote = known->second.second;
     if (e.kind == EventKind::destroyed || e.destroyed_after) endpoints_.erase(known);
+}
+
+void ChangeCompleter::forget_threads() {
+    threads_.clear();
 }
 
 } // namespace conncheck::trace

@@ -135,7 +135,9 @@ public:
         this->key(key);
         quoted_text(raw);
     }
+    // null where the address is unknown: a change of a connection whose opened record was lost.
     void endpoint(std::string_view key, const Endpoint& value) {
+        if (value.family == 0) return null(key);
         this->key(key);
         out_ += '"';
         value.append_to(out_);
@@ -289,7 +291,8 @@ void EventJsonWriter::append(std::string& out, const Event& e, const CallSite& s
         w.number("pid", e.pid);
         if (e.tid != 0) {
             w.number("tid", e.tid);
-            w.text("thread", e.thread);
+            if (!e.thread.empty())
+                w.text("thread", e.thread); // a thread gone before its name was read
         }
         if (e.kind == EventKind::listen) w.endpoint("local", e.local);
         if (e.kind != EventKind::exit && e.kind != EventKind::listen) connection_fields(w, e);

@@ -192,6 +192,7 @@ std::size_t Probe::drain(const std::function<void(const Event&)>& sink) {
     impl_->delivered = 0;
     const int n = ring_buffer__consume(impl_->events);
     impl_->sink = nullptr;
+    impl_->completer.forget_threads();
     if (n < 0) throw_errno("cannot read the event ring buffer", -n);
     if (impl_->skel->bss->listens != 0) follow_accepts();
     return impl_->delivered;
