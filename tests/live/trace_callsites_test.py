@@ -87,7 +87,9 @@ def trace_run(argv, ready_prefix, done_prefix, http, cwd=None, env=None):
         peer.close()
 
 
-C_PROGRAM = r'''
+# What both C programs share: the connection to the loopback peer, inlined into the function that
+# leaks it, so that function is the first user frame, and the fds held without a tail call.
+C_DIAL = r'''
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +99,7 @@ C_PROGRAM = r'''
 static int held[4];
 static int nheld;
 
-__attribute__((noinline)) int open_and_forget(int port) {
+static inline __attribute__((always_inline)) int dial(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
@@ -106,6 +108,12 @@ __attribute__((noinline)) int open_and_forget(int port) {
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         return -1;
     return fd;
+}
+'''
+
+C_PROGRAM = C_DIAL + r'''
+__attribute__((noinline)) int open_and_forget(int port) {
+    return dial(port);
 }
 
 __attribute__((noinline)) int dial_exchange(int port) {
@@ -133,17 +141,24 @@ int main(int argc, char **argv) {
 '''
 
 
+def compile_c(tmp, name, source, frame_pointers):
+    """Builds `source` with gcc -O2 -g, with or without frame pointers: the executable's path."""
+    src = os.path.join(tmp, name + ".c")
+    exe = os.path.join(tmp, name)
+    with open(src, "w") as f:
+        f.write(source)
+    flag = "-fno-omit-frame-pointer" if frame_pointers else "-fomit-frame-pointer"
+    subprocess.run(["gcc", "-O2", "-g", flag, "-o", exe, src], check=True)
+    return exe
+
+
 def user_frame(group):
     frames = group["call_site"]["frames"]
     return frames[group["user_frame"]] if group["user_frame"] is not None else {}
 
 
 def c_without_frame_pointers(tmp):
-    src = os.path.join(tmp, "leaker.c")
-    exe = os.path.join(tmp, "leaker")
-    with open(src, "w") as f:
-        f.write(C_PROGRAM)
-    subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", exe, src], check=True)
+    exe = compile_c(tmp, "leaker", C_PROGRAM, frame_pointers=False)
     ledger = trace_run([exe], "ready", "done", http=False)
     groups = ledger["leaks"]
     check(len(groups) == 1, f"C: one leak group, saw {len(groups)}")
@@ -169,39 +184,21 @@ def c_without_frame_pointers(tmp):
 # Frame pointers this time, and two leaks: one on the main thread's stack, then one from a
 # coroutine running on a stack mapped apart (swapcontext). trace keeps each thread's stack mapping
 # from its first connection; the second must be walked in the coroutine's mapping.
-COROUTINE_PROGRAM = r'''
-#include <arpa/inet.h>
-#include <stdio.h>
-#include <stdlib.h>
+COROUTINE_PROGRAM = C_DIAL + r'''
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <ucontext.h>
-#include <unistd.h>
 
-static int held[4];
-static int nheld;
 static int port;
 static ucontext_t main_context, coroutine_context;
 
-static inline __attribute__((always_inline)) int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        return -1;
-    return fd;
-}
-
 __attribute__((noinline)) int leak_on_thread_stack(void) {
-    int fd = dial();
+    int fd = dial(port);
     held[nheld++ & 3] = fd;
     return fd;
 }
 
 __attribute__((noinline)) int leak_in_coroutine(void) {
-    int fd = dial();
+    int fd = dial(port);
     held[nheld++ & 3] = fd;
     return fd;
 }
@@ -243,11 +240,7 @@ int main(int argc, char **argv) {
 
 
 def c_coroutine_stack(tmp):
-    src = os.path.join(tmp, "coroutine.c")
-    exe = os.path.join(tmp, "coroutine")
-    with open(src, "w") as f:
-        f.write(COROUTINE_PROGRAM)
-    subprocess.run(["gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", exe, src], check=True)
+    exe = compile_c(tmp, "coroutine", COROUTINE_PROGRAM, frame_pointers=True)
     ledger = trace_run([exe], "ready", "done", http=False)
     sites = {}
     for g in ledger["leaks"]:

@@ -24,6 +24,19 @@ std::vector<std::byte> bytes_of(const T& value, std::size_t size = sizeof(T)) {
     return out;
 }
 
+// A STATE record of connection `id` of process 300, run by its thread `tid`.
+cc_event state_record(__u64 id, __u32 tid, __u8 from, __u8 to) {
+    cc_event raw{};
+    raw.kind = CC_EV_STATE;
+    raw.id = id;
+    raw.tgid = 300;
+    raw.tid = tid;
+    raw.flags = CC_FLAG_TASK;
+    raw.old_state = from;
+    raw.new_state = to;
+    return raw;
+}
+
 } // namespace
 
 TEST_CASE("an opened record: endpoints, thread, stack and the bytes at the stack pointer") {
@@ -188,14 +201,7 @@ TEST_CASE("a state record of an orphan that the kernel destroyed at once says so
 
 TEST_CASE(
     "a change record is completed from its connection's opened record and the thread's name") {
-    cc_event raw{};
-    raw.kind = CC_EV_STATE;
-    raw.id = 7;
-    raw.tgid = 300;
-    raw.tid = 301;
-    raw.flags = CC_FLAG_TASK;
-    raw.old_state = 2; // SYN_SENT
-    raw.new_state = 1; // ESTABLISHED
+    cc_event raw = state_record(7, 301, 2, 1); // SYN_SENT to ESTABLISHED
     raw.local_port = 40001;
     auto change = decode_event(bytes_of(raw, CC_CHANGE_BYTES));
     REQUIRE(change);
@@ -266,15 +272,8 @@ TEST_CASE("a traced socket's new connect() is a whole state record, and its peer
     opened.remote = *parse_endpoint("127.0.0.1:443");
     completer.complete(opened);
 
-    cc_event raw{};
-    raw.kind = CC_EV_STATE;
-    raw.id = 9;
-    raw.tgid = 300;
-    raw.tid = 303;
-    raw.flags = CC_FLAG_TASK;
+    cc_event raw = state_record(9, 303, 7, 2); // CLOSE (the first connect() failed) to SYN_SENT
     raw.family = AF_INET;
-    raw.old_state = 7; // CLOSE: the first connect() failed
-    raw.new_state = 2; // SYN_SENT
     raw.remote_port = 8443;
     const std::uint32_t loopback = htonl(INADDR_LOOPBACK);
     std::memcpy(raw.local_addr, &loopback, 4);
